@@ -1,0 +1,37 @@
+"""Where steps run: a local Ray instance by default, or a cluster at ``ray_address``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Start (or connect to) Ray once per process.
+
+    Parameters
+    ----------
+    address : str, optional
+        ``None`` starts a local instance; ``"auto"`` or ``"ray://host:10001"`` joins a
+        cluster (the same as ``ray_address`` in a loop file or ``RAY_ADDRESS``).
+    """
+    import ray
+    from ray.data import DataContext
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    log.info("starting Ray (%s)", address or "local")
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        ignore_reinit_error=True,
+    )
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
