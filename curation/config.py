@@ -94,6 +94,7 @@ class LoopConfig(_Strict):
     connector: Path
     version: VersionConfig = Field(default_factory=VersionConfig)
     ray_address: str | None = None
+    engine: Literal["ray", "local"] = "ray"
     seed: int = 0
     root: Path = Path(".")
 

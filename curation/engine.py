@@ -32,6 +32,8 @@ def ensure_ray(address: str | None = None) -> None:
         configure_logging=False,
         ignore_reinit_error=True,
     )
+    for name in ("ray", "ray.data", "ray._private"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

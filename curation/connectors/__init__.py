@@ -15,7 +15,11 @@ from curation.registry import Registry
 
 ANNOTATORS: Registry[Annotator] = Registry("connector")
 
-from curation.connectors import files, oracle  # noqa: E402,F401  (registers them)
+from curation.connectors.files import Files  # noqa: E402
+from curation.connectors.oracle import Oracle  # noqa: E402
+
+for _cls in (Files, Oracle):
+    ANNOTATORS.register(_cls)  # type: ignore[arg-type]
 
 __all__ = [
     "ANNOTATORS",

@@ -1,0 +1,352 @@
+"""One round of the loop: orchestration only. The steps live in their own modules.
+
+validate -> embed -> find issues -> select -> annotate (push, pull) -> version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+
+from curation.config import LoopConfig, load_connector
+from curation.connectors import ANNOTATORS, Project, VersionStore, task_id
+from curation.connectors.base import TASK_COLUMNS
+from curation.connectors.dvc import DvcStore
+from curation.data import read_table, require_columns, write_parquet
+from curation.embed import embed
+from curation.issues import DETECTORS, ISSUE_COLUMNS, IssueInputs
+from curation.model import accuracy, cross_val_probs, fit_predict_proba
+from curation.strategies import STRATEGIES, Pool
+from curation.validate import ValidationResult, load_schema, validate
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """Progress of a round, for a terminal or a log. Library code never prints."""
+
+    def start(self, step: str, total: int | None = None) -> None:
+        """A step begins (``total`` units of work, if known)."""
+
+    def advance(self, done: int, total: int | None = None) -> None:
+        """``done`` units of the current step are finished."""
+
+    def finish(self, summary: str) -> None:
+        """The current step ended; ``summary`` says what it did."""
+
+
+class LogReporter:
+    """A :class:`Reporter` that writes to the ``curation`` log."""
+
+    def start(self, step: str, total: int | None = None) -> None:
+        log.info("%s ...", step)
+
+    def advance(self, done: int, total: int | None = None) -> None:
+        log.debug("%s/%s", done, total)
+
+    def finish(self, summary: str) -> None:
+        log.info("%s", summary)
+
+
+@dataclass
+class RoundResult:
+    """What a round did: its number, its version ref, its metrics and its tables."""
+
+    round: int
+    ref: str
+    metrics: dict[str, Any]
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+
+class LocalStore:
+    """A version store that only writes files (``version.backend: none``)."""
+
+    name = "none"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.round_ = 0
+
+    def begin(self, round: int) -> None:
+        self.round_ = round
+
+    def write(self, path: str, table: pl.DataFrame) -> None:
+        write_parquet(table, self.root / path)
+
+    def commit(self, message: str, metadata: dict[str, str]) -> str:
+        return f"round-{self.round_}"
+
+    def read(self, ref: str, path: str) -> pl.DataFrame:
+        return pl.read_parquet(self.root / path)
+
+
+def rel(cfg: LoopConfig, p: Path) -> str:
+    """``p`` relative to the project root, as the version store wants it."""
+    full = cfg.path(p).resolve()
+    try:
+        return str(full.relative_to(cfg.root.resolve()))
+    except ValueError:
+        return str(full)
+
+
+def labels_path(cfg: LoopConfig) -> str:
+    """Where the loop keeps the labels its annotators gave (one row per id)."""
+    return f"labels/{cfg.name}.parquet"
+
+
+def round_dir(cfg: LoopConfig, n: int) -> str:
+    """The folder of round ``n``'s outputs, relative to the project root."""
+    return f"rounds/{cfg.name}/round-{n}"
+
+
+def make_store(cfg: LoopConfig) -> VersionStore:
+    """The version store the loop's ``version`` section names."""
+    if cfg.version.backend == "none":
+        return LocalStore(cfg.root)
+    if cfg.version.backend == "lakefs":
+        from curation.connectors import lakefs  # type: ignore[attr-defined]
+
+        return lakefs.LakeFSStore.from_loop(cfg)  # type: ignore[no-any-return]
+    tracked = [rel(cfg, cfg.dataset), "labels", "rounds", "annotations"]
+    if cfg.eval_dataset is not None:
+        tracked.insert(1, rel(cfg, cfg.eval_dataset))
+    return DvcStore(cfg.root, tracked, cfg.version.remote)
+
+
+def last_round(cfg: LoopConfig) -> tuple[int, dict[str, Any]]:
+    """The number and manifest of the last finished round (0 and {} before the first)."""
+    base = cfg.root / "rounds" / cfg.name
+    done = sorted((int(p.parent.name.split("-")[1]), p) for p in base.glob("round-*/manifest.json"))
+    if not done:
+        return 0, {}
+    n, path = done[-1]
+    return n, json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_data(cfg: LoopConfig) -> pl.DataFrame:
+    """The dataset with the loop's own labels laid over its label column."""
+    c = cfg.columns
+    df = read_table(cfg.path(cfg.dataset))
+    require_columns(df, {"id": c.id, "text": c.text, "label": c.label}, str(cfg.dataset))
+    lp = cfg.root / labels_path(cfg)
+    if not lp.exists():
+        return df
+    given = pl.read_parquet(lp).select(pl.col("id").alias("_id"), pl.col("label").alias("_given"))
+    df = df.with_columns(pl.col(c.id).cast(pl.String).alias("_id"))
+    df = df.join(given, on="_id", how="left", maintain_order="left")
+    label_dtype = df.schema[c.label]
+    return df.with_columns(
+        pl.coalesce(pl.col("_given").cast(label_dtype), pl.col(c.label)).alias(c.label)
+    ).drop("_id", "_given")
+
+
+def label_choices(cfg: LoopConfig, schema: Any, labeled: pl.DataFrame) -> list[str]:
+    """The label set: the contract's ``isin`` values, else the labels seen so far."""
+    col = schema.columns.get(cfg.columns.label)
+    for check in getattr(col, "checks", []) or []:
+        if check.name == "isin":
+            return sorted(str(v) for v in check.statistics["allowed_values"])
+    return sorted(labeled[cfg.columns.label].cast(pl.String).unique().to_list())
+
+
+def step_validate(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter) -> ValidationResult:
+    """Validate against the loop's contract, applying its gate."""
+    rep.start("validate", len(df))
+    res = validate(
+        df, load_schema(cfg.path(cfg.schema_path)), text=cfg.columns.text, label=cfg.columns.label,
+        source=str(cfg.dataset), engine=cfg.engine,
+        max_invalid_fraction=cfg.validate_.max_invalid_fraction,
+    )
+    rep.finish(f"validate: {res.report['valid']} valid, {res.report['quarantined']} quarantined")
+    return res
+
+
+def step_embed(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter, what: str = "embed") -> np.ndarray:
+    """Embed the text column of ``df`` (cached)."""
+    rep.start(what, len(df))
+    vecs = embed(df[cfg.columns.text].to_list(), cfg.embed, ids=df[cfg.columns.id].to_list(),
+                 root=cfg.root, engine=cfg.engine, progress=rep.advance)
+    rep.finish(f"{what}: {len(df)} texts")
+    return vecs
+
+
+def step_issues(cfg: LoopConfig, inputs: IssueInputs | None, rep: Reporter) -> pl.DataFrame:
+    """Run every configured detector; one table, worst first within each issue."""
+    rep.start("issues", None)
+    tables = [pl.DataFrame(schema=ISSUE_COLUMNS)]
+    if inputs is not None:
+        for d in cfg.issues.detectors:
+            detector = DETECTORS.create(d.name, d.params(), field="issues.detectors")
+            tables.append(detector.find(inputs))
+    issues = pl.concat(tables)
+    rep.finish(f"issues: {len(issues)} flagged")
+    return issues
+
+
+def step_select(cfg: LoopConfig, pool: pl.DataFrame, pool_X: np.ndarray, lab_X: np.ndarray,
+                pool_probs: np.ndarray | None, rep: Reporter) -> pl.DataFrame:
+    """Choose the next batch from the unlabeled pool with the loop's strategy."""
+    rep.start("select", None)
+    strategy = STRATEGIES.create(cfg.strategy.name, cfg.strategy.params(), field="strategy")
+    ids = pool[cfg.columns.id].cast(pl.String).to_numpy()
+    sel = strategy.select(Pool(ids, pool_X, lab_X, pool_probs, cfg.seed), cfg.budget)
+    rep.finish(f"select: {len(sel)} of {len(pool)} with {cfg.strategy.name}")
+    return sel
+
+
+def make_tasks(cfg: LoopConfig, n: int, sel: pl.DataFrame, pool: pl.DataFrame,
+               pool_probs: np.ndarray | None, classes: list[str]) -> pl.DataFrame:
+    """Label tasks for the selected rows, carrying the model's suggestion and every row column."""
+    c = cfg.columns
+    rows = pool.with_columns(pl.col(c.id).cast(pl.String).alias("_sid"), pl.int_range(pl.len()).alias("_i"))
+    rows = sel.join(rows, left_on="id", right_on="_sid", how="left", maintain_order="left")
+    idx = rows["_i"].to_numpy()
+    if pool_probs is not None and len(idx):
+        best = pool_probs[idx].argmax(1)
+        pred = pl.Series([classes[b] for b in best], dtype=pl.String)
+        pscore = pl.Series(pool_probs[idx, best], dtype=pl.Float64)
+    else:
+        pred = pl.Series([None] * len(idx), dtype=pl.String)
+        pscore = pl.Series([None] * len(idx), dtype=pl.Float64)
+    base = pl.DataFrame({
+        "task_id": [task_id("label", i) for i in rows["id"]],
+        "id": rows["id"], "text": rows[c.text].cast(pl.String), "kind": ["label"] * len(rows),
+        "round": [n] * len(rows), "strategy": [cfg.strategy.name] * len(rows),
+        "reason": rows["reason"], "score": rows["score"], "rank": rows["rank"],
+        "prediction": pred, "prediction_score": pscore,
+        "given_label": pl.Series([None] * len(rows), dtype=pl.String),
+    }, schema=TASK_COLUMNS)
+    extra = [col for col in pool.columns if col not in (c.id, c.text, c.label) and col not in base.columns]
+    return pl.concat([base, rows.select(extra)], how="horizontal")
+
+
+def merge_labels(cfg: LoopConfig, annotations: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The loop's label table after this round: the newest finished annotation per id wins."""
+    lp = cfg.root / labels_path(cfg)
+    old = pl.read_parquet(lp) if lp.exists() else pl.DataFrame(
+        schema={"id": pl.String, "label": pl.String, "round": pl.Int64, "annotator": pl.String})
+    new = (annotations.filter(pl.col("status") == "done")
+           .sort("updated_at").unique(subset=["id"], keep="last", maintain_order=True)
+           .select("id", "label", pl.lit(n, dtype=pl.Int64).alias("round"), "annotator"))
+    return pl.concat([old.filter(~pl.col("id").is_in(new["id"].implode())), new])
+
+
+def codes(labels: pl.Series, classes: list[str]) -> np.ndarray:
+    """Integer codes of ``labels`` in ``classes``."""
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[str(v)] for v in labels.to_list()], dtype=np.int64)
+
+
+def eval_accuracy(cfg: LoopConfig, X: np.ndarray, y: np.ndarray, classes: list[str],
+                  rep: Reporter) -> float | None:
+    """Accuracy on the loop's held-out set of a model fitted on ``(X, y)``."""
+    if cfg.eval_dataset is None:
+        return None
+    c = cfg.columns
+    ev = read_table(cfg.path(cfg.eval_dataset))
+    require_columns(ev, {"id": c.id, "text": c.text, "label": c.label}, str(cfg.eval_dataset))
+    ev = ev.filter(pl.col(c.text).is_not_null() & (pl.col(c.text).str.strip_chars() != "")
+                   & pl.col(c.label).cast(pl.String).is_in(classes))
+    ev_X = step_embed(cfg, ev, rep, what="embed held-out")
+    return accuracy(X, y, ev_X, codes(ev[c.label], classes), len(classes), cfg.seed)
+
+
+def write_manifest(cfg: LoopConfig, n: int, manifest: dict[str, Any]) -> None:
+    """Write the round's manifest last: its presence marks the round finished."""
+    path = cfg.root / round_dir(cfg, n) / "manifest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
+    """Run one round of the loop and version it.
+
+    Parameters
+    ----------
+    cfg : LoopConfig
+        The loop (see ``loops/*.yaml``).
+    rep : Reporter, optional
+        Where progress goes (the CLI passes a Rich one).
+
+    Returns
+    -------
+    RoundResult
+        The round number, its version ref, its metrics and its tables
+        (``valid``, ``quarantine``, ``issues``, ``selection``, ``annotations``).
+    """
+    rep = rep or LogReporter()
+    c = cfg.columns
+    if cfg.engine == "ray":
+        from curation.engine import ensure_ray
+
+        ensure_ray(cfg.ray_address)
+    prev_n, prev = last_round(cfg)
+    n = prev_n + 1
+    store = make_store(cfg)
+    store.begin(n)
+    schema = load_schema(cfg.path(cfg.schema_path))
+    v = step_validate(cfg, load_data(cfg), rep)
+    X = step_embed(cfg, v.valid, rep)
+    is_lab = v.valid[c.label].is_not_null().to_numpy()
+    labeled, pool = v.valid.filter(is_lab), v.valid.filter(~is_lab)
+    lab_X, pool_X = X[is_lab], X[~is_lab]
+    classes = label_choices(cfg, schema, labeled)
+    y = codes(labeled[c.label], classes)
+    trainable = len(np.unique(y)) >= 2
+    inputs = None
+    if trainable:
+        rep.start("cross-validate", None)
+        probs = cross_val_probs(lab_X, y, len(classes), cfg.issues.folds, cfg.seed)
+        rep.finish(f"cross-validate: {cfg.issues.folds}-fold on {len(y)} labeled rows")
+        inputs = IssueInputs(labeled[c.id].cast(pl.String).to_numpy(), y, classes, lab_X, probs)
+    issues = step_issues(cfg, inputs, rep)
+    pool_probs = fit_predict_proba(lab_X, y, pool_X, len(classes), cfg.seed) if trainable and len(pool) else None
+    sel = step_select(cfg, pool, pool_X, lab_X, pool_probs, rep)
+    tasks = make_tasks(cfg, n, sel, pool, pool_probs, classes)
+
+    rep.start("annotate", len(tasks))
+    profile = load_connector(cfg.path(cfg.connector))
+    annotator = ANNOTATORS.create(profile.name, profile.params(), field="connector")
+    project = Project(cfg.name, classes, cfg.root / "annotations" / cfg.name)
+    pushed = annotator.push(project, tasks)
+    pulled = annotator.pull(project, since=prev.get("cursor"))
+    labels = merge_labels(cfg, pulled.annotations, n)
+    rep.finish(f"annotate: {pushed} tasks pushed, {len(pulled.annotations)} annotations pulled")
+
+    new = labels.filter(pl.col("round") == n)
+    pool_ids = pool[c.id].cast(pl.String)
+    got = pool_ids.is_in(new["id"].implode()).to_numpy()
+    new_y = codes(pool_ids.filter(got).to_frame("id").join(new, on="id", how="left",
+                                                             maintain_order="left")["label"], classes)
+    train_X, train_y = np.concatenate([lab_X, pool_X[got]]), np.concatenate([y, new_y])
+    acc = eval_accuracy(cfg, train_X, train_y, classes, rep)
+
+    metrics: dict[str, Any] = {
+        "round": n, "rows": v.report["rows"], "valid": v.report["valid"],
+        "quarantined": v.report["quarantined"], "label_issues": len(issues),
+        "selected": len(sel), "annotations": len(pulled.annotations),
+        "labels": int(len(train_y)), "accuracy": acc,
+    }
+    rd = round_dir(cfg, n)
+    tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel,
+              "annotations": pulled.annotations}
+    rep.start("version", None)
+    for name, table in tables.items():
+        store.write(f"{rd}/{name}.parquet", table)
+    store.write(labels_path(cfg), labels)
+    write_manifest(cfg, n, {
+        "loop": cfg.name, "round": n, "params": cfg.model_dump(mode="json", by_alias=True),
+        "validation": v.report, "metrics": metrics, "cursor": pulled.cursor,
+        "tasks_pushed": pushed,
+    })
+    ref = store.commit(f"curation: {cfg.name} round {n}", {k: str(x) for k, x in metrics.items()})
+    rep.finish(f"version: {ref}")
+    return RoundResult(n, ref, metrics, {"valid": v.valid, **tables})
