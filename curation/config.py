@@ -161,8 +161,19 @@ def load_loop(path: str | Path) -> LoopConfig:
     except ValidationError as e:
         raise _one_line(e, str(path)) from e
     _check_paths(cfg, str(path))
+    _check_columns(cfg, str(path))
     _check_plugins(cfg, str(path))
     return cfg
+
+
+def _check_columns(cfg: LoopConfig, source: str) -> None:
+    from curation.data import column_names, require_columns
+
+    wanted = cfg.columns.model_dump()
+    for field in ("dataset", "eval_dataset"):
+        p = getattr(cfg, field)
+        if p is not None:
+            require_columns(column_names(cfg.path(p)), wanted, str(p), config=source)
 
 
 def _check_paths(cfg: LoopConfig, source: str) -> None:

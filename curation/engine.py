@@ -24,6 +24,8 @@ def ensure_ray(address: str | None = None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray enables token auth on a local instance by default and says so on every start.
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     log.info("starting Ray (%s)", address or "local")
     ray.init(
         address=address,

@@ -113,10 +113,9 @@ def make_store(cfg: LoopConfig) -> VersionStore:
         from curation.connectors import lakefs  # type: ignore[attr-defined]
 
         return lakefs.LakeFSStore.from_loop(cfg)  # type: ignore[no-any-return]
-    tracked = [rel(cfg, cfg.dataset), "labels", "rounds", "annotations"]
-    if cfg.eval_dataset is not None:
-        tracked.insert(1, rel(cfg, cfg.eval_dataset))
-    return DvcStore(cfg.root, tracked, cfg.version.remote)
+    inputs = [p for p in (cfg.dataset, cfg.eval_dataset) if p is not None]
+    inside = [r for r in map(lambda p: rel(cfg, p), inputs) if not Path(r).is_absolute()]
+    return DvcStore(cfg.root, [*inside, "labels", "rounds", "annotations"], cfg.version.remote)
 
 
 def last_round(cfg: LoopConfig) -> tuple[int, dict[str, Any]]:

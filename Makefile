@@ -1,0 +1,35 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LS_VENV := .venv-ls
+EXTRAS := test
+
+.PHONY: demo test install install-ls clean
+
+# torch first, from the CPU build pinned in pyproject.toml, so that nothing pulls a CUDA build.
+$(BIN)/curation: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(BIN)/curation
+
+# Label Studio (the server) in its own environment: its pins clash with ours.
+$(LS_VENV)/bin/label-studio:
+	$(PY) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/pip install --quiet label-studio==1.23.2
+
+install-ls: $(LS_VENV)/bin/label-studio
+
+demo: install
+	$(BIN)/curation demo
+
+test: install install-ls
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) $(LS_VENV) demo .curation .pytest_cache

@@ -1,0 +1,120 @@
+"""The CLI as a user meets it: the demo, and one-line errors with exit code 2 for bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from curation.demo import issue_quality
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "curation", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def project(tmp_path: Path, data_dir: Path) -> Path:
+    assert cli("init", str(tmp_path)).returncode == 0
+    pl.read_parquet(data_dir / "banking77_test.parquet").head(50).write_parquet(tmp_path / "data" / "dataset.parquet")
+    return tmp_path
+
+
+def write_loop(project: Path, **changes: object) -> Path:
+    loop = yaml.safe_load((project / "loops" / "example.yaml").read_text())
+    for key, value in changes.items():
+        node = loop
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    path = project / "loops" / "bad.yaml"
+    path.write_text(yaml.safe_dump(loop))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"strategy.name": "magic"}, ["strategy.name", "unknown strategy 'magic'", "kcenter", "random"]),
+        ({"columns.text": "body"}, ["columns.text", "column 'body' not in", "valid choices: id, text, label"]),
+        ({"dataset": "data/missing.parquet"}, ["dataset", "path not found", "missing.parquet"]),
+        ({"budget": "lots"}, ["budget", "valid integer"]),
+        ({"colour": "red"}, ["colour", "unknown field"]),
+    ],
+)
+def test_bad_config_is_one_line_exit_2(project: Path, changes: dict, expected: list[str]) -> None:
+    r = cli("run", str(write_loop(project, **changes)))
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "bad.yaml" in lines[0]
+    for text in expected:
+        assert text in lines[0]
+
+
+def test_init_lays_out_a_project(tmp_path: Path) -> None:
+    r = cli("init", str(tmp_path / "p"))
+    assert r.returncode == 0
+    for rel in ("schemas/example.yaml", "loops/example.yaml", "connectors/files.yaml", "connectors/oracle.yaml"):
+        assert (tmp_path / "p" / rel).is_file()
+
+
+def test_every_command_has_help() -> None:
+    r = cli("--help")
+    assert r.returncode == 0
+    commands = [c for c in ("init", "run", "demo") if c in r.stdout]
+    assert commands == ["init", "run", "demo"]
+    for c in commands:
+        h = cli(c, "--help")
+        assert h.returncode == 0 and "Usage" in h.stdout
+
+
+@pytest.mark.slow
+def test_demo_table_and_tags_reproduce_each_round(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    r = cli("demo", "--out", str(out), "--rounds", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads((out / "summary.json").read_text())
+    assert [row["round"] for row in rows] == [1, 2]
+    planted = pl.read_parquet(out / "truth" / "planted_errors.parquet")
+    corpus = pl.read_parquet(out / "data" / "corpus.parquet")
+    assert len(planted) > 20
+    for row in rows:
+        n = row["round"]
+        quarantine = pl.read_parquet(out / f"rounds/demo/round-{n}/quarantine.parquet")
+        issues = pl.read_parquet(out / f"rounds/demo/round-{n}/issues.parquet")
+        labels = pl.read_parquet(out / "labels" / "demo.parquet").filter(pl.col("round") <= n)
+        labeled = corpus.filter(pl.col("label").is_not_null() | pl.col("id").is_in(labels["id"].implode()))
+        labeled = labeled.filter(~pl.col("id").is_in(quarantine["id"].implode()))
+        q = issue_quality(issues, planted, labeled["id"])
+        assert row["precision"] == pytest.approx(q["precision"]) and row["recall"] == pytest.approx(q["recall"])
+        assert 0 < row["found"] <= row["planted_errors"] and row["recall"] > 0.3
+        assert row["quarantined"] == len(quarantine) > 0
+        assert row["valid"] + row["quarantined"] == len(corpus)
+        assert 0.5 < row["accuracy"] <= 1.0
+    assert rows[1]["labels"] == rows[0]["labels"] + 200
+    assert "round 1" in r.stdout and "precision" in r.stdout
+
+    assert git(out, "tag").split() == ["round-1", "round-2"]
+    for n, expected in ((1, 200), (2, 400)):
+        git(out, "checkout", "-q", f"round-{n}")
+        subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q", "--force"], cwd=out, check=True)
+        assert len(pl.read_parquet(out / "labels" / "demo.parquet")) == expected
+        assert (out / f"rounds/demo/round-{n}/manifest.json").exists()
+        assert not (out / f"rounds/demo/round-{n + 1}").exists()
