@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,18 +260,46 @@ def column_names(source: str | Path) -> list[str]:
     return list(read_block(Block(url, 0, None, 0, None)).column_names)
 
 
-def require_columns(df: pl.DataFrame | list[str], columns: dict[str, str], source: str,
+def column_names(source: str | Path) -> list[str]:
+    """The column names of a source's first file, from its header only.
+
+    Parquet: the footer; CSV: the header line; JSON Lines: the keys of the first line.
+    """
+    url = list_files(source)[0]
+    fmt = FORMATS[Path(url).suffix]
+    if fmt == "parquet":
+        return list(parquet_schema(url).names)
+    with fsspec.open(url, "rb") as f:
+        first = f.readline().decode("utf-8", "replace")
+    if fmt == "csv":
+        return next(csv.reader([first]), [])
+    try:
+        return list(json.loads(first)) if first.strip() else []
+    except json.JSONDecodeError as e:
+        raise DataError(f"line 1 is not JSON ({e.msg}); expected one JSON object a line",
+                        path=url) from e
+
+
+def require_columns(columns: pl.DataFrame | list[str], wanted: dict[str, str], source: str,
                     config: str | None = None) -> None:
-    """Fail with a :class:`ConfigError` naming the loop field of the first missing column."""
-    names = df if isinstance(df, list) else df.columns
-    for field, col in columns.items():
+    """Fail with a :class:`ConfigError` naming the loop field of the first missing column.
+
+    Parameters
+    ----------
+    columns : polars.DataFrame or list of str
+        The table, or its column names (see :func:`column_names`).
+    wanted : dict
+        Loop field (``id``, ``text``, ``label``) -> column name.
+    source : str
+        The dataset, for the message.
+    config : str, optional
+        The loop file the fields come from.
+    """
+    names = list(columns.columns) if isinstance(columns, pl.DataFrame) else list(columns)
+    for field, col in wanted.items():
         if col not in names:
-            raise ConfigError(
-                f"column {col!r} not in {source}",
-                field=f"columns.{field}",
-                source=config,
-                choices=list(names),
-            )
+            raise ConfigError(f"column {col!r} not in {source}", field=f"columns.{field}",
+                              source=config, choices=names)
 
 
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
