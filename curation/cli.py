@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -153,6 +154,106 @@ def demo(
         out.print(f"summary: {out_dir / 'summary.json'}; rounds: `git -C {out_dir} tag`")
 
     guarded(go)
+
+
+def validation_table(report: dict[str, Any]) -> Table:
+    """The validation report as a table: rows per column and check, then the totals."""
+    table = Table(title=f"validation ({report['engine']})", caption=str(report['source']))
+    for name in ("column", "check", "rows"):
+        table.add_column(name, justify="right" if name == "rows" else "left")
+    for r in report["by_column_check"]:
+        table.add_row(str(r["column"]), str(r["check"]), str(r["rows"]))
+    table.add_section()
+    table.add_row("", "valid", str(report["valid"]))
+    table.add_row("", "quarantined", f"{report['quarantined']} ({report['invalid_fraction']:.2%})")
+    table.add_row("", "rows", str(report["rows"]))
+    return table
+
+
+@app.command("validate")
+def validate_cmd(
+    source: Annotated[str, typer.Argument(help="A loop file (loops/x.yaml), or the data: a file, folder or "
+                                          "glob of Parquet/CSV/JSON Lines, local, s3:// or lakefs://.")],
+    schema: Annotated[str | None, typer.Option(help="The contract for DATA: schemas/x.yaml or "
+                                               "schemas/x.py:Model.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: "
+                                                 "validation/, or validation/NAME for a loop).")] = None,
+    engine: Annotated[str | None, typer.Option(help="auto (in process below --local-below rows), "
+                                               "ray or local.")] = None,
+    max_invalid_fraction: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="The gate "
+                                                               "(default 1.0, or the loop's).")] = None,
+    min_per_class: Annotated[int | None, typer.Option(min=1, help="Quarantine labels with fewer rows.")] = None,
+    local_below: Annotated[int | None, typer.Option(min=0, help="auto: rows below which no Ray starts.")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster (e.g. auto).")] = None,
+    text: Annotated[str, typer.Option(help="The text column (for DATA).")] = "text",
+    label: Annotated[str, typer.Option(help="The label column (for DATA).")] = "label",
+) -> None:
+    """Validate data against a Pandera contract: write valid rows, a quarantine and a report.
+
+    Writes OUT/valid/*.parquet, OUT/quarantine/*.parquet (each failing row with its column,
+    check, value and reason) and OUT/report.json. Exits 3 when the quarantined fraction is
+    above the gate.
+    """
+    from curation.config import load_loop
+    from curation.errors import ConfigError, ValidationGateError
+    from curation.validate import load_schema, validate_source
+
+    quiet_libraries()
+
+    def go() -> None:
+        args: dict[str, Any] = {"text": text, "label": label, "ray_address": ray_address}
+        data, contract, out_path = source, schema, out_dir or Path("validation")
+        if source.endswith((".yaml", ".yml")) and Path(source).is_file():
+            cfg = load_loop(source)
+            v = cfg.validate_
+            data, contract = str(cfg.path(cfg.dataset)), contract or str(cfg.path(cfg.schema_path))
+            out_path = out_dir or cfg.root / "validation" / cfg.name
+            args.update(text=cfg.columns.text, label=cfg.columns.label, labels=v.labels,
+                        ray_address=ray_address or cfg.ray_address, min_per_class=v.min_per_class,
+                        max_invalid_fraction=v.max_invalid_fraction, local_below=v.local_below,
+                        engine="local" if cfg.engine == "local" else "auto")
+        elif contract is None:
+            raise ConfigError("give --schema schemas/x.yaml (or a loop file instead of the data)",
+                              field="schema")
+        if engine is not None:
+            if engine not in ("auto", "ray", "local"):
+                raise ConfigError(f"unknown engine {engine!r}", field="engine",
+                                  choices=["auto", "ray", "local"])
+            args["engine"] = engine
+        given = {"max_invalid_fraction": max_invalid_fraction, "min_per_class": min_per_class,
+                 "local_below": local_below}
+        args.update({k: v for k, v in given.items() if v is not None})
+        with progress_bar() as p:
+            rep = RichReporter(p)
+            rep.start(f"validate {data}", None)
+            try:
+                report = validate_source(data, load_schema(contract), out_path, **args,
+                                         progress=lambda done, total: rep.advance(done, total))
+            except ValidationGateError:
+                out.print(validation_table(json.loads((out_path / "report.json").read_text())))
+                raise
+            rep.finish(f"validate: {report['valid']} valid, {report['quarantined']} quarantined")
+        out.print(validation_table(report))
+        out.print(f"valid: {out_path / 'valid'}  quarantine: {out_path / 'quarantine'}  "
+                  f"report: {out_path / 'report.json'}")
+
+    guarded(go)
+
+
+schema_app = typer.Typer(help="Dataset contracts (Pandera schemas).", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.command("infer")
+def schema_infer(
+    data: Annotated[str, typer.Argument(help="A file, folder or glob (local, s3://, lakefs://).")],
+    rows: Annotated[int | None, typer.Option(min=1, help="Read only the first ROWS rows.")] = None,
+    max_categories: Annotated[int, typer.Option(min=1, help="Most distinct values for a label set.")] = 200,
+) -> None:
+    """Print a starting contract for DATA in Pandera's YAML: `curation schema infer D > schemas/x.yaml`."""
+    from curation.schema import infer_yaml
+
+    guarded(lambda: sys.stdout.write(infer_yaml(data, rows, max_categories)))
 
 
 def main() -> None:

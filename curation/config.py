@@ -62,9 +62,17 @@ class IssuesConfig(_Strict):
 
 
 class ValidateConfig(_Strict):
-    """Validation settings."""
+    """Validation settings.
+
+    ``min_per_class`` quarantines the rows of labels with fewer rows; ``labels`` is the
+    allowed label set (besides any ``isin`` in the contract); below ``local_below`` input
+    rows validation runs in process, without starting Ray.
+    """
 
     max_invalid_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    min_per_class: int | None = Field(None, ge=1)
+    labels: list[str] | None = None
+    local_below: int = Field(500_000, ge=0)
 
 
 class VersionConfig(_Strict):

@@ -285,9 +285,9 @@ def make_report(rows: int, failures: pl.DataFrame, max_invalid_fraction: float,
 def _gate(report: dict[str, Any], source: str, quarantine: Any) -> None:
     if not report["passed"]:
         raise ValidationGateError(
-            f"{source}: {report['invalid_fraction']:.1%} of rows ({report['quarantined']} of "
+            f"{source}: {report['invalid_fraction']:.2%} of rows ({report['quarantined']} of "
             f"{report['rows']}) failed validation, above the gate max_invalid_fraction="
-            f"{report['max_invalid_fraction']:.1%}; see the quarantine for the reasons, fix the "
+            f"{report['max_invalid_fraction']:.2%}; see the quarantine for the reasons, fix the "
             f"data or raise the gate", failure_cases=quarantine)
 
 
@@ -478,10 +478,14 @@ def _second_pass(i: int, block: Block, job: _Job, rare: list[Any]) -> dict[str, 
 
 
 def _run_blocks(fn: Callable[[int, Block], dict[str, int]], blocks: list[Block],
-                engine: Literal["ray", "local"]) -> list[dict[str, int]]:
+                engine: Literal["ray", "local"], tick: Callable[[], None]) -> list[dict[str, int]]:
     """Run ``fn`` on every block: in this process, or as a Ray Data job (a task a block)."""
     if engine == "local":
-        return [fn(i, b) for i, b in enumerate(blocks)]
+        done = []
+        for i, b in enumerate(blocks):
+            done.append(fn(i, b))
+            tick()
+        return done
     import ray
 
     def task(row: dict[str, Any]) -> dict[str, Any]:
@@ -492,11 +496,13 @@ def _run_blocks(fn: Callable[[int, Block], dict[str, int]], blocks: list[Block],
 
     ds = ray.data.from_items([{"i": i} for i in range(len(blocks))],
                              override_num_blocks=max(len(blocks), 1)).map(task)
-    done = sorted(ds.take_all(), key=lambda r: r["block"])
-    for r in done:
+    results = []
+    for r in ds.iter_rows():
         if r["error"]:
             raise pickle.loads(r["error"])
-    return [{"block": r["block"], "rows": r["rows"]} for r in done]
+        results.append({"block": r["block"], "rows": r["rows"]})
+        tick()
+    return sorted(results, key=lambda r: r["block"])
 
 
 def _prepare_out(out: Path, work_dir: Path | None) -> Path:
@@ -524,6 +530,7 @@ def validate_source(
     local_below: int = LOCAL_BELOW,
     ray_address: str | None = None,
     work_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Validate files block by block; write the valid rows, the quarantine and a report.
 
@@ -545,6 +552,8 @@ def validate_source(
         A Ray cluster to join when Ray is not yet started (``None``: local Ray).
     work_dir : str or Path, optional
         Where the spilled keys go (deleted at the end); default: inside ``out``.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each block task (two passes per block).
     text, label, max_invalid_fraction, min_per_class, labels, local_below
         As in :func:`validate`.
 
@@ -582,10 +591,16 @@ def validate_source(
     work = _prepare_out(out, Path(work_dir) if work_dir else None)
     try:
         job = _Job(rules, str(out), str(work), max(1, math.ceil(rows / BUCKET_ROWS)))
-        done = _run_blocks(lambda i, b: _first_pass(i, b, job), blocks, engine_used)
+        count = iter(range(1, 2 * len(blocks) + 1))
+
+        def tick() -> None:
+            if progress is not None:
+                progress(next(count), 2 * len(blocks))
+
+        done = _run_blocks(lambda i, b: _first_pass(i, b, job), blocks, engine_used, tick)
         cross, rare = _cross_block(job)
         cross.write_parquet(work / "g.parquet")
-        _run_blocks(lambda i, b: _second_pass(i, b, job, rare), blocks, engine_used)
+        _run_blocks(lambda i, b: _second_pass(i, b, job, rare), blocks, engine_used, tick)
         failures = pl.read_parquet(work / "all")
         report = make_report(sum(d["rows"] for d in done), failures, max_invalid_fraction,
                              source=str(source), engine=engine_used, blocks=len(blocks),
