@@ -220,7 +220,7 @@ def rare_failures(df: pl.DataFrame, rules: Rules, rare: list[Any]) -> pl.DataFra
     """Rows whose label is one of the ``rare`` classes."""
     if not rare or rules.label not in df.columns:
         return _empty_failures()
-    hit = df.filter(pl.col(rules.label).is_in(pl.Series(rare, dtype=df.schema[rules.label])))
+    hit = df.filter(pl.col(rules.label).is_in(rare))
     return _as_failures(hit, rules.label, f"min_per_class({rules.min_per_class})", rules.label)
 
 
@@ -255,7 +255,9 @@ def split(df: pl.DataFrame, failures: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
         pl.format("{}: {}", pl.col("column"), pl.col("check")).unique(maintain_order=True)
         .str.join("; ").alias("reason"),
     )
-    quarantine = df.join(reasons, on=ROW, how="inner", maintain_order="left")
+    original = [c for c in df.columns if c != ROW]
+    quarantine = (df.join(reasons, on=ROW, how="inner", maintain_order="left")
+                  .select(*original, ROW, "column", "check", "value", "reason"))
     valid = df.join(reasons, on=ROW, how="anti", maintain_order="left").drop(ROW)
     return valid, quarantine
 
