@@ -1,0 +1,244 @@
+"""Validation speed and memory: the Ray Data job vs Pandera in one process vs a polars floor.
+
+A generated dataset (``id, text, label, x, y``; 2% bad rows of every kind) is written as
+Parquet files of 1M rows. Each contender reads those files, runs the same checks (column
+checks, unique ids, allowed labels, minimum rows per class, conflicting duplicate texts) and
+writes the valid rows and the quarantine as Parquet:
+
+- ``ray``: :func:`curation.validate.validate_source` with ``engine="ray"`` (streams blocks;
+  Ray's start-up and the first, cold run are timed apart);
+- ``pandera_polars``: read everything, :func:`curation.validate.validate` in process;
+- ``polars_floor``: read everything, one hand-written polars expression per check.
+
+Each contender runs in its own process (so peak memory is its own), ``--repeat`` times;
+the table shows medians. Peak RSS is the Ray job's: the driver plus every Ray process
+(sampled every 50 ms; shared object-store pages count once per process that maps them).
+
+Run: ``.venv/bin/python benchmarks/validate.py`` (1M and 10M rows; ``--rows 1000000`` for one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "validate.json"
+LABELS = [f"intent_{i:02d}" for i in range(20)]
+FILE_ROWS = 1_000_000
+MIN_PER_CLASS = 5
+
+SCHEMA_YAML = f"""
+schema_type: polars_dataframe
+api: polars
+columns:
+  id: {{dtype: Int64, nullable: false, unique: true}}
+  text: {{dtype: String, nullable: false, str_length: {{min_value: 1}}}}
+  label: {{dtype: String, nullable: false, isin: {LABELS}}}
+  x: {{dtype: Float64, nullable: false, in_range: {{min_value: 0, max_value: 1}}}}
+  y: {{dtype: Float64, nullable: true, in_range: {{min_value: 0, max_value: 1}}}}
+"""
+
+
+def make_file(start: int, n: int, seed: int) -> pl.DataFrame:
+    """``n`` rows from id ``start``; 2% bad: null/empty text, unknown label, x out of range,
+    duplicate id, same text with another label."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(start, start + n, dtype=np.int64)
+    kind = np.where(rng.random(n) < 0.02, rng.integers(0, 6, n), -1)
+    df = pl.DataFrame({"id": ids, "k": kind, "w": rng.integers(0, 1000, n),
+                       "label": np.array(LABELS)[rng.integers(0, len(LABELS), n)],
+                       "x": rng.random(n), "y": rng.random(n)})
+    text = pl.format("my card {} does not work after transfer {}", pl.col("w"), pl.col("id"))
+    k = pl.col("k")
+    return df.select(
+        pl.when(k == 3).then(pl.col("id") - 1).otherwise(pl.col("id")).alias("id"),
+        pl.when(k == 0).then(None).when(k == 1).then(pl.lit(""))
+        .when(k == 4).then(pl.format("my card {} does not work after transfer {}",
+                                     pl.col("w").shift(1), pl.col("id") - 1))
+        .otherwise(text).alias("text"),
+        pl.when(k == 2).then(pl.lit("no_such_intent"))
+        .when(k == 4).then(pl.lit("conflict")).otherwise(pl.col("label")).alias("label"),
+        pl.when(k == 5).then(pl.lit(3.0)).otherwise(pl.col("x")).alias("x"),
+        "y",
+    )
+
+
+def make_dataset(rows: int, data_dir: Path) -> Path:
+    folder = data_dir / f"validate-{rows}"
+    if (folder / "_done").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, start in enumerate(range(0, rows, FILE_ROWS)):
+        make_file(start, min(FILE_ROWS, rows - start), seed=i).write_parquet(
+            folder / f"part-{i:03d}.parquet", row_group_size=131_072)
+    (folder / "_done").touch()
+    return folder
+
+
+def floor(folder: Path, out: Path) -> int:
+    """The same checks as hand-written polars expressions over the whole table."""
+    df = pl.read_parquet(folder / "*.parquet")
+    text, label = pl.col("text"), pl.col("label")
+    counts = label.count().over("label")
+    bad = (
+        text.is_null() | (text.str.len_chars() < 1)
+        | label.is_null() | ~label.is_in(LABELS) | (counts < MIN_PER_CLASS)
+        | pl.col("x").is_null() | ~pl.col("x").is_between(0, 1)
+        | ~pl.col("y").is_between(0, 1).fill_null(True)
+        | pl.col("id").is_null() | pl.col("id").is_duplicated()
+        | (label.n_unique().over("text") > 1).fill_null(False)
+    )
+    df = df.with_columns(bad.alias("_bad"))
+    df.filter(~pl.col("_bad")).drop("_bad").write_parquet(out / "valid.parquet")
+    quarantine = df.filter(pl.col("_bad")).drop("_bad")
+    quarantine.write_parquet(out / "quarantine.parquet")
+    return len(quarantine)
+
+
+def pandera_polars(folder: Path, out: Path) -> int:
+    from curation.validate import load_schema, validate
+
+    df = pl.read_parquet(folder / "*.parquet")
+    res = validate(df, load_schema(out / "schema.yaml"), engine="local", min_per_class=MIN_PER_CLASS)
+    res.valid.write_parquet(out / "valid.parquet")
+    res.quarantine.write_parquet(out / "quarantine.parquet")
+    return len(res.quarantine)
+
+
+def ray_job(folder: Path, out: Path) -> int:
+    from curation.validate import load_schema, validate_source
+
+    report = validate_source(folder, load_schema(out / "schema.yaml"), out, engine="ray",
+                             min_per_class=MIN_PER_CLASS)
+    return int(report["quarantined"])
+
+
+def tree_rss_mb() -> float:
+    import psutil
+
+    me = psutil.Process()
+    total = 0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
+class PeakSampler(threading.Thread):
+    """Samples :func:`tree_rss_mb` every 50 ms until stopped."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = 0.0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.peak = max(self.peak, tree_rss_mb())
+
+
+def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any]:
+    """Run one contender ``repeat`` times in this process; its times and figures."""
+    folder = make_dataset(rows, data_dir)
+    fn = {"ray": ray_job, "pandera_polars": pandera_polars, "polars_floor": floor}[contender]
+    result: dict[str, Any] = {}
+    if contender == "ray":
+        from curation.engine import ensure_ray
+
+        t = time.perf_counter()
+        ensure_ray(None)
+        result["ray_start_s"] = time.perf_counter() - t
+    times, bad = [], 0
+    sampler = PeakSampler()
+    sampler.start()
+    with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
+        out = Path(tmp)
+        (out / "schema.yaml").write_text(SCHEMA_YAML)
+        for _ in range(repeat + (1 if contender == "ray" else 0)):
+            t = time.perf_counter()
+            bad = fn(folder, out)
+            times.append(time.perf_counter() - t)
+    sampler.done.set()
+    sampler.join()
+    if contender == "ray":
+        result["first_run_s"] = times.pop(0)
+    result.update(seconds=statistics.median(times), runs=times, quarantined=bad,
+                  peak_rss_mb=sampler.peak)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "curation-bench")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.one:
+        print(json.dumps(one(args.one, args.rows[0], args.data_dir, args.repeat)))
+        return
+    figures: dict[int, dict[str, Any]] = {}
+    for rows in args.rows:
+        make_dataset(rows, args.data_dir)
+        figures[rows] = {}
+        for c in ("polars_floor", "pandera_polars", "ray"):
+            cmd = [sys.executable, __file__, "--one", c, "--rows", str(rows), "--repeat",
+                   str(args.repeat), "--data-dir", str(args.data_dir)]
+            run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            figures[rows][c] = json.loads(run.stdout.strip().splitlines()[-1])
+    report(figures)
+
+
+def report(figures: dict[int, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="validation: rows/s (median), seconds, quarantined rows")
+    for col in ("rows", "contender", "rows/s", "s (median)", "first run s", "quarantined",
+                "vs floor", "peak RSS MB"):
+        table.add_column(col, justify="right")
+    for rows, by in figures.items():
+        base = by["polars_floor"]["seconds"]
+        for c, f in by.items():
+            table.add_row(f"{rows:,}", c, f"{rows / f['seconds']:,.0f}", f"{f['seconds']:.2f}",
+                          f"{f.get('first_run_s', f['seconds']):.2f}", str(f["quarantined"]),
+                          f"{f['seconds'] / base:.2f}x", f"{f['peak_rss_mb']:.0f}")
+        if "ray" in by:
+            table.caption = f"Ray start-up (apart): {by['ray']['ray_start_s']:.1f}s"
+    Console().print(table)
+    small, big = min(figures), max(figures)
+    out = {
+        "rows_per_s": {c: small / f["seconds"] for c, f in figures[small].items()},
+        "rows_per_s_10M": {c: big / f["seconds"] for c, f in figures[big].items()},
+        "peak_rss_mb": {"1M": figures[small]["ray"]["peak_rss_mb"],
+                        "10M": figures[big]["ray"]["peak_rss_mb"]},
+        "rows": {"1M": small, "10M": big},
+        "seconds": {str(r): {c: f["seconds"] for c, f in by.items()} for r, by in figures.items()},
+        "ray_start_s": figures[small]["ray"]["ray_start_s"],
+        "ray_first_run_s": {str(r): by["ray"]["first_run_s"] for r, by in figures.items()},
+        "peak_rss_mb_by_contender": {str(r): {c: f["peak_rss_mb"] for c, f in by.items()}
+                                     for r, by in figures.items()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
