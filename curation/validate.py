@@ -306,6 +306,9 @@ def _block_failures_ray(indexed: pl.DataFrame, rules: Rules, source: str,
                         block_rows: int) -> pl.DataFrame:
     import ray
 
+    from curation.engine import ensure_ray
+
+    ensure_ray(None)  # a no-op when the caller already started or joined Ray
     blocks = [indexed.slice(i, block_rows).to_arrow() for i in range(0, len(indexed), block_rows)]
 
     def run(table: Any) -> Any:
