@@ -117,3 +117,27 @@ class ConnectorError(CurationError):
 
 class VersioningError(ConnectorError):
     """A version store (DVC, lakeFS) could not begin, write, commit or read a round."""
+
+
+class GateError(CurationError):
+    """A data-quality sweep breached a gate (too many broken rows, drift, ...).
+
+    Parameters
+    ----------
+    message : str
+        Which gates, their values and thresholds.
+    breached : list of dict, optional
+        One ``{"gate", "value", "threshold", "breached"}`` per breached gate.
+    """
+
+    exit_code = 4
+
+    def __init__(self, message: str, breached: list[Any] | None = None) -> None:
+        self.breached = breached or []
+        super().__init__(message)
+
+
+class BusyError(CurationError):
+    """Another run holds the lock this one needs (an overlapping scheduled sweep)."""
+
+    exit_code = 5
