@@ -68,6 +68,16 @@ class IssuesConfig(_Strict):
     detectors: list[PluginConfig] = Field(default_factory=lambda: [PluginConfig(name="label")])
     folds: int = Field(5, ge=2)
     seed: int = 0
+    #: ``ensemble``: weigh several views (embedding, TF-IDF, kNN labels) by fit;
+    #: ``reference``: cleanlab's default recipe (one model on the embeddings).
+    recipe: Literal["ensemble", "reference"] = "ensemble"
+    #: A model of ``curation.model.MODELS``, or ``auto`` (chosen by cross-validated accuracy).
+    model: str = "auto"
+    #: The views the ensemble may use (those it cannot build, e.g. ``tfidf`` without texts, are skipped).
+    views: list[Literal["embedding", "tfidf", "knn"]] = Field(
+        default_factory=lambda: ["embedding", "tfidf", "knn"])
+    #: Neighbours per row in the shared kNN graph.
+    k: int = Field(10, ge=1)
 
 
 class ValidateConfig(_Strict):

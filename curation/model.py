@@ -1,41 +1,71 @@
-"""The classifier on embeddings: out-of-sample probabilities and held-out accuracy."""
+"""The classifier on features: out-of-sample probabilities, held-out accuracy, model choice.
+
+A model is named by a setting (``issues.model``): one of :data:`MODELS`, or ``"auto"`` to
+let cross-validated accuracy on a sample of the rows choose among them.
+"""
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from sklearn.base import ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import StratifiedKFold
+
+from curation.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+#: The models a setting can name: ``name -> factory(seed)``.
+MODELS: dict[str, Callable[[int], ClassifierMixin]] = {
+    "logreg": lambda seed: LogisticRegression(max_iter=1000, C=10.0, random_state=seed),
+    "logreg_c1": lambda seed: LogisticRegression(max_iter=1000, C=1.0, random_state=seed),
+    "sgd": lambda seed: SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=30, tol=1e-4,
+                                      random_state=seed),
+}
 
-def make_model(seed: int = 0) -> LogisticRegression:
-    """The default classifier: multinomial logistic regression."""
-    return LogisticRegression(max_iter=1000, C=10.0, random_state=seed)
+#: What ``"auto"`` chooses among.
+AUTO_CANDIDATES: tuple[str, ...] = ("logreg", "logreg_c1")
 
 
-def fit_predict_proba(X_train: np.ndarray, y_train: np.ndarray, X: np.ndarray, n_classes: int,
-                      seed: int = 0) -> np.ndarray:
+def make_model(name: str = "logreg", seed: int = 0) -> ClassifierMixin:
+    """A fresh, unfitted model named ``name`` (one of :data:`MODELS`)."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}", field="issues.model", choices=sorted(MODELS))
+    return MODELS[name](seed)
+
+
+def _rows(X: Any) -> int:
+    return int(X.shape[0])
+
+
+def fit_predict_proba(X_train: Any, y_train: np.ndarray, X: Any, n_classes: int,
+                      seed: int = 0, model: str = "logreg") -> np.ndarray:
     """Fit on ``(X_train, y_train)`` (codes ``0..n_classes-1``); probabilities for ``X``.
 
-    Classes absent from ``y_train`` get probability 0; with a single class present, every
-    row gets probability 1 for it.
+    ``X_train`` and ``X`` may be dense arrays or sparse matrices. Classes absent from
+    ``y_train`` get probability 0; with a single class present, every row gets probability 1
+    for it.
     """
-    probs = np.zeros((len(X), n_classes), dtype=np.float64)
+    probs = np.zeros((_rows(X), n_classes), dtype=np.float64)
     present = np.unique(y_train)
     if len(present) == 1:
         probs[:, present[0]] = 1.0
         return probs
-    model = make_model(seed).fit(X_train, y_train)
-    probs[:, model.classes_] = model.predict_proba(X)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        est = make_model(model, seed).fit(X_train, y_train)
+    probs[:, est.classes_] = est.predict_proba(X)
     return probs
 
 
-def cross_val_probs(X: np.ndarray, y: np.ndarray, n_classes: int, folds: int = 5,
-                    seed: int = 0) -> np.ndarray:
+def cross_val_probs(X: Any, y: np.ndarray, n_classes: int, folds: int = 5,
+                    seed: int = 0, model: str = "logreg") -> np.ndarray:
     """Out-of-sample probabilities by stratified K-fold cross-validation.
 
     Classes with fewer examples than ``folds`` are spread over the folds they can fill;
@@ -54,16 +84,46 @@ def cross_val_probs(X: np.ndarray, y: np.ndarray, n_classes: int, folds: int = 5
     probs = np.zeros((len(y), n_classes), dtype=np.float64)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
-        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(X, y)
+        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
         for train, test in splits:
-            probs[test] = fit_predict_proba(X[train], y[train], X[test], n_classes, seed)
+            probs[test] = fit_predict_proba(X[train], y[train], X[test], n_classes, seed, model)
     return probs
 
 
-def accuracy(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-             n_classes: int, seed: int = 0) -> float:
+def choose_model(X: Any, y: np.ndarray, n_classes: int, candidates: tuple[str, ...] = AUTO_CANDIDATES,
+                 folds: int = 3, seed: int = 0, max_rows: int = 3000) -> tuple[str, dict[str, float]]:
+    """The candidate with the best cross-validated accuracy on a sample of ``max_rows`` rows.
+
+    Returns
+    -------
+    tuple of (str, dict)
+        The chosen name and every candidate's accuracy.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(0, 1, (30, 2)), rng.normal(3, 1, (30, 2))]
+    >>> y = np.r_[np.zeros(30, int), np.ones(30, int)]
+    >>> choose_model(X, y, 2)[0] in AUTO_CANDIDATES
+    True
+    """
+    rows = np.arange(len(y))
+    if len(y) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(len(y), size=max_rows, replace=False))
+    Xs, ys = X[rows], y[rows]
+    scores = {}
+    for name in candidates:
+        p = cross_val_probs(Xs, ys, n_classes, folds, seed, name)
+        scores[name] = float((p.argmax(1) == ys).mean())
+    best = max(candidates, key=lambda c: scores[c])
+    log.info("model choice: %s (cross-validated accuracy %s)", best, scores)
+    return best, scores
+
+
+def accuracy(X_train: Any, y_train: np.ndarray, X_test: Any, y_test: np.ndarray,
+             n_classes: int, seed: int = 0, model: str = "logreg") -> float:
     """Accuracy on ``(X_test, y_test)`` of the model fitted on ``(X_train, y_train)``."""
-    if len(X_train) == 0 or len(X_test) == 0:
+    if _rows(X_train) == 0 or _rows(X_test) == 0:
         return float("nan")
-    probs = fit_predict_proba(X_train, y_train, X_test, n_classes, seed)
+    probs = fit_predict_proba(X_train, y_train, X_test, n_classes, seed, model)
     return float((probs.argmax(1) == y_test).mean())

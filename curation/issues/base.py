@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,7 +36,16 @@ class IssueInputs:
     embeddings : numpy.ndarray
         Unit-norm float32 vectors of the labeled rows.
     pred_probs : numpy.ndarray
-        Out-of-sample probabilities from cross-validation.
+        Out-of-sample probabilities from cross-validation (the combined evidence when the
+        recipe has several members).
+    knn : scipy.sparse.csr_matrix, optional
+        The shared kNN graph (cleanlab's ``knn_graph`` format), computed once per round.
+    members : list of Evidence
+        The evidence the probabilities were combined from (one per view and model), with
+        their weights; empty means ``pred_probs`` is the only evidence.
+
+    Rows whose label code is ``-1`` are unlabeled (the active-learning pool): label
+    detectors skip them, the kNN-graph detectors include them.
     """
 
     ids: np.ndarray
@@ -44,21 +53,53 @@ class IssueInputs:
     classes: list[str]
     embeddings: np.ndarray
     pred_probs: np.ndarray
+    knn: Any = None
+    members: list[Evidence] = field(default_factory=list)
+
+    @property
+    def labeled(self) -> np.ndarray:
+        """Indices of the labeled rows."""
+        return np.flatnonzero(self.labels >= 0)
+
+
+@dataclass
+class Evidence:
+    """Out-of-sample class probabilities from one view of the data and one model.
+
+    Attributes
+    ----------
+    name : str
+        ``view/model``, for example ``tfidf/logreg`` or ``embedding/knn``.
+    pred_probs : numpy.ndarray
+        ``(n_rows, n_classes)``; rows of unlabeled data are predictions, not out-of-sample.
+    accuracy : float
+        Cross-validated accuracy on the labeled rows.
+    weight : float
+        Its weight in the combination (set by the recipe).
+    seconds : float
+        Time it took.
+    """
+
+    name: str
+    pred_probs: np.ndarray
+    accuracy: float
+    weight: float = 1.0
+    seconds: float = 0.0
 
 
 def issue_table(inputs: IssueInputs, issue: str, idx: np.ndarray, score: np.ndarray) -> pl.DataFrame:
     """Build the fixed-shape table for rows ``idx`` with severity ``score``, worst first."""
     order = np.argsort(-score, kind="stable")
     idx, score = idx[order], score[order]
-    classes = np.asarray(inputs.classes, dtype=object)
+    classes = np.asarray(list(inputs.classes) + [None], dtype=object)  # code -1: unlabeled
     return pl.DataFrame(
         {
             "id": inputs.ids[idx].astype(str),
             "issue": [issue] * len(idx),
             "score": score.astype(np.float64),
             "rank": np.arange(1, len(idx) + 1, dtype=np.int64),
-            "given_label": classes[inputs.labels[idx]].astype(str) if len(idx) else [],
-            "suggested_label": classes[inputs.pred_probs[idx].argmax(1)].astype(str) if len(idx) else [],
+            "given_label": classes[inputs.labels[idx]].tolist() if len(idx) else [],
+            "suggested_label": classes[inputs.pred_probs[idx].argmax(1)].tolist() if len(idx) else [],
         },
         schema=ISSUE_COLUMNS,
     )

@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
 
 from curation.issues.base import Detector, IssueInputs, issue_table
 
@@ -14,10 +15,17 @@ from curation.issues.base import Detector, IssueInputs, issue_table
 class LabelIssues(Detector):
     """Flag rows whose given label disagrees with the confident-learning estimate.
 
+    Unlabeled rows (code ``-1``) are the active-learning pool, never flagged. With the
+    ensemble recipe ``inputs.pred_probs`` is the combined evidence; with the reference
+    recipe it is one cross-validated model on the embeddings (cleanlab's default recipe).
+
     Parameters
     ----------
     filter_by : str
         cleanlab's ``filter_by`` method (``"prune_by_noise_rate"`` by default).
+    rank_by : str
+        cleanlab's label-quality score that orders the flags (``"self_confidence"``,
+        ``"normalized_margin"`` or ``"confidence_weighted_entropy"``).
 
     Examples
     --------
@@ -32,15 +40,17 @@ class LabelIssues(Detector):
 
     name: ClassVar[str] = "label"
 
-    def __init__(self, filter_by: str = "prune_by_noise_rate") -> None:
+    def __init__(self, filter_by: str = "prune_by_noise_rate", rank_by: str = "self_confidence") -> None:
         self.filter_by = filter_by
+        self.rank_by = rank_by
 
     def find(self, inputs: IssueInputs) -> pl.DataFrame:
-        """Flagged rows ranked by self-confidence (score = 1 - p(given label))."""
-        present = np.unique(inputs.labels)
-        if len(present) < 2:
+        """Flagged rows, worst first (score = 1 - cleanlab's label-quality score)."""
+        rows = inputs.labeled
+        labels, probs = inputs.labels[rows], inputs.pred_probs[rows]
+        if len(np.unique(labels)) < 2:
             return issue_table(inputs, self.name, np.array([], dtype=int), np.array([]))
-        mask = find_label_issues(inputs.labels, inputs.pred_probs, filter_by=self.filter_by)
-        idx = np.flatnonzero(mask)
-        self_conf = inputs.pred_probs[idx, inputs.labels[idx]]
-        return issue_table(inputs, self.name, idx, 1.0 - self_conf)
+        mask = find_label_issues(labels, probs, filter_by=self.filter_by)
+        hit = np.flatnonzero(mask)
+        quality = get_label_quality_scores(labels, probs, method=self.rank_by)
+        return issue_table(inputs, self.name, rows[hit], 1.0 - quality[hit])

@@ -1,0 +1,138 @@
+"""Evidence for label errors: out-of-sample probabilities from several views and models.
+
+A *view* is a representation of the rows: ``embedding`` (the sentence vectors), ``tfidf``
+(word TF-IDF of the texts) or ``knn`` (the labels of each row's neighbours in the shared kNN
+graph). Each view yields out-of-sample class probabilities and a cross-validated accuracy;
+:func:`combine` weighs them by how well the mixture explains the given labels (log-loss on
+the simplex), so the tool, not a person, decides how much each view counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.sparse import csr_matrix
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from curation.issues.base import Evidence
+from curation.model import choose_model, cross_val_probs, fit_predict_proba
+
+log = logging.getLogger(__name__)
+
+#: The views the ensemble recipe may use.
+VIEWS: tuple[str, ...] = ("embedding", "tfidf", "knn")
+
+
+def tfidf_features(texts: Sequence[str], max_features: int = 100_000) -> csr_matrix:
+    """Word TF-IDF (sublinear term frequency, words in 2+ and under half of the texts).
+
+    Examples
+    --------
+    >>> tfidf_features(["a cat sat", "a dog sat", "the cat ran"]).shape
+    (3, 2)
+    """
+    min_df = 2 if len(texts) >= 20 else 1
+    vec = TfidfVectorizer(sublinear_tf=True, min_df=min_df, max_df=0.5, max_features=max_features,
+                          strip_accents="unicode", dtype=np.float32)
+    return vec.fit_transform(texts)
+
+
+def knn_probs(knn: csr_matrix, labels: np.ndarray, n_classes: int, prior: float = 1.0) -> np.ndarray:
+    """Class probabilities from the labels of each row's labeled neighbours.
+
+    Each neighbour votes with its cosine similarity; ``prior`` pseudo-votes are spread over
+    the classes by their frequency. The graph excludes each row itself, so the estimate is
+    out-of-sample.
+
+    Examples
+    --------
+    >>> from curation.issues.knn import knn_graph
+    >>> X = np.eye(2, dtype=np.float32)[[0, 0, 0, 1, 1, 1]]
+    >>> knn_probs(knn_graph(X, k=2), np.array([0, 0, 1, 1, 1, 1]), 2).argmax(1).tolist()
+    [0, 0, 0, 1, 1, 1]
+    """
+    n, k = knn.shape[0], knn.nnz // knn.shape[0]
+    nbr = knn.indices.reshape(n, k)
+    sim = np.clip(1.0 - knn.data.reshape(n, k), 0.0, None)
+    nbr_labels = labels[nbr]
+    known = nbr_labels >= 0
+    votes = np.zeros((n, n_classes), dtype=np.float64)
+    rows = np.repeat(np.arange(n), k).reshape(n, k)
+    np.add.at(votes, (rows[known], nbr_labels[known]), sim[known])
+    lab = labels[labels >= 0]
+    freq = np.bincount(lab, minlength=n_classes) / max(len(lab), 1)
+    votes += prior * freq
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+def model_evidence(view: str, X: Any, labels: np.ndarray, n_classes: int, model: str,
+                   folds: int, seed: int) -> Evidence:
+    """Cross-validated probabilities of ``model`` (or the one ``"auto"`` picks) on ``X``.
+
+    Labeled rows get out-of-sample probabilities; unlabeled rows (label ``-1``) get the
+    prediction of a model fitted on every labeled row.
+    """
+    t = time.perf_counter()
+    lab = np.flatnonzero(labels >= 0)
+    y = labels[lab]
+    if model == "auto":
+        model, _ = choose_model(X[lab], y, n_classes, seed=seed)
+    probs = np.zeros((len(labels), n_classes), dtype=np.float64)
+    probs[lab] = cross_val_probs(X[lab], y, n_classes, folds, seed, model)
+    pool = np.flatnonzero(labels < 0)
+    if len(pool):
+        probs[pool] = fit_predict_proba(X[lab], y, X[pool], n_classes, seed, model)
+    acc = float((probs[lab].argmax(1) == y).mean())
+    return Evidence(f"{view}/{model}", probs, acc, seconds=time.perf_counter() - t)
+
+
+def graph_evidence(knn: csr_matrix, labels: np.ndarray, n_classes: int) -> Evidence:
+    """:func:`knn_probs` as evidence, with its accuracy on the labeled rows."""
+    t = time.perf_counter()
+    probs = knn_probs(knn, labels, n_classes)
+    lab = labels >= 0
+    acc = float((probs[lab].argmax(1) == labels[lab]).mean())
+    return Evidence("embedding/knn", probs, acc, seconds=time.perf_counter() - t)
+
+
+def combine(members: list[Evidence], labels: np.ndarray) -> np.ndarray:
+    """Set each member's ``weight`` and return the weighted mixture of their probabilities.
+
+    The weights minimise the log-loss of the mixture on the given labels (a convex problem
+    on the simplex); with noisy labels this is the weighting that best explains the data,
+    not one chosen by hand.
+
+    Examples
+    --------
+    >>> y = np.array([0, 1, 0, 1])
+    >>> good = Evidence("a", np.array([[.9, .1], [.1, .9], [.8, .2], [.2, .8]]), 1.0)
+    >>> bad = Evidence("b", np.full((4, 2), .5), .5)
+    >>> p = combine([good, bad], y)
+    >>> good.weight > bad.weight
+    True
+    """
+    if len(members) == 1:
+        members[0].weight = 1.0
+        return members[0].pred_probs
+    lab = np.flatnonzero(labels >= 0)
+    # p(given label) under each member: (n_labeled, n_members)
+    own = np.stack([m.pred_probs[lab, labels[lab]] for m in members], axis=1)
+
+    def loss(z: np.ndarray) -> float:
+        w = np.exp(z - z.max())
+        w /= w.sum()
+        return float(-np.log(np.clip(own @ w, 1e-12, None)).mean())
+
+    res = minimize(loss, np.zeros(len(members)), method="Nelder-Mead",
+                   options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 400})
+    w = np.exp(res.x - res.x.max())
+    w /= w.sum()
+    for m, wi in zip(members, w):
+        m.weight = float(wi)
+    log.info("evidence weights: %s", {m.name: round(m.weight, 3) for m in members})
+    return np.einsum("m,mnk->nk", w, np.stack([m.pred_probs for m in members]))
