@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -163,6 +164,8 @@ def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any
         t = time.perf_counter()
         ensure_ray(None)
         result["ray_start_s"] = time.perf_counter() - t
+        time.sleep(2)
+        result["idle_rss_mb"] = tree_rss_mb()  # Ray's own processes, before any work
     times, bad = [], 0
     sampler = PeakSampler()
     sampler.start()
@@ -177,8 +180,9 @@ def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any
     sampler.join()
     if contender == "ray":
         result["first_run_s"] = times.pop(0)
+    driver_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result.update(seconds=statistics.median(times), runs=times, quarantined=bad,
-                  peak_rss_mb=sampler.peak)
+                  peak_rss_mb=sampler.peak, driver_peak_rss_mb=driver_mb)
     return result
 
 
@@ -234,6 +238,9 @@ def report(figures: dict[int, dict[str, Any]]) -> None:
         "ray_first_run_s": {str(r): by["ray"]["first_run_s"] for r, by in figures.items()},
         "peak_rss_mb_by_contender": {str(r): {c: f["peak_rss_mb"] for c, f in by.items()}
                                      for r, by in figures.items()},
+        "driver_peak_rss_mb_by_contender": {str(r): {c: f["driver_peak_rss_mb"] for c, f in by.items()}
+                                            for r, by in figures.items()},
+        "ray_idle_rss_mb": {str(r): by["ray"]["idle_rss_mb"] for r, by in figures.items()},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")

@@ -43,7 +43,7 @@ ROW = "_row"
 FAILURES = {ROW: pl.Int64, "column": pl.String, "check": pl.String, "value": pl.String}
 LOCAL_BELOW = 500_000
 """``engine="auto"`` runs in process below this many input rows (no Ray start-up)."""
-BUCKET_ROWS = 2_000_000
+BUCKET_ROWS = 500_000
 """Rows of spilled keys per hash bucket in :func:`validate_source` (bounds driver memory)."""
 
 Engine = Literal["auto", "ray", "local"]
