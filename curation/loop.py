@@ -20,8 +20,8 @@ from curation.connectors.base import TASK_COLUMNS
 from curation.connectors.dvc import DvcStore
 from curation.data import read_table, require_columns, write_parquet
 from curation.embed import embed
-from curation.issues import DETECTORS, ISSUE_COLUMNS, IssueInputs
-from curation.model import accuracy, cross_val_probs, fit_predict_proba
+from curation.issues.run import find_issues
+from curation.model import accuracy, fit_predict_proba
 from curation.strategies import STRATEGIES, Pool
 from curation.validate import ValidationResult, load_schema, validate
 
@@ -157,10 +157,12 @@ def label_choices(cfg: LoopConfig, schema: Any, labeled: pl.DataFrame) -> list[s
 def step_validate(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter) -> ValidationResult:
     """Validate against the loop's contract, applying its gate."""
     rep.start("validate", len(df))
+    v = cfg.validate_
     res = validate(
         df, load_schema(cfg.path(cfg.schema_path)), text=cfg.columns.text, label=cfg.columns.label,
-        source=str(cfg.dataset), engine=cfg.engine,
-        max_invalid_fraction=cfg.validate_.max_invalid_fraction,
+        source=str(cfg.dataset), engine="auto" if cfg.engine == "ray" else "local",
+        max_invalid_fraction=v.max_invalid_fraction, min_per_class=v.min_per_class,
+        labels=v.labels, local_below=v.local_below,
     )
     rep.finish(f"validate: {res.report['valid']} valid, {res.report['quarantined']} quarantined")
     return res
@@ -175,17 +177,18 @@ def step_embed(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter, what: str = "em
     return vecs
 
 
-def step_issues(cfg: LoopConfig, inputs: IssueInputs | None, rep: Reporter) -> pl.DataFrame:
-    """Run every configured detector; one table, worst first within each issue."""
+def step_issues(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray, classes: list[str],
+                verdicts: pl.DataFrame | None, rep: Reporter) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Every configured detector over the valid rows (unlabeled rows are neighbours, never
+    label errors); one table, worst first within each issue, and the step's report."""
     rep.start("issues", None)
-    tables = [pl.DataFrame(schema=ISSUE_COLUMNS)]
-    if inputs is not None:
-        for d in cfg.issues.detectors:
-            detector = DETECTORS.create(d.name, d.params(), field="issues.detectors")
-            tables.append(detector.find(inputs))
-    issues = pl.concat(tables)
-    rep.finish(f"issues: {len(issues)} flagged")
-    return issues
+    c = cfg.columns
+    issues, report = find_issues(
+        valid[c.text].to_list(), valid[c.id].cast(pl.String).to_list(),
+        valid[c.label].cast(pl.String).to_list(), classes, X, cfg.issues, verdicts=verdicts)
+    report.pop("pred_probs", None)
+    rep.finish(f"issues: {len(issues)} flagged ({', '.join(f'{k} {v}' for k, v in report['flagged'].items())})")
+    return issues, report
 
 
 def step_select(cfg: LoopConfig, pool: pl.DataFrame, pool_X: np.ndarray, lab_X: np.ndarray,
@@ -234,6 +237,18 @@ def merge_labels(cfg: LoopConfig, annotations: pl.DataFrame, n: int) -> pl.DataF
            .sort("updated_at").unique(subset=["id"], keep="last", maintain_order=True)
            .select("id", "label", pl.lit(n, dtype=pl.Int64).alias("round"), "annotator"))
     return pl.concat([old.filter(~pl.col("id").is_in(new["id"].implode())), new])
+
+
+def review_verdicts(cfg: LoopConfig) -> pl.DataFrame | None:
+    """Reviewers' verdicts on earlier label-issue flags (``id``, ``given_label``, ``label``)."""
+    lp = cfg.root / labels_path(cfg)
+    if not lp.exists():
+        return None
+    labels = pl.read_parquet(lp)
+    if "given_label" not in labels.columns:
+        return None
+    reviews = labels.filter(pl.col("kind") == "review")
+    return reviews.select("id", "given_label", "label") if len(reviews) else None
 
 
 def codes(labels: pl.Series, classes: list[str]) -> np.ndarray:
@@ -300,13 +315,7 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
     classes = label_choices(cfg, schema, labeled)
     y = codes(labeled[c.label], classes)
     trainable = len(np.unique(y)) >= 2
-    inputs = None
-    if trainable:
-        rep.start("cross-validate", None)
-        probs = cross_val_probs(lab_X, y, len(classes), cfg.issues.folds, cfg.seed)
-        rep.finish(f"cross-validate: {cfg.issues.folds}-fold on {len(y)} labeled rows")
-        inputs = IssueInputs(labeled[c.id].cast(pl.String).to_numpy(), y, classes, lab_X, probs)
-    issues = step_issues(cfg, inputs, rep)
+    issues, issue_report = step_issues(cfg, v.valid, X, classes, review_verdicts(cfg), rep)
     pool_probs = fit_predict_proba(lab_X, y, pool_X, len(classes), cfg.seed) if trainable and len(pool) else None
     sel = step_select(cfg, pool, pool_X, lab_X, pool_probs, rep)
     tasks = make_tasks(cfg, n, sel, pool, pool_probs, classes)
@@ -330,7 +339,8 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
 
     metrics: dict[str, Any] = {
         "round": n, "rows": v.report["rows"], "valid": v.report["valid"],
-        "quarantined": v.report["quarantined"], "label_issues": len(issues),
+        "quarantined": v.report["quarantined"],
+        "label_issues": int((issues["issue"] == "label").sum()), "issues": len(issues),
         "selected": len(sel), "annotations": len(pulled.annotations),
         "labels": int(len(train_y)), "accuracy": acc,
     }
@@ -343,7 +353,7 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
     store.write(labels_path(cfg), labels)
     write_manifest(cfg, n, {
         "loop": cfg.name, "round": n, "params": cfg.model_dump(mode="json", by_alias=True),
-        "validation": v.report, "metrics": metrics, "cursor": pulled.cursor,
+        "validation": v.report, "issues": issue_report, "metrics": metrics, "cursor": pulled.cursor,
         "tasks_pushed": pushed,
     })
     ref = store.commit(f"curation: {cfg.name} round {n}", {k: str(x) for k, x in metrics.items()})
