@@ -256,6 +256,135 @@ def schema_infer(
     guarded(lambda: sys.stdout.write(infer_yaml(data, rows, max_categories)))
 
 
+VersionLoop = Annotated[
+    Path | None, typer.Option("--loop", "-l", help="A loop file: its version store, root and columns.")]
+VersionRoot = Annotated[
+    Path, typer.Option("--root", help="The project (a git + DVC repository) when no --loop is given.")]
+VersionRemote = Annotated[
+    str | None, typer.Option("--remote", help="lakefs://REPOSITORY or lakefs://REPOSITORY/BRANCH: a lakeFS "
+                             "store (endpoint and keys from LAKEFS_*).")]
+
+
+@app.command("history")
+def history_cmd(
+    loop: VersionLoop = None, root: VersionRoot = Path("."), remote: VersionRemote = None
+) -> None:
+    """List the committed rounds with their gate, counts and metrics."""
+    from curation.history import history_rows, resolve_store
+
+    def go() -> None:
+        store, _, _ = resolve_store(loop, root, remote)
+        rows = history_rows(store.history())
+        if not rows:
+            out.print("no rounds yet")
+            return
+        out.print(metrics_table(rows, f"{len(rows)} rounds ({store.name})"))
+
+    guarded(go)
+
+
+@app.command("checkout")
+def checkout_cmd(
+    ref: Annotated[str, typer.Argument(help="The round to restore, e.g. round-2 (HEAD/main: the latest).")],
+    to: Annotated[Path | None, typer.Option(
+        "--to", help="Copy the round's files here instead of restoring the working tree.")] = None,
+    loop: VersionLoop = None, root: VersionRoot = Path("."), remote: VersionRemote = None,
+) -> None:
+    """Restore a round's data: into the working tree (DVC), or into --to DIR."""
+    from curation.history import checkout, resolve_store
+
+    def go() -> None:
+        store, _, _ = resolve_store(loop, root, remote)
+        files = checkout(store, ref, to)
+        out.print(f"{ref}: {len(files)} files restored into {to or getattr(store, 'root', '.')}")
+
+    guarded(go)
+
+
+@app.command("diff")
+def diff_cmd(
+    a: Annotated[str, typer.Argument(help="The older round, e.g. round-1.")],
+    b: Annotated[str, typer.Argument(help="The newer round, e.g. round-2.")],
+    ids: Annotated[int, typer.Option(min=0, help="How many ids to list per kind of change.")] = 5,
+    loop: VersionLoop = None, root: VersionRoot = Path("."), remote: VersionRemote = None,
+) -> None:
+    """What changed between two rounds: files, and rows added, relabeled and removed."""
+    from curation.history import diff, resolve_store
+
+    def go() -> None:
+        store, key, label = resolve_store(loop, root, remote)
+        d = diff(store, a, b, key=key, label=label)
+        if not d.files:
+            out.print(f"{a} and {b} hold the same files")
+            return
+        rows = [{"path": f.path, "status": f.status, **f.counts(), "note": f.note} for f in d.files]
+        totals = ", ".join(f"{v} {k}" for k, v in d.totals().items())
+        out.print(metrics_table(rows, f"{a} -> {b}: {totals}"))
+        for f in d.files:
+            for kind in ("added", "removed", "relabeled", "changed"):
+                got = getattr(f, kind) or []
+                if got and ids:
+                    more = f" (+{len(got) - ids} more)" if len(got) > ids else ""
+                    out.print(f"{f.path} {kind}: {', '.join(got[:ids])}{more}", highlight=False)
+
+    guarded(go)
+
+
+@app.command("embed")
+def embed_cmd(
+    data: Annotated[Path, typer.Argument(help="A Parquet, CSV or JSON Lines file (or folder) with the texts.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write id, vector rows here (Parquet).")] = None,
+    text_column: Annotated[str, typer.Option("--text", help="The text column.")] = "text",
+    id_column: Annotated[str, typer.Option("--id", help="The id column (named in errors).")] = "id",
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx_int8.")] = "torch",
+    model: Annotated[str | None, typer.Option(help="A local sentence-transformers model folder.")] = None,
+    max_seq_length: Annotated[int, typer.Option(min=1, help="Tokens per text; longer texts are cut.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 64,
+    engine: Annotated[str, typer.Option(help="ray (an actor pool) or local (this process).")] = "ray",
+    root: Annotated[Path, typer.Option(help="Project root: the cache and exported models live under it.")]
+    = Path("."),
+) -> None:
+    """Embed a text column (cached by content: only texts not seen before reach the model)."""
+    import polars as pl
+    from pydantic import ValidationError
+
+    from curation.config import EmbedConfig
+    from curation.data import read_table, write_parquet
+    from curation.embed import embed_with_report
+    from curation.engine import ensure_ray
+    from curation.errors import ConfigError
+
+    quiet_libraries()
+
+    def go() -> None:
+        try:
+            cfg = EmbedConfig(backend=backend, max_seq_length=max_seq_length, batch_size=batch_size,  # type: ignore[arg-type]
+                              **({"model": model} if model else {}))
+        except ValidationError as e:
+            raise ConfigError(e.errors()[0]["msg"], field="embed." + str(e.errors()[0]["loc"][0])) from e
+        if engine not in ("ray", "local"):
+            raise ConfigError(f"expected ray or local, found {engine!r}", field="engine", choices=["ray", "local"])
+        df = read_table(data)
+        for col in (text_column, id_column):
+            if col not in df.columns:
+                raise ConfigError(f"column {col!r} not in {data}", field="columns", choices=df.columns)
+        if engine == "ray":
+            ensure_ray()
+        with progress_bar() as p:
+            rep = RichReporter(p)
+            rep.start("embed", len(df))
+            res = embed_with_report(df[text_column].to_list(), cfg, ids=df[id_column].to_list(), root=root,
+                                    engine=engine, progress=rep.advance)  # type: ignore[arg-type]
+            rep.finish(f"embed: {res.report['embedded']} embedded, {res.report['cached']} from the cache, "
+                       f"{res.report['truncated']} truncated")
+        if out_file is not None:
+            write_parquet(pl.DataFrame({id_column: df[id_column], "vector": res.vectors}), out_file)
+            out.print(f"wrote {out_file}")
+        out.print(metrics_table([res.report], f"embed {data}"))
+
+    guarded(go)
+
+
 def main() -> None:
     """Entry point of the ``curation`` script."""
     app()

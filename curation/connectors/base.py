@@ -95,11 +95,82 @@ class Annotator(Protocol):
         ...
 
 
+#: Commit-metadata key holding the round number; every round commit carries it.
+ROUND_KEY = "curation.round"
+#: Commit-metadata key holding the validation gate's outcome, ``"passed"`` or ``"failed"``.
+#: A round whose gate failed is committed and tagged for audit but does not become the
+#: base of the next round (lakeFS: not merged into main; DVC: not on the checked-out branch).
+GATE_KEY = "curation.gate"
+#: Commit-metadata keys starting with this prefix are the round's metrics (``metrics.f1``).
+METRIC_PREFIX = "metrics."
+
+
+def round_ref(round: int) -> str:
+    """The ref (tag) of a committed round: ``round-3``."""
+    return f"round-{round}"
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """One committed round, as listed by :meth:`VersionStore.history`.
+
+    Attributes
+    ----------
+    round : int
+        The round number.
+    ref : str
+        Its tag, ``round-N``; readable with :meth:`VersionStore.read`.
+    commit : str
+        The commit the tag points at (a git SHA or a lakeFS commit id).
+    time : str
+        When it was committed, ISO 8601, UTC.
+    message : str
+        The commit message's first line.
+    metadata : dict of str to str
+        The commit metadata (see :meth:`curation.manifest.Manifest.commit_metadata`).
+    """
+
+    round: int
+    ref: str
+    commit: str
+    time: str
+    message: str
+    metadata: dict[str, str]
+
+    @property
+    def gate_passed(self) -> bool:
+        """Whether the round's validation gate passed (rounds without the key passed)."""
+        return self.metadata.get(GATE_KEY, "passed") == "passed"
+
+    @property
+    def metrics(self) -> dict[str, float | str]:
+        """The ``metrics.*`` metadata, as numbers where they parse."""
+        out: dict[str, float | str] = {}
+        for k, v in self.metadata.items():
+            if k.startswith(METRIC_PREFIX):
+                try:
+                    out[k[len(METRIC_PREFIX) :]] = float(v)
+                except ValueError:
+                    out[k[len(METRIC_PREFIX) :]] = v
+        return out
+
+
 @runtime_checkable
 class VersionStore(Protocol):
-    """Where rounds are versioned. A round is all or nothing: ``begin``, ``write``..., ``commit``."""
+    """Where rounds are versioned. A round is all or nothing: ``begin``, ``write``..., ``commit``.
+
+    A crash anywhere between ``begin`` and the end of ``commit`` leaves either the previous
+    round or the new one: the next ``begin`` finishes a round whose commit was made (tag,
+    merge, push) and discards one whose commit was not. Every round commit carries
+    ``metadata[ROUND_KEY]``; ``commit`` returns (and ``history`` lists) its tag ``round-N``.
+    """
 
     name: ClassVar[str]
+
+    @property
+    def head(self) -> str:
+        """The ref holding the last round whose gate passed: the base of the next round."""
+        ...
 
     def begin(self, round: int) -> None:
         """Start round ``round``: check the store is ready, discard a half-written round."""
@@ -115,4 +186,35 @@ class VersionStore(Protocol):
 
     def read(self, ref: str, path: str) -> pl.DataFrame:
         """The table at ``path`` as of ``ref``."""
+        ...
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Stage a file (a manifest, a report) at ``path`` for the round being written."""
+        ...
+
+    def read_bytes(self, ref: str, path: str) -> bytes:
+        """The content of the file at ``path`` as of ``ref``."""
+        ...
+
+    def abort(self) -> None:
+        """Discard the round being written (what the next ``begin`` would do after a crash)."""
+        ...
+
+    def history(self) -> list[RoundInfo]:
+        """The committed rounds, oldest first.
+
+        A round whose commit a crash interrupted before its tag is listed under its commit
+        id; the next ``begin`` tags it.
+        """
+        ...
+
+    def files(self, ref: str) -> dict[str, str]:
+        """Every versioned file as of ``ref``: path -> content hash (equal hash, equal content)."""
+        ...
+
+    def checkout(self, ref: str, dest: Path | None = None) -> list[str]:
+        """Restore the files of ``ref`` under ``dest`` (default: the store's working copy).
+
+        Returns the paths written, relative to ``dest``.
+        """
         ...
