@@ -240,7 +240,7 @@ class Encoder:
         return pa.table({"key": batch.column("key"), "vector": arr, "truncated": pa.array(cut)})
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _local_encoder(model: str, max_seq_length: int, batch_size: int, threads: int, backend: Backend,
                    onnx_path: str | None) -> Encoder:
     """One encoder per setting per process, for ``engine="local"``."""

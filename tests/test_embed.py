@@ -151,3 +151,23 @@ def test_ray_job_gives_the_local_vectors(tmp_path: Path) -> None:
     ray_X = embed(texts, cfg, root=tmp_path / "ray", engine="ray")
     local_X = embed(texts, cfg, root=tmp_path / "local", engine="local")
     np.testing.assert_allclose(ray_X, local_X, atol=1e-5)
+
+
+def test_cli_embeds_a_file_and_reports(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from curation.cli import app
+
+    data = tmp_path / "texts.parquet"
+    pl.DataFrame({"id": [10, 11, 12], "text": SHORT[:3]}).write_parquet(data)
+    args = ["embed", str(data), "--engine", "local", "--root", str(tmp_path), "--out", str(tmp_path / "v.parquet")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    vectors = pl.read_parquet(tmp_path / "v.parquet")
+    assert vectors["id"].to_list() == [10, 11, 12] and vectors["vector"].to_numpy().shape == (3, 384)
+    again = CliRunner().invoke(app, args)
+    assert "0 embedded, 3 from the cache" in again.output
+
+    pl.DataFrame({"id": [10, 11], "text": ["fine", None]}).write_parquet(data)
+    bad = CliRunner().invoke(app, args)
+    assert bad.exit_code == 1 and "row 11" in bad.output
