@@ -16,9 +16,10 @@ from curation.registry import Registry
 ANNOTATORS: Registry[Annotator] = Registry("connector")
 
 from curation.connectors.files import Files  # noqa: E402
+from curation.connectors.label_studio import LabelStudio  # noqa: E402
 from curation.connectors.oracle import Oracle  # noqa: E402
 
-for _cls in (Files, Oracle):
+for _cls in (Files, LabelStudio, Oracle):
     ANNOTATORS.register(_cls)  # type: ignore[arg-type]
 
 __all__ = [

@@ -33,7 +33,7 @@ def labeling_config(labels: list[str]) -> str:
         f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single-radio" showInline="false">\n'
         f"{choices}\n"
         "  </Choices>\n"
-        '  <Header value="Given label: $given_label" />\n'
+        '  <Header value="$review_note" size="5"/>\n'
         "</View>"
     )
 
@@ -43,10 +43,34 @@ def _choice(label: str) -> list[dict[str, Any]]:
              "value": {"choices": [label]}}]
 
 
+def review_note(row: dict[str, Any]) -> str:
+    """What a review task shows above the choices: the given and the suggested label.
+
+    Examples
+    --------
+    >>> review_note({"kind": "review", "given_label": "a", "prediction": "b", "prediction_score": 0.9})
+    'Review: the given label is "a"; the model suggests "b" (90%). Choose the correct label.'
+    >>> review_note({"kind": "label"})
+    ''
+    """
+    if row.get("kind") != "review":
+        return ""
+    note = f'Review: the given label is "{row.get("given_label") or ""}"'
+    if row.get("prediction") is not None:
+        score = row.get("prediction_score")
+        pct = f" ({float(score):.0%})" if score is not None else ""
+        note += f'; the model suggests "{row["prediction"]}"{pct}'
+    return note + ". Choose the correct label."
+
+
 def to_ls_task(row: dict[str, Any], model_version: str = "curation") -> dict[str, Any]:
-    """One row of a task table as a Label Studio import task (data plus a prediction)."""
+    """One row of a task table as a Label Studio import task (data plus a prediction).
+
+    Review tasks (``kind == "review"``) also carry ``review_note``, shown above the choices.
+    """
     data = {k: row.get(k) for k in TASK_COLUMNS}
     data["given_label"] = data.get("given_label") or ""
+    data["review_note"] = review_note(row)
     task: dict[str, Any] = {"data": data}
     if row.get("prediction") is not None:
         task["predictions"] = [{
