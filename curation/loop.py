@@ -21,6 +21,7 @@ from curation.connectors.dvc import DvcStore
 from curation.data import read_table, require_columns, write_parquet
 from curation.embed import embed
 from curation.issues.run import find_issues
+from curation.manifest import Manifest, build_manifest, read_manifest, write_manifest
 from curation.model import accuracy, fit_predict_proba
 from curation.strategies import STRATEGIES, Pool
 from curation.validate import ValidationResult, load_schema, validate
@@ -78,6 +79,13 @@ class LocalStore:
 
     def write(self, path: str, table: pl.DataFrame) -> None:
         write_parquet(table, self.root / path)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        dest = self.root / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
 
     def commit(self, message: str, metadata: dict[str, str]) -> str:
         return f"round-{self.round_}"
@@ -271,17 +279,20 @@ def eval_accuracy(cfg: LoopConfig, X: np.ndarray, y: np.ndarray, classes: list[s
     return accuracy(X, y, ev_X, codes(ev[c.label], classes), len(classes), cfg.seed)
 
 
-def write_manifest(cfg: LoopConfig, n: int, manifest: dict[str, Any]) -> None:
-    """Write the round's manifest last: its presence marks the round finished."""
-    path = cfg.root / round_dir(cfg, n) / "manifest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(path)
+def previous_round(cfg: LoopConfig, store: VersionStore) -> tuple[int, dict[str, Any]]:
+    """The last committed round of this loop and the state it left for the next one."""
+    if isinstance(store, LocalStore):
+        n, manifest = last_round(cfg)
+        return n, manifest.get("state", {})
+    rounds = [r for r in store.history() if r.metadata.get("curation.loop", cfg.name) == cfg.name]
+    if not rounds:
+        return 0, {}
+    last = max(rounds, key=lambda r: r.round)
+    return last.round, read_manifest(store, last.ref).state
 
 
 def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
-    """Run one round of the loop and version it.
+    """Run one round of the loop and version it, all or nothing.
 
     Parameters
     ----------
@@ -295,17 +306,60 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
     RoundResult
         The round number, its version ref, its metrics and its tables
         (``valid``, ``quarantine``, ``issues``, ``selection``, ``annotations``).
+
+    Notes
+    -----
+    A round that fails (or is killed) before its commit leaves the previous round in
+    place; the next ``run_round`` discards the half-written one and starts it again.
     """
     rep = rep or LogReporter()
-    c = cfg.columns
     if cfg.engine == "ray":
         from curation.engine import ensure_ray
 
         ensure_ray(cfg.ray_address)
-    prev_n, prev = last_round(cfg)
-    n = prev_n + 1
     store = make_store(cfg)
-    store.begin(n)
+    prev_n, state = previous_round(cfg, store)
+    store.begin(prev_n + 1)
+    try:
+        return _round(cfg, store, prev_n + 1, state, rep)
+    except BaseException:
+        abort = getattr(store, "abort", None)
+        if abort is not None:
+            abort()
+        raise
+
+
+def step_annotate(cfg: LoopConfig, n: int, tasks: pl.DataFrame, classes: list[str],
+                  cursor: str | None, rep: Reporter) -> tuple[int, Any, pl.DataFrame]:
+    """Push the tasks, pull what changed since ``cursor``; the label table after the round."""
+    rep.start("annotate", len(tasks))
+    profile = load_connector(cfg.path(cfg.connector))
+    annotator = ANNOTATORS.create(profile.name, profile.params(), field="connector")
+    project = Project(cfg.name, classes, cfg.root / "annotations" / cfg.name)
+    pushed = annotator.push(project, tasks)
+    pulled = annotator.pull(project, since=cursor)
+    labels = merge_labels(cfg, pulled.annotations, n)
+    rep.finish(f"annotate: {pushed} tasks pushed, {len(pulled.annotations)} annotations pulled")
+    return pushed, pulled, labels
+
+
+def step_version(cfg: LoopConfig, store: VersionStore, n: int, tables: dict[str, pl.DataFrame],
+                 labels: pl.DataFrame, manifest: Manifest, rep: Reporter) -> str:
+    """Write the round's tables and manifest through the store and commit them as one."""
+    rep.start("version", None)
+    rd = round_dir(cfg, n)
+    for name, table in tables.items():
+        store.write(f"{rd}/{name}.parquet", table)
+    store.write(labels_path(cfg), labels)
+    write_manifest(store, manifest)
+    ref = store.commit(f"curation: {cfg.name} round {n}", manifest.commit_metadata())
+    rep.finish(f"version: {ref}")
+    return ref
+
+
+def _round(cfg: LoopConfig, store: VersionStore, n: int, state: dict[str, Any],
+           rep: Reporter) -> RoundResult:
+    c = cfg.columns
     schema = load_schema(cfg.path(cfg.schema_path))
     v = step_validate(cfg, load_data(cfg), rep)
     X = step_embed(cfg, v.valid, rep)
@@ -314,20 +368,12 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
     lab_X, pool_X = X[is_lab], X[~is_lab]
     classes = label_choices(cfg, schema, labeled)
     y = codes(labeled[c.label], classes)
-    trainable = len(np.unique(y)) >= 2
     issues, issue_report = step_issues(cfg, v.valid, X, classes, review_verdicts(cfg), rep)
+    trainable = len(np.unique(y)) >= 2
     pool_probs = fit_predict_proba(lab_X, y, pool_X, len(classes), cfg.seed) if trainable and len(pool) else None
     sel = step_select(cfg, pool, pool_X, lab_X, pool_probs, rep)
     tasks = make_tasks(cfg, n, sel, pool, pool_probs, classes)
-
-    rep.start("annotate", len(tasks))
-    profile = load_connector(cfg.path(cfg.connector))
-    annotator = ANNOTATORS.create(profile.name, profile.params(), field="connector")
-    project = Project(cfg.name, classes, cfg.root / "annotations" / cfg.name)
-    pushed = annotator.push(project, tasks)
-    pulled = annotator.pull(project, since=prev.get("cursor"))
-    labels = merge_labels(cfg, pulled.annotations, n)
-    rep.finish(f"annotate: {pushed} tasks pushed, {len(pulled.annotations)} annotations pulled")
+    pushed, pulled, labels = step_annotate(cfg, n, tasks, classes, state.get("cursor"), rep)
 
     new = labels.filter(pl.col("round") == n)
     pool_ids = pool[c.id].cast(pl.String)
@@ -344,18 +390,18 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
         "selected": len(sel), "annotations": len(pulled.annotations),
         "labels": int(len(train_y)), "accuracy": acc,
     }
-    rd = round_dir(cfg, n)
-    tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel,
+    tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel, "tasks": tasks,
               "annotations": pulled.annotations}
-    rep.start("version", None)
-    for name, table in tables.items():
-        store.write(f"{rd}/{name}.parquet", table)
-    store.write(labels_path(cfg), labels)
-    write_manifest(cfg, n, {
-        "loop": cfg.name, "round": n, "params": cfg.model_dump(mode="json", by_alias=True),
-        "validation": v.report, "issues": issue_report, "metrics": metrics, "cursor": pulled.cursor,
-        "tasks_pushed": pushed,
-    })
-    ref = store.commit(f"curation: {cfg.name} round {n}", {k: str(x) for k, x in metrics.items()})
-    rep.finish(f"version: {ref}")
+    inputs = {"dataset": cfg.path(cfg.dataset)}
+    if cfg.eval_dataset is not None:
+        inputs["eval"] = cfg.path(cfg.eval_dataset)
+    manifest = build_manifest(
+        round=n, loop=cfg.name, inputs=inputs, params=cfg.model_dump(mode="json", by_alias=True),
+        strategy=cfg.strategy.name, strategy_params=cfg.strategy.params(), selected=sel,
+        annotations=pulled.annotations, label_issues=issues,
+        metrics={k: float(x) for k, x in metrics.items() if x is not None},
+        validation=v.report, outputs={k: f"{round_dir(cfg, n)}/{k}.parquet" for k in tables},
+        state={"cursor": pulled.cursor, "tasks_pushed": pushed, "issues": issue_report},
+    )
+    ref = step_version(cfg, store, n, tables, labels, manifest, rep)
     return RoundResult(n, ref, metrics, {"valid": v.valid, **tables})

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from curation.config import load_loop
+from curation.errors import ConnectorError
 from curation.loop import make_store, run_round
 from curation.project import init_project
 from curation.validate import load_schema, validate
@@ -77,6 +78,20 @@ def test_two_rounds_label_the_pool_and_are_versioned(tmp_path: Path, data_dir: P
     assert tags.split() == ["round-1", "round-2"]
     msg = subprocess.run(["git", "log", "-1", "--format=%B", "round-2"], cwd=tmp_path,
                          capture_output=True, text=True, check=True).stdout
-    assert "unit round 2" in msg and '"labels": "150"' in msg
+    assert "unit round 2" in msg and '"metrics.labels": "150.0"' in msg
     old = make_store(cfg).read("round-1", "labels/unit.parquet")
     assert len(old) == 25 and set(old["id"]) == set(first.tables["selection"]["id"])
+
+    # A round that fails after writing part of its outputs leaves round 2 whole.
+    before = (tmp_path / "labels" / "unit.parquet").read_bytes()
+    (tmp_path / "connectors" / "broken.yaml").write_text("name: files\ninbox: inbox\n")
+    inbox = tmp_path / "annotations" / "unit" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "export.json").write_text("{not json")
+    broken = cfg.model_copy(update={"connector": Path("connectors/broken.yaml")})
+    with pytest.raises(ConnectorError, match="not a Label Studio JSON export"):
+        run_round(broken)
+    tags = subprocess.run(["git", "tag"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert tags.split() == ["round-1", "round-2"]
+    assert (tmp_path / "labels" / "unit.parquet").read_bytes() == before
+    assert not (tmp_path / "rounds" / "unit" / "round-3").exists()
