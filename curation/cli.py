@@ -414,6 +414,134 @@ def serve(
     guarded(go)
 
 
+# ---------------------------------------------------------------- pipeline stages and sweeps
+
+LoopOption = Annotated[Path, typer.Option("--loop", help="The loop file, e.g. loops/banking77.yaml.")]
+ParamsOption = Annotated[Path | None, typer.Option("--params", help="A DVC params.yaml whose settings "
+                                                   "override the loop file's.")]
+StageOutOption = Annotated[Path | None, typer.Option("--out", help="The stage folder (default: "
+                                                     ".curation/stages/LOOP).")]
+
+
+def run_stage_command(stage: str, loop: Path, params: Path | None, out_dir: Path | None) -> None:
+    """One pipeline stage from the CLI: read its inputs from files, write its outputs to files."""
+    from curation.stages import run_stage, stage_config
+
+    quiet_libraries()
+
+    def go() -> None:
+        cfg, p = stage_config(loop, params)
+        with progress_bar() as bar:
+            metrics = run_stage(stage, cfg, out_dir, RichReporter(bar), p)
+        flat = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
+        out.print(metrics_table([flat], f"{cfg.name}: {stage}"))
+
+    guarded(go)
+
+
+@app.command("issues")
+def issues_cmd(loop: LoopOption, params: ParamsOption = None, out_dir: StageOutOption = None) -> None:
+    """Pipeline stage: find label issues in the validated, embedded rows (issues.parquet)."""
+    run_stage_command("issues", loop, params, out_dir)
+
+
+@app.command("select")
+def select_cmd(loop: LoopOption, params: ParamsOption = None, out_dir: StageOutOption = None) -> None:
+    """Pipeline stage: choose the next batch to label (selection, tasks, a learning curve)."""
+    run_stage_command("select", loop, params, out_dir)
+
+
+@app.command("push")
+def push_cmd(loop: LoopOption, params: ParamsOption = None, out_dir: StageOutOption = None) -> None:
+    """Pipeline stage: push the selected tasks to the loop's annotation queue."""
+    run_stage_command("push", loop, params, out_dir)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    dataset: Annotated[str, typer.Argument(help="The data: a Parquet/CSV/JSON Lines file, folder or glob.")],
+    schema: Annotated[Path, typer.Option(help="Its contract: schemas/x.yaml or schemas/x.py:Model.")],
+    history: Annotated[Path | None, typer.Option(help="The sweep history folder (default: "
+                                                 "sweeps/NAME, NAME the dataset's file stem).")] = None,
+    id_col: Annotated[str, typer.Option("--id", help="The id column.")] = "id",
+    text: Annotated[str, typer.Option(help="The text column.")] = "text",
+    label: Annotated[str, typer.Option(help="The label column.")] = "label",
+    detector: Annotated[list[str] | None, typer.Option(help="An issue detector to run (repeat for "
+                                                       "more; default: label, outlier, near_duplicate "
+                                                       "where installed).")] = None,
+    max_seq_length: Annotated[int, typer.Option(min=1, help="Embedding truncation (tokens).")] = 128,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds for label issues.")] = 5,
+    recipe: Annotated[str, typer.Option(help="Label-issue recipe: ensemble or reference.")] = "ensemble",
+    engine: Annotated[str, typer.Option(help="local (in process) or ray.")] = "local",
+    max_invalid_fraction: Annotated[float | None, typer.Option(help="Gate: largest share of broken rows.")] = 0.05,
+    max_issue_fraction: Annotated[float | None, typer.Option(help="Gate: largest share of flagged rows.")] = None,
+    max_duplicate_fraction: Annotated[float | None, typer.Option(help="Gate: largest share of "
+                                                                 "repeated texts.")] = None,
+    alpha: Annotated[float, typer.Option(help="Drift tests' significance threshold.")] = 0.01,
+    label_min_distance: Annotated[float, typer.Option(help="Label drift: smallest total variation "
+                                                      "distance that counts.")] = 0.02,
+    embedding_min_distance: Annotated[float, typer.Option(help="Embedding drift: smallest KS "
+                                                          "distance that counts.")] = 0.1,
+    drift_gate: Annotated[bool, typer.Option(help="Fail the sweep on drift (else only report it).")] = True,
+    webhook: Annotated[str | None, typer.Option(help="POST the summary (JSON, with a one-line "
+                                                "`text`) to this URL.")] = None,
+    every: Annotated[str | None, typer.Option(help="Run on a schedule in this process: 30m, 6h, 1d...")] = None,
+    runs: Annotated[int | None, typer.Option(min=1, help="With --every: stop after this many runs.")] = None,
+) -> None:
+    """Data-quality sweep: validation, duplicates, label issues, outliers, drift; an HTML report.
+
+    Writes HISTORY/sweep-NNNN/ (report.html, summary.json, the flagged rows) and a line in
+    HISTORY/history.jsonl. Exits 4 when a gate is breached (broken rows, drift, ...), 5 when
+    another sweep of the same history is running.
+    """
+    from curation.config import Columns, EmbedConfig
+    from curation.errors import GateError
+    from curation.schedule import every as on_schedule
+    from curation.schedule import parse_every, run_lock
+    from curation.sweep import Gates, SweepSettings, one_line, post_webhook, run_sweep
+
+    quiet_libraries()
+    name = Path(dataset.rstrip("/*")).stem or "dataset"
+    settings = SweepSettings(
+        dataset=dataset, schema=schema, history=history or Path("sweeps") / name,
+        columns=Columns(id=id_col, text=text, label=label),
+        embed=EmbedConfig(max_seq_length=max_seq_length), detectors=detector or None, engine=engine,
+        folds=folds, recipe=recipe,
+        gates=Gates(max_invalid_fraction, max_issue_fraction, max_duplicate_fraction, alpha,
+                    label_min_distance, embedding_min_distance, drift_gate))
+    failed: list[str] = []
+
+    def once() -> None:
+        with run_lock(settings.history / ".sweep.lock"), progress_bar() as bar:
+            result = run_sweep(settings, RichReporter(bar))
+        out.print(one_line(result.summary), highlight=False, soft_wrap=True)
+        out.print(f"report: {result.folder / 'report.html'}  summary: {result.folder / 'summary.json'}")
+        if webhook:
+            post_webhook(webhook, result.summary)
+        if result.breached:
+            failed.append(result.folder.name)
+            raise GateError("sweep gates breached: " + "; ".join(
+                f"{g['gate']} = {g['value']:.4g} (threshold {g['threshold']:g})" for g in result.breached),
+                result.breached)
+
+    def report_error(e: Exception) -> None:
+        if not isinstance(e, CurationError):
+            raise e
+        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+
+    def go() -> None:
+        if every is None:
+            once()
+            return
+        seconds = parse_every(every)
+        out.print(f"sweeping {dataset} every {every} ({seconds:.0f} s); Ctrl-C stops")
+        on_schedule(seconds, once, runs=runs, on_error=report_error)
+        if failed:
+            raise GateError(f"{len(failed)} of the sweeps breached a gate: {', '.join(failed)}")
+
+    guarded(go)
+
+
 def main() -> None:
     """Entry point of the ``curation`` script."""
     app()
