@@ -7,10 +7,9 @@ lost answers, a frozen server and a killed one in the middle of a push of 2,000 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -378,8 +377,10 @@ def test_faults_on_the_wire_are_retried_without_duplicates(label_studio, tmp_pat
 
 
 @pytest.mark.slow
-def test_frozen_server_mid_push_times_out_and_resumes(label_studio, tmp_path: Path) -> None:
-    ls = connector(label_studio, chunk_size=100, timeout_s=3.0, retries=30, backoff_s=0.5, max_backoff_s=2.0)
+def test_frozen_server_mid_push_times_out_and_resumes(label_studio, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="curation")
+    ls = connector(label_studio, chunk_size=50, timeout_s=3.0, retries=30, backoff_s=0.5, max_backoff_s=2.0)
     p = project(tmp_path, "frozen")
     ls.project_id_for(p)
     result: dict[str, Any] = {}
@@ -398,6 +399,7 @@ def test_frozen_server_mid_push_times_out_and_resumes(label_studio, tmp_path: Pa
         while len(watcher.existing(p)) < 200:
             assert time.monotonic() - t0 < 120 and t.is_alive(), result
             time.sleep(0.2)
+        assert t.is_alive()  # frozen in the middle of the push
         label_studio.pause()
         time.sleep(8)  # longer than the request timeout: the push sees timeouts
     finally:
@@ -405,12 +407,15 @@ def test_frozen_server_mid_push_times_out_and_resumes(label_studio, tmp_path: Pa
     t.join(300)
     assert "error" not in result, result.get("error")
     assert result["n"] == 1000
+    assert any("timed out" in r.getMessage() for r in caplog.records)
     ids = task_ids_in(watcher, p)
     assert len(ids) == 1000 and len(set(ids)) == 1000
 
 
 @pytest.mark.slow
-def test_killed_server_mid_push_of_2000_then_back_holds_exactly_2000(label_studio, tmp_path: Path) -> None:
+def test_killed_server_mid_push_of_2000_then_back_holds_exactly_2000(label_studio, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="curation")
     ls = connector(label_studio, chunk_size=100, timeout_s=20.0, retries=40, backoff_s=0.5, max_backoff_s=5.0)
     p = project(tmp_path, "killed")
     ls.project_id_for(p)
@@ -438,6 +443,7 @@ def test_killed_server_mid_push_of_2000_then_back_holds_exactly_2000(label_studi
     assert not t.is_alive()
     assert "error" not in result, result.get("error")
     assert result["n"] == 2000
+    assert any("Connection refused" in r.getMessage() for r in caplog.records)  # it did retry
     ids = task_ids_in(connector(label_studio), p)
     assert len(ids) == 2000 and len(set(ids)) == 2000  # none lost, none twice
     assert ls.push(p, make_tasks(2000)) == 0
