@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-import polars as pl
 
-from curation.strategies.base import Pool, Strategy, selection_table
+from curation.strategies.base import Pool, Ranked, Strategy
 
 
 class RandomSampling(Strategy):
@@ -23,8 +22,7 @@ class RandomSampling(Strategy):
 
     name: ClassVar[str] = "random"
 
-    def select(self, pool: Pool, budget: int) -> pl.DataFrame:
+    def rank(self, pool: Pool, n: int) -> Ranked:
         """A uniform random sample, in random order (score 0)."""
-        n = min(budget, len(pool.ids))
         idx = np.random.default_rng(pool.seed).permutation(len(pool.ids))[:n]
-        return selection_table(pool.ids, idx, np.zeros(n), "random sample")
+        return Ranked(idx, np.zeros(len(idx)), ["random sample"] * len(idx))

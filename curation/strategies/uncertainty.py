@@ -1,0 +1,112 @@
+"""Uncertainty sampling: least confidence, margin and entropy of the model's probabilities."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from curation.strategies.base import Pool, Ranked, Strategy, cold_start_fallback
+
+
+def least_confidence(probs: np.ndarray) -> np.ndarray:
+    """``1 - max p``: higher is more uncertain."""
+    return 1.0 - probs.max(axis=1)
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """``1 - (p1 - p2)`` over the two most likely classes: higher is more uncertain."""
+    top2 = np.partition(probs, -2, axis=1)[:, -2:] if probs.shape[1] > 1 else np.c_[probs * 0, probs]
+    return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats: higher is more uncertain."""
+    p = np.clip(probs, 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=1)
+
+
+class _Uncertainty(Strategy):
+    """Rank pool rows by an uncertainty measure, most uncertain first.
+
+    Parameters
+    ----------
+    cold_start : str
+        The strategy to use while there is no model (``pool.probs is None``).
+    max_per_class, review_share
+        See :class:`~curation.strategies.base.Strategy`.
+    """
+
+    measure: ClassVar[str]
+
+    def __init__(self, cold_start: str = "random", *, max_per_class: int | None = None,
+                 review_share: float = 0.0) -> None:
+        super().__init__(max_per_class=max_per_class, review_share=review_share)
+        self.cold_start = cold_start
+
+    def uncertainty(self, probs: np.ndarray) -> np.ndarray:
+        """Per-row uncertainty, higher is more uncertain."""
+        raise NotImplementedError
+
+    def rank(self, pool: Pool, n: int) -> Ranked:
+        """The ``n`` most uncertain rows (ties broken at random by the seed)."""
+        if pool.probs is None:
+            return cold_start_fallback(self.cold_start, pool, n)
+        u = self.uncertainty(pool.probs)
+        tie = np.random.default_rng(pool.seed).random(len(u))
+        idx = np.lexsort((tie, -u))[:n]
+        return Ranked(idx, u[idx], [f"most uncertain ({self.measure})"] * len(idx))
+
+
+class LeastConfidence(_Uncertainty):
+    """Lowest top-class probability first.
+
+    Examples
+    --------
+    >>> p = np.array([[0.9, 0.1], [0.5, 0.5], [0.7, 0.3]])
+    >>> pool = Pool(np.array(["a", "b", "c"]), np.eye(3, 2, dtype=np.float32), np.zeros((0, 2)), p)
+    >>> LeastConfidence().select(pool, 2)["id"].to_list()
+    ['b', 'c']
+    """
+
+    name: ClassVar[str] = "least_confidence"
+    measure: ClassVar[str] = "least confidence"
+
+    def uncertainty(self, probs: np.ndarray) -> np.ndarray:
+        return least_confidence(probs)
+
+
+class Margin(_Uncertainty):
+    """Smallest gap between the two most likely classes first.
+
+    Examples
+    --------
+    >>> p = np.array([[0.5, 0.4, 0.1], [0.8, 0.1, 0.1], [0.45, 0.45, 0.1]])
+    >>> pool = Pool(np.array(["a", "b", "c"]), np.eye(3, dtype=np.float32), np.zeros((0, 3)), p)
+    >>> Margin().select(pool, 2)["id"].to_list()
+    ['c', 'a']
+    """
+
+    name: ClassVar[str] = "margin"
+    measure: ClassVar[str] = "margin"
+
+    def uncertainty(self, probs: np.ndarray) -> np.ndarray:
+        return margin(probs)
+
+
+class Entropy(_Uncertainty):
+    """Highest predictive entropy first.
+
+    Examples
+    --------
+    >>> p = np.array([[0.9, 0.05, 0.05], [0.34, 0.33, 0.33]])
+    >>> pool = Pool(np.array(["a", "b"]), np.eye(2, 3, dtype=np.float32), np.zeros((0, 3)), p)
+    >>> Entropy().select(pool, 1)["id"].to_list()
+    ['b']
+    """
+
+    name: ClassVar[str] = "entropy"
+    measure: ClassVar[str] = "entropy"
+
+    def uncertainty(self, probs: np.ndarray) -> np.ndarray:
+        return entropy(probs)
