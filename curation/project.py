@@ -111,6 +111,7 @@ stages:
     cmd: curation select --loop ${loop} --params params.yaml --out ${out}
     deps:
       - ${loop}
+      - ${out}/issues.parquet
       - schemas/example.yaml
       - ${out}/validation/valid
       - ${out}/embeddings.parquet

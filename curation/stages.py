@@ -9,10 +9,10 @@ stage       reads                                           writes
 ==========  ==============================================  ==========================================
 validate    the loop's dataset and contract                 ``validation/``: ``valid/``, ``quarantine/``,
                                                             ``report.json`` (metrics)
-embed       ``valid/``                                      ``embeddings.npy`` (row-aligned)
-issues      ``valid/``, ``embeddings.npy``                  ``issues.parquet``, ``issues.json``
-            (:func:`curation.issues.find_issues`)
-select      ``valid/``, ``embeddings.npy``                  ``selection.parquet``, ``tasks.parquet``,
+embed       ``valid/``                                      ``embeddings.parquet`` (id, vector)
+issues      ``valid/``, ``embeddings.parquet``              ``issues.parquet``, ``issues.json``
+select      ``valid/``, ``embeddings.parquet``,             ``selection.parquet``, ``tasks.parquet``,
+            ``issues.parquet`` (review candidates)
                                                             ``select.json``, ``learning_curve.csv``
 push        ``tasks.parquet``, ``valid/``                   ``push.json``
 ==========  ==============================================  ==========================================
@@ -38,7 +38,6 @@ from curation.config import LoopConfig, load_connector, load_loop
 from curation.connectors import ANNOTATORS, Project
 from curation.data import write_parquet
 from curation.errors import ConfigError, DataError
-from curation.issues import find_issues
 from curation.loop import (
     LogReporter,
     Reporter,
@@ -47,8 +46,11 @@ from curation.loop import (
     label_choices,
     last_round,
     make_tasks,
+    review_verdicts,
     step_embed,
+    step_issues,
     step_select,
+    suggestions,
 )
 from curation.model import accuracy, fit_predict_proba
 from curation.validate import load_schema, read_outputs, validate_source
@@ -70,6 +72,7 @@ PARAMS: dict[str, dict[str, str]] = {
     "engine": {"": "engine"},
 }
 CURVE_ROUNDS = 5
+NO_SUSPECTS = pl.DataFrame(schema={"id": pl.String, "score": pl.Float64})
 
 
 def stage_dir(cfg: LoopConfig) -> Path:
@@ -168,12 +171,15 @@ def _valid(out: Path) -> pl.DataFrame:
     return read_outputs(out / "validation")[0]
 
 
-def _embeddings(out: Path, rows: int) -> np.ndarray:
-    X = np.load(_need(out / "embeddings.npy", "embed"))
-    if X.shape[0] != rows:
-        raise DataError(f"expected {rows} vectors (one per valid row), found "
-                        f"{X.shape[0]}; rerun the `embed` stage", path=str(out / "embeddings.npy"))
-    return X
+def _embeddings(cfg: LoopConfig, out: Path, valid: pl.DataFrame) -> np.ndarray:
+    """The vectors of ``valid``'s rows, in its order, from ``embeddings.parquet`` (id, vector)."""
+    path = _need(out / "embeddings.parquet", "embed")
+    table = pl.read_parquet(path)
+    ids = valid[cfg.columns.id].cast(pl.String)
+    if len(table) != len(valid) or not table[cfg.columns.id].cast(pl.String).equals(ids):
+        raise DataError(f"expected one vector per valid row, in order ({len(valid)}), found "
+                        f"{len(table)} rows; rerun the `embed` stage", path=str(path))
+    return np.asarray(table["vector"].to_list(), dtype=np.float32).reshape(len(table), -1)
 
 
 def _split(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray) -> dict[str, Any]:
@@ -208,10 +214,14 @@ def run_validate(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dic
 
 
 def run_embed(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[str, Any]:
-    """Embed the valid rows (cached by content); write ``embeddings.npy``, row-aligned."""
+    """Embed the valid rows (cached by content) into ``embeddings.parquet`` (id, vector).
+
+    The same file as ``curation embed out/validation/valid --out out/embeddings.parquet``.
+    """
     valid = _valid(out)
     X = step_embed(cfg, valid, rep or LogReporter())
-    np.save(out / "embeddings.npy", X.astype(np.float32))
+    write_parquet(pl.DataFrame({cfg.columns.id: valid[cfg.columns.id], "vector": X}),
+                  out / "embeddings.parquet")
     return {"rows": int(X.shape[0]), "dim": int(X.shape[1])}
 
 
@@ -220,13 +230,10 @@ def run_issues(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[
     rep = rep or LogReporter()
     c = cfg.columns
     valid = _valid(out)
-    X = _embeddings(out, len(valid))
+    X = _embeddings(cfg, out, valid)
     labeled = valid.filter(pl.col(c.label).is_not_null())
     classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
-    rep.start("issues", None)
-    issues, report = find_issues(valid[c.text].to_list(), valid[c.id].cast(pl.String).to_list(),
-                                 valid[c.label].cast(pl.String).to_list(), classes, X, cfg.issues)
-    rep.finish(f"issues: {len(issues)} flagged")
+    issues, report = step_issues(cfg, valid, X, classes, review_verdicts(cfg), rep)
     write_parquet(issues, out / "issues.parquet")
     metrics: dict[str, Any] = {"labeled": len(labeled), "flagged": len(issues),
                                "flagged_fraction": round(len(issues) / max(len(labeled), 1), 6),
@@ -260,8 +267,9 @@ def learning_curve(cfg: LoopConfig, s: dict[str, Any], rounds: int, rep: Reporte
                 break
             probs = fit_predict_proba(X[chosen], y[chosen], X[rest], len(classes), cfg.seed)
             pool = s["labeled"][rest].with_columns(ids[rest].alias(cfg.columns.id))
-            sel = step_select(cfg, pool, X[rest], X[chosen], probs, rep)
             pos = {v: i for i, v in enumerate(ids[rest].to_list())}
+            sel = step_select(cfg, pool, X[rest], X[chosen], probs, NO_SUSPECTS, rep)
+            sel = sel.filter(pl.col("id").is_in(list(pos)))
             chosen = np.concatenate([chosen, rest[[pos[i] for i in sel["id"].to_list()]]])
         if len(held):
             acc = accuracy(X[chosen], y[chosen], X[held], y[held], len(classes), cfg.seed)
@@ -277,12 +285,15 @@ def run_select(cfg: LoopConfig, out: Path, rep: Reporter | None = None,
     """Choose the next batch from the pool; write the selection, its tasks, metrics and a learning curve."""
     rep = rep or LogReporter()
     valid = _valid(out)
-    s = _split(cfg, valid, _embeddings(out, len(valid)))
+    s = _split(cfg, valid, _embeddings(cfg, out, valid))
     trainable = len(np.unique(s["y"])) >= 2
     pool_probs = (fit_predict_proba(s["lab_X"], s["y"], s["pool_X"], len(s["classes"]), cfg.seed)
                   if trainable and len(s["pool"]) else None)
-    sel = step_select(cfg, s["pool"], s["pool_X"], s["lab_X"], pool_probs, rep)
-    tasks = make_tasks(cfg, last_round(cfg)[0] + 1, sel, s["pool"], pool_probs, s["classes"])
+    issues = pl.read_parquet(_need(out / "issues.parquet", "issues"))
+    suspects = issues.filter(pl.col("issue") == "label")
+    sel = step_select(cfg, s["pool"], s["pool_X"], s["lab_X"], pool_probs, suspects, rep)
+    hints = suggestions(s["pool"], pool_probs, issues, cfg.columns.id, s["classes"])
+    tasks = make_tasks(cfg, last_round(cfg)[0] + 1, sel, valid, hints)
     write_parquet(sel, out / "selection.parquet")
     write_parquet(tasks, out / "tasks.parquet")
     curve = learning_curve(cfg, s, curve_rounds, rep) if trainable and curve_rounds > 0 else []

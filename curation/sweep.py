@@ -34,8 +34,8 @@ from curation.config import Columns, EmbedConfig, LoopConfig, PluginConfig
 from curation.data import read_table, require_columns, write_parquet
 from curation.drift import DriftTest, embedding_drift, label_drift
 from curation.errors import ConfigError, ConnectorError
-from curation.issues import DETECTORS, find_issues
-from curation.loop import LogReporter, Reporter, label_choices, step_embed, step_validate
+from curation.issues import DETECTORS
+from curation.loop import LogReporter, Reporter, label_choices, step_embed, step_issues, step_validate
 from curation.validate import load_schema
 
 log = logging.getLogger(__name__)
@@ -187,14 +187,11 @@ def duplicate_texts(df: pl.DataFrame, columns: Columns) -> pl.DataFrame:
 
 def detect(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray,
            rep: Reporter) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Run the detectors on the valid rows (:func:`curation.issues.find_issues`); add the text."""
+    """Run the detectors on the valid rows (the loop's issue step); add each row's text."""
     c = cfg.columns
     labeled = valid.filter(pl.col(c.label).is_not_null())
     classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
-    rep.start("issues", None)
-    issues, report = find_issues(valid[c.text].to_list(), valid[c.id].cast(pl.String).to_list(),
-                                 valid[c.label].cast(pl.String).to_list(), classes, X, cfg.issues)
-    rep.finish(f"issues: {len(issues)} flagged ({', '.join(f'{n} {k}' for k, n in report['flagged'].items())})")
+    issues, report = step_issues(cfg, valid, X, classes, None, rep)
     text = valid.select(pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.text).alias("text"))
     return issues.join(text, on="id", how="left", maintain_order="left"), report
 
