@@ -16,13 +16,14 @@ import polars as pl
 
 from curation.config import LoopConfig, load_connector
 from curation.connectors import ANNOTATORS, Project, VersionStore, task_id
-from curation.connectors.base import TASK_COLUMNS
+from curation.connectors.base import ANNOTATION_COLUMNS, TASK_COLUMNS
 from curation.connectors.dvc import DvcStore
 from curation.data import read_table, require_columns, write_parquet
 from curation.embed import embed
 from curation.issues.run import find_issues
 from curation.manifest import Manifest, build_manifest, read_manifest, write_manifest
 from curation.model import accuracy, fit_predict_proba
+from curation.reconcile import reconcile
 from curation.strategies import STRATEGIES, Pool
 from curation.validate import ValidationResult, load_schema, validate
 
@@ -200,51 +201,78 @@ def step_issues(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray, classes: li
 
 
 def step_select(cfg: LoopConfig, pool: pl.DataFrame, pool_X: np.ndarray, lab_X: np.ndarray,
-                pool_probs: np.ndarray | None, rep: Reporter) -> pl.DataFrame:
-    """Choose the next batch from the unlabeled pool with the loop's strategy."""
+                pool_probs: np.ndarray | None, suspects: pl.DataFrame, rep: Reporter) -> pl.DataFrame:
+    """Choose the next batch: pool rows to label and, with ``review_share``, suspected label
+    errors to review (``suspects``: ``id`` and ``score``, worst first)."""
     rep.start("select", None)
     strategy = STRATEGIES.create(cfg.strategy.name, cfg.strategy.params(), field="strategy")
     ids = pool[cfg.columns.id].cast(pl.String).to_numpy()
-    sel = strategy.select(Pool(ids, pool_X, lab_X, pool_probs, cfg.seed), cfg.budget)
+    sel = strategy.select(Pool(ids, pool_X, lab_X, pool_probs, cfg.seed,
+                               suspects=suspects["id"].to_numpy().astype(str),
+                               suspect_scores=1.0 - suspects["score"].to_numpy()), cfg.budget)
     rep.finish(f"select: {len(sel)} of {len(pool)} with {cfg.strategy.name}")
     return sel
 
 
-def make_tasks(cfg: LoopConfig, n: int, sel: pl.DataFrame, pool: pl.DataFrame,
-               pool_probs: np.ndarray | None, classes: list[str]) -> pl.DataFrame:
-    """Label tasks for the selected rows, carrying the model's suggestion and every row column."""
+def make_tasks(cfg: LoopConfig, n: int, sel: pl.DataFrame, valid: pl.DataFrame,
+               suggestions: dict[str, tuple[str, float]]) -> pl.DataFrame:
+    """Tasks for the selected rows, in priority order, carrying every row column.
+
+    Label tasks (pool rows) carry the model's suggestion; review tasks (labeled rows whose
+    label is suspect) carry the given label and the suggested one. ``suggestions`` maps an
+    id to ``(label, score)``.
+    """
     c = cfg.columns
-    rows = pool.with_columns(pl.col(c.id).cast(pl.String).alias("_sid"), pl.int_range(pl.len()).alias("_i"))
+    rows = valid.with_columns(pl.col(c.id).cast(pl.String).alias("_sid"))
     rows = sel.join(rows, left_on="id", right_on="_sid", how="left", maintain_order="left")
-    idx = rows["_i"].to_numpy()
-    if pool_probs is not None and len(idx):
-        best = pool_probs[idx].argmax(1)
-        pred = pl.Series([classes[b] for b in best], dtype=pl.String)
-        pscore = pl.Series(pool_probs[idx, best], dtype=pl.Float64)
-    else:
-        pred = pl.Series([None] * len(idx), dtype=pl.String)
-        pscore = pl.Series([None] * len(idx), dtype=pl.Float64)
+    kinds = rows["kind"].to_list() if "kind" in rows.columns else ["label"] * len(rows)
+    given = rows[c.label].cast(pl.String).to_list()
+    pred = [suggestions.get(i, (None, None)) for i in rows["id"]]
     base = pl.DataFrame({
-        "task_id": [task_id("label", i) for i in rows["id"]],
-        "id": rows["id"], "text": rows[c.text].cast(pl.String), "kind": ["label"] * len(rows),
+        "task_id": [task_id(k, i) for k, i in zip(kinds, rows["id"])],
+        "id": rows["id"], "text": rows[c.text].cast(pl.String), "kind": kinds,
         "round": [n] * len(rows), "strategy": [cfg.strategy.name] * len(rows),
         "reason": rows["reason"], "score": rows["score"], "rank": rows["rank"],
-        "prediction": pred, "prediction_score": pscore,
-        "given_label": pl.Series([None] * len(rows), dtype=pl.String),
+        "prediction": [p[0] for p in pred], "prediction_score": [p[1] for p in pred],
+        "given_label": [g if k == "review" else None for k, g in zip(kinds, given)],
     }, schema=TASK_COLUMNS)
-    extra = [col for col in pool.columns if col not in (c.id, c.text, c.label) and col not in base.columns]
+    extra = [col for col in valid.columns if col not in (c.id, c.text, c.label) and col not in base.columns]
     return pl.concat([base, rows.select(extra)], how="horizontal")
 
 
-def merge_labels(cfg: LoopConfig, annotations: pl.DataFrame, n: int) -> pl.DataFrame:
-    """The loop's label table after this round: the newest finished annotation per id wins."""
+LABEL_TABLE: dict[str, Any] = {"id": pl.String, "label": pl.String, "kind": pl.String,
+                               "given_label": pl.String, "status": pl.String,
+                               "agreement": pl.Float64, "round": pl.Int64}
+
+
+def round_tables(cfg: LoopConfig, name: str, columns: dict[str, Any]) -> pl.DataFrame:
+    """One table of every finished round's ``name`` table (``columns`` only)."""
+    files = sorted((cfg.root / "rounds" / cfg.name).glob(f"round-*/{name}.parquet"))
+    frames = [pl.read_parquet(f, columns=list(columns)) for f in files]
+    return pl.concat([pl.DataFrame(schema=columns), *frames], how="vertical_relaxed")
+
+
+def merge_labels(cfg: LoopConfig, annotations: pl.DataFrame, tasks: pl.DataFrame,
+                 classes: list[str], n: int) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The loop's label table after this round: one reconciled label per id.
+
+    ``annotations`` and ``tasks`` hold every round's (this one included). Several answers
+    on a task are reconciled (majority; cleanlab's multi-annotator consensus with enough
+    overlap); a review task's answer is the verdict. ``round`` is when an id's label was
+    last set or changed.
+    """
+    rec = reconcile(annotations, classes, tasks=tasks)
+    given = tasks.select("task_id", "given_label").unique("task_id", keep="last")
+    new = (rec.labels.filter(pl.col("label").is_not_null())
+           .join(given, on="task_id", how="left")
+           .unique("id", keep="last", maintain_order=True))
     lp = cfg.root / labels_path(cfg)
-    old = pl.read_parquet(lp) if lp.exists() else pl.DataFrame(
-        schema={"id": pl.String, "label": pl.String, "round": pl.Int64, "annotator": pl.String})
-    new = (annotations.filter(pl.col("status") == "done")
-           .sort("updated_at").unique(subset=["id"], keep="last", maintain_order=True)
-           .select("id", "label", pl.lit(n, dtype=pl.Int64).alias("round"), "annotator"))
-    return pl.concat([old.filter(~pl.col("id").is_in(new["id"].implode())), new])
+    old = pl.read_parquet(lp) if lp.exists() else pl.DataFrame(schema=LABEL_TABLE)
+    old = old.select(pl.col("id"), pl.col("label").alias("_old"), pl.col("round").alias("_round"))
+    new = new.join(old, on="id", how="left").with_columns(
+        pl.when(pl.col("_old") == pl.col("label")).then(pl.col("_round"))
+        .otherwise(pl.lit(n)).cast(pl.Int64).alias("round"))
+    return new.select(list(LABEL_TABLE)), rec.summary()
 
 
 def review_verdicts(cfg: LoopConfig) -> pl.DataFrame | None:
@@ -255,7 +283,7 @@ def review_verdicts(cfg: LoopConfig) -> pl.DataFrame | None:
     labels = pl.read_parquet(lp)
     if "given_label" not in labels.columns:
         return None
-    reviews = labels.filter(pl.col("kind") == "review")
+    reviews = labels.filter((pl.col("kind") == "review") & pl.col("given_label").is_not_null())
     return reviews.select("id", "given_label", "label") if len(reviews) else None
 
 
@@ -329,18 +357,17 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
         raise
 
 
-def step_annotate(cfg: LoopConfig, n: int, tasks: pl.DataFrame, classes: list[str],
-                  cursor: str | None, rep: Reporter) -> tuple[int, Any, pl.DataFrame]:
-    """Push the tasks, pull what changed since ``cursor``; the label table after the round."""
+def step_annotate(cfg: LoopConfig, tasks: pl.DataFrame, classes: list[str],
+                  cursor: str | None, rep: Reporter) -> tuple[int, Any]:
+    """Push the tasks (idempotent), pull what changed since ``cursor``."""
     rep.start("annotate", len(tasks))
     profile = load_connector(cfg.path(cfg.connector))
     annotator = ANNOTATORS.create(profile.name, profile.params(), field="connector")
     project = Project(cfg.name, classes, cfg.root / "annotations" / cfg.name)
     pushed = annotator.push(project, tasks)
     pulled = annotator.pull(project, since=cursor)
-    labels = merge_labels(cfg, pulled.annotations, n)
     rep.finish(f"annotate: {pushed} tasks pushed, {len(pulled.annotations)} annotations pulled")
-    return pushed, pulled, labels
+    return pushed, pulled
 
 
 def step_version(cfg: LoopConfig, store: VersionStore, n: int, tables: dict[str, pl.DataFrame],
@@ -357,39 +384,68 @@ def step_version(cfg: LoopConfig, store: VersionStore, n: int, tables: dict[str,
     return ref
 
 
+def suggestions(pool: pl.DataFrame, pool_probs: np.ndarray | None, issues: pl.DataFrame,
+                id_col: str, classes: list[str]) -> dict[str, tuple[str, float]]:
+    """The model's suggested label and its score: for pool rows from the model's
+    probabilities, for suspected label errors from the label-issue detector."""
+    out: dict[str, tuple[str, float]] = {}
+    if pool_probs is not None and len(pool):
+        best = pool_probs.argmax(1)
+        out.update(zip(pool[id_col].cast(pl.String).to_list(),
+                       [(classes[b], float(pool_probs[i, b])) for i, b in enumerate(best)]))
+    lab = issues.filter(pl.col("issue") == "label")
+    out.update(zip(lab["id"].to_list(), zip(lab["suggested_label"].to_list(), lab["score"].to_list())))
+    return out
+
+
+TASK_STATE = {"task_id": pl.String, "id": pl.String, "kind": pl.String, "given_label": pl.String,
+              "prediction": pl.String, "prediction_score": pl.Float64}
+
+
 def _round(cfg: LoopConfig, store: VersionStore, n: int, state: dict[str, Any],
            rep: Reporter) -> RoundResult:
     c = cfg.columns
     schema = load_schema(cfg.path(cfg.schema_path))
     v = step_validate(cfg, load_data(cfg), rep)
     X = step_embed(cfg, v.valid, rep)
+    past_tasks = round_tables(cfg, "tasks", TASK_STATE)
+    past_ann = round_tables(cfg, "annotations", ANNOTATION_COLUMNS)
+    ids = v.valid[c.id].cast(pl.String)
     is_lab = v.valid[c.label].is_not_null().to_numpy()
-    labeled, pool = v.valid.filter(is_lab), v.valid.filter(~is_lab)
-    lab_X, pool_X = X[is_lab], X[~is_lab]
+    pending = past_tasks.filter(pl.col("kind") == "label")["id"].implode()
+    in_pool = ~is_lab & ~ids.is_in(pending).to_numpy()  # not queued for annotators already
+    labeled, pool = v.valid.filter(is_lab), v.valid.filter(in_pool)
+    lab_X, pool_X = X[is_lab], X[in_pool]
     classes = label_choices(cfg, schema, labeled)
     y = codes(labeled[c.label], classes)
     issues, issue_report = step_issues(cfg, v.valid, X, classes, review_verdicts(cfg), rep)
     trainable = len(np.unique(y)) >= 2
     pool_probs = fit_predict_proba(lab_X, y, pool_X, len(classes), cfg.seed) if trainable and len(pool) else None
-    sel = step_select(cfg, pool, pool_X, lab_X, pool_probs, rep)
-    tasks = make_tasks(cfg, n, sel, pool, pool_probs, classes)
-    pushed, pulled, labels = step_annotate(cfg, n, tasks, classes, state.get("cursor"), rep)
+    reviewed = past_tasks.filter(pl.col("kind") == "review")["id"].implode()
+    suspects = issues.filter((pl.col("issue") == "label") & ~pl.col("id").is_in(reviewed))
+    sel = step_select(cfg, pool, pool_X, lab_X, pool_probs, suspects, rep)
+    tasks = make_tasks(cfg, n, sel, v.valid, suggestions(pool, pool_probs, issues, c.id, classes))
+    pushed, pulled = step_annotate(cfg, tasks, classes, state.get("cursor"), rep)
+    labels, agreement = merge_labels(
+        cfg, pl.concat([past_ann, pulled.annotations]),
+        pl.concat([past_tasks, tasks.select(list(TASK_STATE))]), classes, n)
 
-    new = labels.filter(pl.col("round") == n)
-    pool_ids = pool[c.id].cast(pl.String)
-    got = pool_ids.is_in(new["id"].implode()).to_numpy()
-    new_y = codes(pool_ids.filter(got).to_frame("id").join(new, on="id", how="left",
-                                                             maintain_order="left")["label"], classes)
-    train_X, train_y = np.concatenate([lab_X, pool_X[got]]), np.concatenate([y, new_y])
-    acc = eval_accuracy(cfg, train_X, train_y, classes, rep)
+    final = ids.to_frame("id").with_columns(v.valid[c.label].cast(pl.String).alias("given"))
+    final = final.join(labels.select("id", "label"), on="id", how="left", maintain_order="left")
+    final_label = final.select(pl.coalesce("label", "given"))["label"]
+    train = final_label.is_in(classes).fill_null(False).to_numpy()
+    train_y = codes(final_label.filter(pl.Series(train, dtype=pl.Boolean)), classes)
+    acc = eval_accuracy(cfg, X[train], train_y, classes, rep)
 
     metrics: dict[str, Any] = {
         "round": n, "rows": v.report["rows"], "valid": v.report["valid"],
         "quarantined": v.report["quarantined"],
         "label_issues": int((issues["issue"] == "label").sum()), "issues": len(issues),
-        "selected": len(sel), "annotations": len(pulled.annotations),
-        "labels": int(len(train_y)), "accuracy": acc,
+        "selected": len(sel), "reviews": int((tasks["kind"] == "review").sum()),
+        "annotations": len(pulled.annotations), "labels": int(train.sum()), "accuracy": acc,
     }
+    if "precision" in issue_report:
+        metrics["flag_precision"] = issue_report["precision"].get("precision")
     tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel, "tasks": tasks,
               "annotations": pulled.annotations}
     inputs = {"dataset": cfg.path(cfg.dataset)}
@@ -399,9 +455,10 @@ def _round(cfg: LoopConfig, store: VersionStore, n: int, state: dict[str, Any],
         round=n, loop=cfg.name, inputs=inputs, params=cfg.model_dump(mode="json", by_alias=True),
         strategy=cfg.strategy.name, strategy_params=cfg.strategy.params(), selected=sel,
         annotations=pulled.annotations, label_issues=issues,
-        metrics={k: float(x) for k, x in metrics.items() if x is not None},
+        metrics={k: float(x) for k, x in metrics.items() if isinstance(x, (int, float))},
         validation=v.report, outputs={k: f"{round_dir(cfg, n)}/{k}.parquet" for k in tables},
-        state={"cursor": pulled.cursor, "tasks_pushed": pushed, "issues": issue_report},
+        state={"cursor": pulled.cursor, "tasks_pushed": pushed, "issues": issue_report,
+               "reconciliation": agreement},
     )
     ref = step_version(cfg, store, n, tables, labels, manifest, rep)
     return RoundResult(n, ref, metrics, {"valid": v.valid, **tables})

@@ -95,3 +95,42 @@ def test_two_rounds_label_the_pool_and_are_versioned(tmp_path: Path, data_dir: P
     assert tags.split() == ["round-1", "round-2"]
     assert (tmp_path / "labels" / "unit.parquet").read_bytes() == before
     assert not (tmp_path / "rounds" / "unit" / "round-3").exists()
+
+
+@pytest.mark.slow
+def test_suspected_label_errors_are_reviewed_and_corrected(tmp_path: Path, data_dir: Path) -> None:
+    loop_file = make_project(tmp_path, data_dir)
+    pool = pl.read_parquet(tmp_path / "data" / "pool.parquet")
+    seed = pool.filter(pl.col("label").is_not_null() & (pl.col("id") != "bad-1"))
+    planted = seed.group_by("label", maintain_order=True).head(2)["id"].to_list()  # 10 flipped labels
+    classes = sorted(seed["label"].unique().to_list())
+    flip = {i: classes[(classes.index(lab) + 1) % len(classes)] for i, lab in zip(seed["id"], seed["label"])}
+    pool = pool.with_columns(pl.when(pl.col("id").is_in(planted)).then(pl.col("id").replace_strict(flip, default=None))
+                             .otherwise(pl.col("label")).alias("label"))
+    pool.write_parquet(tmp_path / "data" / "pool.parquet")
+    cfg = load_loop(loop_file)
+    cfg = cfg.model_copy(update={"engine": "local", "strategy": cfg.strategy.model_copy(
+        update={"review_share": 0.4})})  # 10 of the 25 go to reviews
+
+    first = run_round(cfg)
+    tasks = first.tables["tasks"]
+    reviews = tasks.filter(pl.col("kind") == "review")
+    assert len(reviews) == 10 and len(tasks) == 25
+    assert reviews["task_id"].str.starts_with("review:").all()
+    assert reviews["given_label"].is_not_null().all() and reviews["prediction"].is_not_null().all()
+    flagged = first.tables["issues"].filter(pl.col("issue") == "label")
+    assert reviews["id"].to_list() == flagged["id"].head(10).to_list()  # the worst flags first
+    caught = set(reviews["id"]) & set(planted)
+    assert len(caught) >= 5, "the worst flags should be mostly the planted errors"
+
+    labels = pl.read_parquet(tmp_path / "labels" / "unit.parquet").filter(pl.col("kind") == "review")
+    truth = dict(zip(pool["id"], pool["hidden_label"]))
+    assert all(truth[i] == lab for i, lab in zip(labels["id"], labels["label"]))  # verdicts applied
+
+    second = run_round(cfg)
+    valid = second.tables["valid"]
+    now = dict(zip(valid["id"], valid["label"]))
+    assert all(now[i] == truth[i] for i in caught)  # corrected labels are the loop's labels now
+    assert second.metrics["flag_precision"] == pytest.approx(len(caught) / 10)
+    again = second.tables["tasks"].filter(pl.col("kind") == "review")["id"].to_list()
+    assert not set(again) & set(reviews["id"])  # nothing is reviewed twice
