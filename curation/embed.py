@@ -426,7 +426,8 @@ def embed_with_report(
     except ImportError as e:
         raise ConfigError(f"cannot load model {cfg.model!r}: {e}", field="embed.model") from e
     keys = cache_keys(texts, identity)
-    cache = EmbeddingCache(cfg.cache_dir if cfg.cache_dir.is_absolute() else root / cfg.cache_dir)
+    cache_dir = cfg.cache_dir if cfg.cache_dir.is_absolute() else root / cfg.cache_dir
+    cache = EmbeddingCache(cache_dir / identity)  # one folder per model identity: lookups scan only it
     found = cache.get(keys)
     order = pl.DataFrame({"key": keys, "text": list(texts)})
     todo = order.unique(subset="key", keep="first").join(found.select("key"), on="key", how="anti")

@@ -59,7 +59,8 @@ def test_cache_hit_and_miss(tmp_path: Path) -> None:
     again = embed_with_report(["a new text", *SHORT[::-1]], cfg, root=tmp_path, engine="local")
     assert (again.report["cached"], again.report["embedded"]) == (4, 1)
     np.testing.assert_array_equal(again.vectors[1:], first.vectors[:4][::-1])
-    assert len(EmbeddingCache(tmp_path / cfg.cache_dir).shards()) == 2
+    identity = model_identity(cfg.model, cfg.max_seq_length)
+    assert len(EmbeddingCache(tmp_path / cfg.cache_dir / identity).shards()) == 2
 
 
 def test_vectors_match_plain_encode_in_input_order(real_texts: list[str], plain: np.ndarray,
