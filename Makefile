@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LS_VENV := .venv-ls
 EXTRAS := test
 
-.PHONY: demo test install install-ls clean
+.PHONY: demo test install install-ls install-chromium clean
 
 # torch first, from the CPU build pinned in pyproject.toml, so that nothing pulls a CUDA build.
 $(BIN)/curation: pyproject.toml
@@ -25,10 +25,14 @@ $(LS_VENV)/bin/label-studio:
 
 install-ls: $(LS_VENV)/bin/label-studio
 
+# Debian's Chromium renders the sweep report in tests/test_report.py (headless).
+install-chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
 demo: install
 	$(BIN)/curation demo
 
-test: install install-ls
+test: install install-ls install-chromium
 	$(BIN)/pytest
 
 clean:
