@@ -542,6 +542,43 @@ def sweep_cmd(
     guarded(go)
 
 
+@app.command("simulate")
+def simulate_cmd(
+    loop: Annotated[Path, typer.Argument(help="A loop file; its dataset is the pool, eval_dataset the test set.")],
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of `budget` labels each.")] = 10,
+    seeds: Annotated[int, typer.Option(min=1, help="Simulations per strategy (seeds 0..S-1).")] = 3,
+    compare: Annotated[list[str] | None, typer.Option(
+        help="Another strategy to simulate beside the loop's (repeatable); default: random.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for curves.json and curves.png.")] = None,
+) -> None:
+    """Simulate the loop from a cold start with the oracle: learning curves over seeds.
+
+    The dataset's labels are hidden and revealed by the oracle connector as the strategy asks;
+    after each round a model is fitted and scored on eval_dataset. Writes curves.json (accuracy
+    against labels, mean and spread over seeds, AULC) and curves.png.
+    """
+    from curation.config import PluginConfig, load_loop
+    from curation.simulate import simulate_loop
+
+    quiet_libraries()
+
+    def go() -> None:
+        cfg = load_loop(loop)
+        specs = [cfg.strategy] + [PluginConfig(name=n) for n in (compare or ["random"])
+                                  if n != cfg.strategy.name]
+        dest = out_dir or cfg.root / "simulations" / cfg.name
+        with progress_bar() as p:
+            task = p.add_task(f"simulate {', '.join(s.name for s in specs)}", total=None)
+            curves = simulate_loop(cfg, specs, rounds, seeds, dest,
+                                   progress=lambda done, total: p.update(task, completed=done, total=total))
+        rows = [{"strategy": name, "AULC": cv.aulc, **{str(n): float(a) for n, a in zip(cv.labels, cv.mean)}}
+                for name, cv in curves.items()]
+        out.print(metrics_table(rows, f"{cfg.name}: accuracy against labels, mean of {seeds} seeds"))
+        out.print(f"curves: {dest / 'curves.json'}, plot: {dest / 'curves.png'}")
+
+    guarded(go)
+
+
 def main() -> None:
     """Entry point of the ``curation`` script."""
     app()

@@ -1,9 +1,11 @@
 """Hybrid: shortlist the most uncertain rows, then diversify inside the shortlist.
 
 Cluster-Margin style (Citovsky et al., 2021): take the ``shortlist * budget`` pool rows with
-the smallest margin, split them into ``budget`` k-means clusters, and take the most
-uncertain row of each cluster, so a batch is uncertain but not redundant. With no model
-yet (cold start) it uses ``cold_start`` (TypiClust by default).
+the smallest margin, split them into ``budget`` k-means clusters, and take the most typical
+row of each cluster (TypiClust's density, Hacohen et al., 2022), so a batch is uncertain,
+not redundant, and not made of outliers. With no model yet (cold start) it uses
+``cold_start`` (TypiClust by default). On BANKING77 this beats random at every round and
+every other strategy here in AULC (``benchmarks/active_learning.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sklearn.cluster import KMeans
 
 from curation.strategies.base import Pool, Ranked, Strategy, cold_start_fallback
 from curation.strategies.kcenter import kcenter_greedy
+from curation.strategies.typiclust import typicality_in
 from curation.strategies.uncertainty import margin
 
 
@@ -26,8 +29,13 @@ class Hybrid(Strategy):
     shortlist : int
         The shortlist holds ``shortlist * budget`` rows (the most uncertain by margin).
     diversify : {"kmeans", "kcenter"}
-        ``kmeans``: ``budget`` clusters of the shortlist, the most uncertain row of each;
-        ``kcenter``: greedy k-center inside the shortlist, away from the labeled rows.
+        ``kmeans``: ``budget`` k-means clusters of the shortlist, one row of each (see
+        ``pick``); ``kcenter``: greedy k-center inside the shortlist, away from the labeled rows.
+    pick : {"typical", "uncertain"}
+        Which row of a cluster: the most typical (densest among all pool rows, so not an
+        outlier), or the most uncertain.
+    knn : int
+        Neighbours for typicality.
     cold_start : str
         The strategy to use while there is no model.
     max_per_class, review_share
@@ -46,14 +54,16 @@ class Hybrid(Strategy):
 
     name: ClassVar[str] = "hybrid"
 
-    def __init__(self, shortlist: int = 10, diversify: Literal["kmeans", "kcenter"] = "kmeans",
-                 cold_start: str = "typiclust", pick: str = "uncertain", *, max_per_class: int | None = None,
+    def __init__(self, shortlist: int = 5, diversify: Literal["kmeans", "kcenter"] = "kmeans",
+                 pick: Literal["typical", "uncertain"] = "typical", knn: int = 20,
+                 cold_start: str = "typiclust", *, max_per_class: int | None = None,
                  review_share: float = 0.0) -> None:
         super().__init__(max_per_class=max_per_class, review_share=review_share)
         self.shortlist = shortlist
         self.diversify = diversify
         self.cold_start = cold_start
         self.pick = pick
+        self.knn = knn
 
     def rank(self, pool: Pool, n: int) -> Ranked:
         """``n`` diverse rows from the margin shortlist."""
@@ -67,28 +77,17 @@ class Hybrid(Strategy):
         X = pool.embeddings[short]
         if self.diversify == "kcenter":
             pick, _ = kcenter_greedy(X, n, pool.labeled, first=0, precision="float32")
-            why = "uncertain (margin shortlist), farthest from labeled and selected"
+            return Ranked(short[pick], u[short[pick]],
+                          ["uncertain (margin shortlist), farthest from labeled and selected"] * len(pick))
+        cluster = KMeans(n, n_init=1, random_state=pool.seed).fit(X).labels_
+        if self.pick == "typical":
+            key, why = typicality_in(X, pool.embeddings, self.knn), "most typical"
         else:
-            km = KMeans(n, n_init=1, random_state=pool.seed).fit(X)
-            # the most uncertain member of each cluster; clusters ordered by that uncertainty
-            best = {}
-            if self.pick == "typical":
-                from curation.strategies.typiclust import typicality_in
-                dc = -typicality_in(X, pool.embeddings, 20)
-                for i, c in enumerate(km.labels_):
-                    if c not in best or dc[i] < dc[best[c]]:
-                        best[c] = i
-            if self.pick == "centroid":
-                dc = ((X - km.cluster_centers_[km.labels_]) ** 2).sum(1)
-                for i, c in enumerate(km.labels_):
-                    if c not in best or dc[i] < dc[best[c]]:
-                        best[c] = i
-            for i, c in enumerate(km.labels_):
-                if self.pick in ("centroid", "typical"):
-                    break
-                if c not in best or u[short[i]] > u[short[best[c]]]:
-                    best[c] = i
-            pick = np.array(sorted(best.values(), key=lambda i: -u[short[i]]), dtype=np.int64)
-            why = "uncertain (margin shortlist), most uncertain of its cluster"
+            key, why = u[short], "most uncertain"
+        best: dict[int, int] = {}
+        for i, c in enumerate(cluster):
+            if c not in best or key[i] > key[best[c]]:
+                best[c] = i
+        pick = np.array(sorted(best.values(), key=lambda i: -u[short[i]]), dtype=np.int64)
         idx = short[pick]
-        return Ranked(idx, u[idx], [why] * len(idx))
+        return Ranked(idx, u[idx], [f"uncertain (margin shortlist), {why} of its cluster"] * len(idx))
