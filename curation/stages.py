@@ -96,8 +96,9 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for p in parents:
         tree = tree.setdefault(p, {})
-    if leaf == "strategy" and isinstance(value, str):
-        value = {"name": value}
+    if leaf == "strategy" and isinstance(value, str):  # a name: keep the loop's arguments if it is the same
+        same = isinstance(tree.get(leaf), dict) and tree[leaf].get("name") == value
+        value = tree[leaf] if same else {"name": value}
     if leaf == "detectors":
         value = [{"name": v} if isinstance(v, str) else v for v in value]
     tree[leaf] = value

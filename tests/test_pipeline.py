@@ -14,7 +14,10 @@ import polars as pl
 import pytest
 import yaml
 
+from curation.config import LoopConfig
+from curation.errors import ConfigError
 from curation.project import init_project
+from curation.stages import apply_params
 
 BIN = Path(sys.executable).parent
 STAGES = ["validate", "embed", "issues", "select", "push"]
@@ -93,3 +96,19 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path: Path, data_dir: Path) -> N
 
     plots = sh(tmp_path, "dvc", "plots", "show", "--json")
     assert "learning_curve.csv" in plots and '"accuracy"' in plots
+
+
+def test_params_override_the_loop_and_unknown_keys_list_the_valid_ones() -> None:
+    cfg = LoopConfig(name="x", dataset="d.parquet", schema="s.yaml", connector="c.yaml",
+                     strategy={"name": "hybrid", "shortlist": 7})
+    same = apply_params(cfg, {"select": {"strategy": "hybrid", "budget": 9}, "issues": {"folds": 3}})
+    assert same.strategy.params() == {"shortlist": 7} and same.budget == 9 and same.issues.folds == 3
+    other = apply_params(cfg, {"select": {"strategy": "margin"}, "embed": {"max_seq_length": 64}})
+    assert other.strategy.name == "margin" and other.strategy.params() == {}
+    assert other.embed.max_seq_length == 64
+    with pytest.raises(ConfigError, match=r"select\.budgets: unknown key.*budget, curve_rounds, strategy"):
+        apply_params(cfg, {"select": {"budgets": 9}})
+    with pytest.raises(ConfigError, match="unknown section"):
+        apply_params(cfg, {"selects": {}})
+    with pytest.raises(ConfigError, match="budget"):
+        apply_params(cfg, {"select": {"budget": 0}})
