@@ -131,13 +131,14 @@ def schema_yaml(classes: list[str]) -> str:
 
 
 LOOP_YAML = """\
-# The demo loop: 200 labels a round from the oracle, versioned with DVC.
+# The demo loop: 200 tasks a round for the oracle (a tenth of them reviews of suspected
+# label errors), versioned with DVC.
 name: demo
 dataset: data/corpus.parquet
 schema: schemas/demo.yaml
 eval_dataset: data/test.parquet
 budget: 200
-strategy: {name: kcenter}
+strategy: {name: STRATEGY, review_share: 0.1}
 issues:
   detectors: [{name: label}]
   folds: 5
@@ -171,16 +172,20 @@ def prepare(out: Path, seed: int = 0) -> Path:
     parts["planted"].write_parquet(out / "truth" / "planted_errors.parquet")
     classes = sorted(parts["test"]["label"].unique().to_list())
     (out / "schemas" / "demo.yaml").write_text(schema_yaml(classes), encoding="utf-8")
-    (out / "loops" / "demo.yaml").write_text(LOOP_YAML, encoding="utf-8")
+    from curation.config import LoopConfig
+
+    default = LoopConfig.model_fields["strategy"].get_default(call_default_factory=True).name
+    (out / "loops" / "demo.yaml").write_text(LOOP_YAML.replace("STRATEGY", default), encoding="utf-8")
     (out / "connectors" / "oracle.yaml").write_text(ORACLE_YAML, encoding="utf-8")
     return out / "loops" / "demo.yaml"
 
 
-def issue_quality(issues: pl.DataFrame, planted: pl.DataFrame, labeled_ids: pl.Series) -> dict[str, Any]:
-    """Precision and recall of the flagged label issues against the planted errors that
-    are among the labeled valid rows."""
+def issue_quality(issues: pl.DataFrame, planted: pl.DataFrame, labeled: pl.DataFrame) -> dict[str, Any]:
+    """Precision and recall of the flagged label issues against the planted errors still
+    present in ``labeled`` (the valid labeled rows, ``id`` and ``label``, at the round's start)."""
     flagged = set(issues.filter(pl.col("issue") == "label")["id"].to_list())
-    truth = set(planted["id"].to_list()) & set(labeled_ids.cast(pl.String).to_list())
+    wrong = labeled.join(planted, on="id", how="inner").filter(pl.col("label") != pl.col("true_label"))
+    truth = set(wrong["id"].to_list())
     hits = len(flagged & truth)
     return {
         "label_issues": len(flagged), "planted_errors": len(truth), "found": hits,
@@ -189,14 +194,21 @@ def issue_quality(issues: pl.DataFrame, planted: pl.DataFrame, labeled_ids: pl.S
     }
 
 
+def corrected(labels: pl.DataFrame, planted: pl.DataFrame) -> int:
+    """How many planted errors reviews have set right so far."""
+    fixed = labels.join(planted, on="id", how="inner").filter(pl.col("label") == pl.col("true_label"))
+    return len(fixed)
+
+
 def summary_row(result: Any, planted: pl.DataFrame) -> dict[str, Any]:
     """One row of the demo table from a :class:`~curation.loop.RoundResult`."""
     valid = result.tables["valid"]
-    labeled_ids = valid.filter(pl.col("label").is_not_null())["id"]
+    labeled = valid.filter(pl.col("label").is_not_null()).select(pl.col("id").cast(pl.String), "label")
     m = result.metrics
     return {
         "round": result.round, "tag": result.ref, "valid": m["valid"], "quarantined": m["quarantined"],
-        **issue_quality(result.tables["issues"], planted, labeled_ids),
+        **issue_quality(result.tables["issues"], planted, labeled),
+        "reviewed": m["reviews"], "corrected": corrected(result.tables["labels"], planted),
         "selected": m["selected"], "labels": m["labels"], "accuracy": m["accuracy"],
     }
 

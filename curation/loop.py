@@ -333,7 +333,8 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
     -------
     RoundResult
         The round number, its version ref, its metrics and its tables
-        (``valid``, ``quarantine``, ``issues``, ``selection``, ``annotations``).
+        (``valid``, ``quarantine``, ``issues``, ``selection``, ``tasks``, ``annotations``,
+        ``labels``).
 
     Notes
     -----
@@ -461,4 +462,4 @@ def _round(cfg: LoopConfig, store: VersionStore, n: int, state: dict[str, Any],
                "reconciliation": agreement},
     )
     ref = step_version(cfg, store, n, tables, labels, manifest, rep)
-    return RoundResult(n, ref, metrics, {"valid": v.valid, **tables})
+    return RoundResult(n, ref, metrics, {"valid": v.valid, **tables, "labels": labels})

@@ -95,24 +95,31 @@ def test_demo_table_and_tags_reproduce_each_round(tmp_path: Path) -> None:
     planted = pl.read_parquet(out / "truth" / "planted_errors.parquet")
     corpus = pl.read_parquet(out / "data" / "corpus.parquet")
     assert len(planted) > 20
+    labels_end = pl.read_parquet(out / "labels" / "demo.parquet")
     for row in rows:
         n = row["round"]
         quarantine = pl.read_parquet(out / f"rounds/demo/round-{n}/quarantine.parquet")
         issues = pl.read_parquet(out / f"rounds/demo/round-{n}/issues.parquet")
-        labels = pl.read_parquet(out / "labels" / "demo.parquet").filter(pl.col("round") <= n)
-        labeled = corpus.filter(pl.col("label").is_not_null() | pl.col("id").is_in(labels["id"].implode()))
-        labeled = labeled.filter(~pl.col("id").is_in(quarantine["id"].implode()))
-        q = issue_quality(issues, planted, labeled["id"])
+        tasks = pl.read_parquet(out / f"rounds/demo/round-{n}/tasks.parquet")
+        before = labels_end.filter(pl.col("round") < n).select("id", pl.col("label").alias("_l"))
+        labeled = (corpus.join(before, on="id", how="left").with_columns(pl.coalesce("_l", "label").alias("label"))
+                   .filter(pl.col("label").is_not_null() & ~pl.col("id").is_in(quarantine["id"].implode())))
+        q = issue_quality(issues, planted, labeled.select("id", "label"))
         assert row["precision"] == pytest.approx(q["precision"]) and row["recall"] == pytest.approx(q["recall"])
         assert 0 < row["found"] <= row["planted_errors"] and row["recall"] > 0.3
         assert row["quarantined"] == len(quarantine) > 0
         assert row["valid"] + row["quarantined"] == len(corpus)
         assert 0.5 < row["accuracy"] <= 1.0
-    assert rows[1]["labels"] == rows[0]["labels"] + 200
+        assert row["reviewed"] == (tasks["kind"] == "review").sum() == 20
+        after = labels_end.filter(pl.col("round") <= n).join(planted, on="id")
+        assert row["corrected"] == (after["label"] == after["true_label"]).sum()
+    assert rows[1]["corrected"] > 0
+    assert rows[1]["labels"] == rows[0]["labels"] + 180  # 180 new labels, 20 reviews a round
     assert "round 1" in r.stdout and "precision" in r.stdout
 
     assert git(out, "tag").split() == ["round-1", "round-2"]
-    for n, expected in ((1, 200), (2, 400)):
+    sizes = [len(labels_end.filter(pl.col("round") <= n)) for n in (1, 2)]
+    for n, expected in zip((1, 2), sizes):
         git(out, "checkout", "-q", f"round-{n}")
         subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q", "--force"], cwd=out, check=True)
         assert len(pl.read_parquet(out / "labels" / "demo.parquet")) == expected
