@@ -3,9 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LS_VENV := .venv-ls
-EXTRAS := test
+EXTRAS := test,onnx
 
-.PHONY: demo test install install-ls install-chromium clean
+.PHONY: demo test install install-ls install-chromium clean docs
 
 # torch first, from the CPU build pinned in pyproject.toml, so that nothing pulls a CUDA build.
 $(BIN)/curation: pyproject.toml
@@ -34,6 +34,10 @@ demo: install
 
 test: install install-ls install-chromium
 	$(BIN)/pytest
+
+# The command reference, from the CLI's own --help.
+docs: install
+	$(BIN)/typer curation.cli utils docs --name curation --output docs/cli.md
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) demo .curation .pytest_cache
