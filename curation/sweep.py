@@ -8,7 +8,8 @@ immutable folder ``<history>/sweep-NNNN/`` holding:
 - ``report.html``: a self-contained report (plots inlined as PNG);
 - ``quarantine.parquet``, ``duplicates.parquet``, ``issues.parquet``: the flagged rows;
 - ``state/label_counts.json``, ``state/embeddings.npy``: what the next sweep's drift tests
-  compare against (a seeded sample of at most ``sample`` vectors, float16).
+  compare against (a seeded sample of at most ``sample`` vectors, float32: half precision
+  moves near-constant dimensions enough for the KS test to see it).
 
 ``<history>/history.jsonl`` gets one line per sweep (the drift-over-time plot reads it).
 Sweeps are numbered and never rewritten, so the folder is the versioned history; track
@@ -326,7 +327,7 @@ def write_sweep(s: SweepSettings, summary: dict[str, Any], tables: dict[str, pl.
     for name, table in tables.items():
         write_parquet(table, tmp / f"{name}.parquet")
     (tmp / "state" / "label_counts.json").write_text(json.dumps(counts, sort_keys=True), encoding="utf-8")
-    np.save(tmp / "state" / "embeddings.npy", sample.astype(np.float16))
+    np.save(tmp / "state" / "embeddings.npy", sample.astype(np.float32))
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(folder)
     line = {k: summary[k] for k in ("sweep", "started", "rows", "quarantined", "duplicate_rows",
