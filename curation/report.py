@@ -155,7 +155,8 @@ def drift_over_time_plot(history: list[dict[str, Any]], alpha: float | None) -> 
     ax.set_xlabel("sweep")
     ax.set_xticks([h["sweep"] for h in history])
     ax.set_title("Drift over time")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return _png(fig)
 
 
