@@ -43,6 +43,9 @@ class IssueInputs:
     members : list of Evidence
         The evidence the probabilities were combined from (one per view and model), with
         their weights; empty means ``pred_probs`` is the only evidence.
+    recipe : str
+        ``reference`` or ``ensemble``: how ``pred_probs`` was made (detectors may pick
+        their defaults by it).
 
     Rows whose label code is ``-1`` are unlabeled (the active-learning pool): label
     detectors skip them, the kNN-graph detectors include them.
@@ -55,6 +58,7 @@ class IssueInputs:
     pred_probs: np.ndarray
     knn: Any = None
     members: list[Evidence] = field(default_factory=list)
+    recipe: str = "reference"
 
     @property
     def labeled(self) -> np.ndarray:

@@ -3,8 +3,8 @@
 A *view* is a representation of the rows: ``embedding`` (the sentence vectors), ``tfidf``
 (word TF-IDF of the texts) or ``knn`` (the labels of each row's neighbours in the shared kNN
 graph). Each view yields out-of-sample class probabilities and a cross-validated accuracy;
-:func:`combine` weighs them by how well the mixture explains the given labels (log-loss on
-the simplex), so the tool, not a person, decides how much each view counts.
+:func:`combine` pools them as a product of experts whose exponents are fitted to the given
+labels (log-loss), so the tool, not a person, decides how much each view counts.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def tfidf_features(texts: Sequence[str], max_features: int = 100_000) -> csr_mat
 
     Examples
     --------
-    >>> tfidf_features(["a cat sat", "a dog sat", "the cat ran"]).shape
-    (3, 2)
+    >>> tfidf_features(["a cat sat", "a dog sat", "the cat ran"]).shape  # dog, the, ran
+    (3, 3)
     """
     min_df = 2 if len(texts) >= 20 else 1
     vec = TfidfVectorizer(sublinear_tf=True, min_df=min_df, max_df=0.5, max_features=max_features,
@@ -52,9 +52,9 @@ def knn_probs(knn: csr_matrix, labels: np.ndarray, n_classes: int, prior: float 
     Examples
     --------
     >>> from curation.issues.knn import knn_graph
-    >>> X = np.eye(2, dtype=np.float32)[[0, 0, 0, 1, 1, 1]]
-    >>> knn_probs(knn_graph(X, k=2), np.array([0, 0, 1, 1, 1, 1]), 2).argmax(1).tolist()
-    [0, 0, 0, 1, 1, 1]
+    >>> X = np.eye(2, dtype=np.float32)[[0, 0, 0, 0, 1, 1, 1]]
+    >>> knn_probs(knn_graph(X, k=3), np.array([0, 0, 0, 1, 1, 1, 1]), 2).argmax(1).tolist()
+    [0, 0, 0, 0, 1, 1, 1]
     """
     n, k = knn.shape[0], knn.nnz // knn.shape[0]
     nbr = knn.indices.reshape(n, k)
@@ -80,13 +80,14 @@ def model_evidence(view: str, X: Any, labels: np.ndarray, n_classes: int, model:
     t = time.perf_counter()
     lab = np.flatnonzero(labels >= 0)
     y = labels[lab]
-    if model == "auto":
-        model, _ = choose_model(X[lab], y, n_classes, seed=seed)
-    probs = np.zeros((len(labels), n_classes), dtype=np.float64)
-    probs[lab] = cross_val_probs(X[lab], y, n_classes, folds, seed, model)
     pool = np.flatnonzero(labels < 0)
+    X_lab = X[lab] if len(pool) else X  # no copy when every row is labeled
+    if model == "auto":
+        model, _ = choose_model(X_lab, y, n_classes, seed=seed)
+    probs = np.zeros((len(labels), n_classes), dtype=np.float64)
+    probs[lab] = cross_val_probs(X_lab, y, n_classes, folds, seed, model)
     if len(pool):
-        probs[pool] = fit_predict_proba(X[lab], y, X[pool], n_classes, seed, model)
+        probs[pool] = fit_predict_proba(X_lab, y, X[pool], n_classes, seed, model)
     acc = float((probs[lab].argmax(1) == y).mean())
     return Evidence(f"{view}/{model}", probs, acc, seconds=time.perf_counter() - t)
 
@@ -100,39 +101,55 @@ def graph_evidence(knn: csr_matrix, labels: np.ndarray, n_classes: int) -> Evide
     return Evidence("embedding/knn", probs, acc, seconds=time.perf_counter() - t)
 
 
-def combine(members: list[Evidence], labels: np.ndarray) -> np.ndarray:
-    """Set each member's ``weight`` and return the weighted mixture of their probabilities.
+def combine(members: list[Evidence], labels: np.ndarray, max_rows: int = 50_000,
+            seed: int = 0) -> np.ndarray:
+    """Set each member's ``weight`` and return their product of experts.
 
-    The weights minimise the log-loss of the mixture on the given labels (a convex problem
-    on the simplex); with noisy labels this is the weighting that best explains the data,
-    not one chosen by hand.
+    The combined probability is ``p(k) ∝ Π_m p_m(k) ** w_m`` with ``w_m >= 0`` fitted to
+    minimise the log-loss on the given labels (a convex problem; fitted on at most
+    ``max_rows`` labeled rows). A weight acts both as the member's say and as its
+    temperature, so an overconfident or a weak view is tuned down by the data, not by hand;
+    a view that adds nothing gets weight 0.
 
     Examples
     --------
     >>> y = np.array([0, 1, 0, 1])
     >>> good = Evidence("a", np.array([[.9, .1], [.1, .9], [.8, .2], [.2, .8]]), 1.0)
-    >>> bad = Evidence("b", np.full((4, 2), .5), .5)
+    >>> bad = Evidence("b", np.array([[.4, .6], [.6, .4], [.5, .5], [.5, .5]]), .5)
     >>> p = combine([good, bad], y)
-    >>> good.weight > bad.weight
-    True
+    >>> good.weight > bad.weight, p.argmax(1).tolist()
+    (True, [0, 1, 0, 1])
     """
-    if len(members) == 1:
-        members[0].weight = 1.0
-        return members[0].pred_probs
     lab = np.flatnonzero(labels >= 0)
-    # p(given label) under each member: (n_labeled, n_members)
-    own = np.stack([m.pred_probs[lab, labels[lab]] for m in members], axis=1)
+    if len(lab) > max_rows:
+        lab = np.sort(np.random.default_rng(seed).choice(lab, size=max_rows, replace=False))
+    logs = np.stack([np.log(np.clip(m.pred_probs[lab], 1e-6, None)) for m in members])
+    y = labels[lab]
+    rows = np.arange(len(lab))
 
-    def loss(z: np.ndarray) -> float:
-        w = np.exp(z - z.max())
-        w /= w.sum()
-        return float(-np.log(np.clip(own @ w, 1e-12, None)).mean())
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = np.einsum("m,mnk->nk", w, logs)
+        z -= z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1))
+        p = np.exp(z - lse[:, None])
+        grad = -(logs[:, rows, y] - np.einsum("nk,mnk->mn", p, logs)).mean(axis=1)
+        return float(-(z[rows, y] - lse).mean()), grad
 
-    res = minimize(loss, np.zeros(len(members)), method="Nelder-Mead",
-                   options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 400})
-    w = np.exp(res.x - res.x.max())
-    w /= w.sum()
-    for m, wi in zip(members, w):
-        m.weight = float(wi)
+    res = minimize(loss, np.ones(len(members)), jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, None)] * len(members))
+    for m, w in zip(members, res.x):
+        m.weight = float(w)
     log.info("evidence weights: %s", {m.name: round(m.weight, 3) for m in members})
-    return np.einsum("m,mnk->nk", w, np.stack([m.pred_probs for m in members]))
+    return pool([m.pred_probs for m in members], res.x)
+
+
+def pool(probs: list[np.ndarray], weights: np.ndarray, chunk: int = 100_000) -> np.ndarray:
+    """``p(k) ∝ Π_m probs[m](k) ** weights[m]``, row by row in chunks (memory stays flat)."""
+    n = probs[0].shape[0]
+    out = np.empty_like(probs[0], dtype=np.float64)
+    for i in range(0, n, chunk):
+        z = sum(w * np.log(np.clip(p[i:i + chunk], 1e-6, None)) for p, w in zip(probs, weights))
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        out[i:i + chunk] = e / e.sum(axis=1, keepdims=True)
+    return out

@@ -81,7 +81,7 @@ def _faiss_search(X: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndar
             field="issues.k",
         ) from e
     n, d = X.shape
-    nlist = int(min(4 * math.sqrt(n), n // 40))
+    nlist = max(1, int(min(math.sqrt(n), n // 40)))
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed

@@ -12,6 +12,10 @@ from cleanlab.rank import get_label_quality_scores
 from curation.issues.base import Detector, IssueInputs, issue_table
 
 
+#: The flag rule of each recipe when ``filter_by`` is not set.
+FILTER_BY = {"reference": "prune_by_noise_rate", "ensemble": "predicted_neq_given"}
+
+
 class LabelIssues(Detector):
     """Flag rows whose given label disagrees with the confident-learning estimate.
 
@@ -21,8 +25,11 @@ class LabelIssues(Detector):
 
     Parameters
     ----------
-    filter_by : str
-        cleanlab's ``filter_by`` method (``"prune_by_noise_rate"`` by default).
+    filter_by : str, optional
+        cleanlab's ``filter_by`` method. By default the recipe's: ``"prune_by_noise_rate"``
+        for the reference recipe (cleanlab's default), ``"predicted_neq_given"`` for the
+        ensemble, whose pooled probabilities are sharp enough that disagreeing with the
+        given label is itself the flag (measured in docs/label_issues.md).
     rank_by : str
         cleanlab's label-quality score that orders the flags (``"self_confidence"``,
         ``"normalized_margin"`` or ``"confidence_weighted_entropy"``).
@@ -40,7 +47,7 @@ class LabelIssues(Detector):
 
     name: ClassVar[str] = "label"
 
-    def __init__(self, filter_by: str = "prune_by_noise_rate", rank_by: str = "self_confidence") -> None:
+    def __init__(self, filter_by: str | None = None, rank_by: str = "self_confidence") -> None:
         self.filter_by = filter_by
         self.rank_by = rank_by
 
@@ -50,7 +57,8 @@ class LabelIssues(Detector):
         labels, probs = inputs.labels[rows], inputs.pred_probs[rows]
         if len(np.unique(labels)) < 2:
             return issue_table(inputs, self.name, np.array([], dtype=int), np.array([]))
-        mask = find_label_issues(labels, probs, filter_by=self.filter_by)
+        filter_by = self.filter_by or FILTER_BY.get(inputs.recipe, "prune_by_noise_rate")
+        mask = find_label_issues(labels, probs, filter_by=filter_by)
         hit = np.flatnonzero(mask)
         quality = get_label_quality_scores(labels, probs, method=self.rank_by)
         return issue_table(inputs, self.name, rows[hit], 1.0 - quality[hit])

@@ -114,8 +114,15 @@ def find_issues(texts: Sequence[str] | None, ids: Sequence[Any], labels: Sequenc
     members = build_evidence(cfg, texts, embeddings, codes, len(classes), knn) if trainable else []
     for m in members:
         seconds[m.name] = m.seconds
-    probs = combine(members, codes) if members else np.zeros((len(codes), len(classes)))
-    inputs = IssueInputs(ids_arr, codes, classes, embeddings, probs, knn, members)
+    t = time.perf_counter()
+    if not members:
+        probs = np.zeros((len(codes), len(classes)))
+    elif cfg.recipe == "reference":
+        probs = members[0].pred_probs
+    else:
+        probs = combine(members, codes, seed=cfg.seed)
+    seconds["combine"] = time.perf_counter() - t
+    inputs = IssueInputs(ids_arr, codes, classes, embeddings, probs, knn, members, cfg.recipe)
     table = run_detectors(cfg, inputs, seconds)
     report: dict[str, Any] = {
         "recipe": cfg.recipe,
