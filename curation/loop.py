@@ -19,7 +19,7 @@ from curation.connectors import ANNOTATORS, Project, VersionStore, task_id
 from curation.connectors.base import ANNOTATION_COLUMNS, TASK_COLUMNS
 from curation.connectors.dvc import DvcStore
 from curation.data import read_table, require_columns, write_parquet
-from curation.embed import embed
+from curation.embed import embed_with_report
 from curation.issues.run import find_issues
 from curation.manifest import Manifest, build_manifest, read_manifest, write_manifest
 from curation.model import accuracy, fit_predict_proba
@@ -178,12 +178,14 @@ def step_validate(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter) -> Validatio
 
 
 def step_embed(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter, what: str = "embed") -> np.ndarray:
-    """Embed the text column of ``df`` (cached)."""
+    """Embed the text column of ``df`` (cached); the report says how many texts were cut."""
     rep.start(what, len(df))
-    vecs = embed(df[cfg.columns.text].to_list(), cfg.embed, ids=df[cfg.columns.id].to_list(),
-                 root=cfg.root, engine=cfg.engine, progress=rep.advance)
-    rep.finish(f"{what}: {len(df)} texts")
-    return vecs
+    res = embed_with_report(df[cfg.columns.text].to_list(), cfg.embed, ids=df[cfg.columns.id].to_list(),
+                            root=cfg.root, engine=cfg.engine, progress=rep.advance)
+    r = res.report
+    rep.finish(f"{what}: {len(df)} texts, {r['embedded']} embedded, {r['cached']} from the cache, "
+               f"{r['truncated']} truncated at {cfg.embed.max_seq_length} tokens")
+    return res.vectors
 
 
 def step_issues(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray, classes: list[str],
