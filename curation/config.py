@@ -116,7 +116,8 @@ class LoopConfig(_Strict):
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     issues: IssuesConfig = Field(default_factory=IssuesConfig)
-    strategy: PluginConfig = Field(default_factory=lambda: PluginConfig(name="kcenter"))
+    # the default strategy is the winner of benchmarks/active_learning.py
+    strategy: PluginConfig = Field(default_factory=lambda: PluginConfig(name="hybrid"))
     budget: int = Field(100, gt=0)
     connector: Path
     version: VersionConfig = Field(default_factory=VersionConfig)
