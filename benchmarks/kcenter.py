@@ -126,8 +126,9 @@ def run_competitor(name: str, X: np.ndarray, k: int, probe: int, budget_s: float
     """
     if name == "skactiveml" and k * len(X) * 8 > 4e9:
         return None, f"keeps a k x N float64 utility matrix: {k * len(X) * 8 / 1e9:.0f} GB"
-    if name == "modal" and len(X) > 200_000:
-        return None, "O(N k^2) distance recomputation plus a Python list of N per pick: hours"
+    if name in ("modal", "small_text") and len(X) > 200_000:
+        return None, ("recomputes distances to every center at each pick, O(N k^2): hours "
+                      "(see its N=100k probe)")
     fn = COMPETITORS[name]
     with threadpool_limits(1, "blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
