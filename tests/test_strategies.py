@@ -219,3 +219,18 @@ def test_hybrid_picks_from_the_margin_shortlist_and_spreads_over_blobs() -> None
     short = np.argsort(-margin(probs))[:40]
     assert set(sel) <= set(short)
     assert len(set(blob[sel])) == len(set(blob[short]))
+
+
+@pytest.mark.slow
+def test_partitioned_kcenter_over_ray_blocks_covers_like_single_machine(ray_local: None) -> None:
+    import ray
+
+    from curation.strategies.kcenter import kcenter_partitioned
+
+    X, _ = blobs(500, 8, dim=32, seed=4)
+    ds = ray.data.from_items([{"id": i, "embedding": x} for i, x in enumerate(X)]).repartition(4)
+    got = kcenter_partitioned(ds, 16, block_rows=1000)
+    assert len(got["id"]) == 16 and len(set(got["id"].tolist())) == 16
+    assert np.allclose(got["embedding"], X[got["id"]])
+    single, _ = kcenter_greedy(X, 16)
+    assert covering_radius(X, got["embedding"]) <= 2 * covering_radius(X, X[single])
