@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LS_VENV := .venv-ls
-EXTRAS := test,onnx
+EXTRAS := test,onnx,scale
 
 .PHONY: demo test install install-ls install-chromium clean docs
 
