@@ -256,6 +256,35 @@ def schema_infer(
     guarded(lambda: sys.stdout.write(infer_yaml(data, rows, max_categories)))
 
 
+@app.command()
+def serve(
+    loop: Annotated[Path, typer.Argument(help="A loop file whose connector is label_studio.")],
+    threshold: Annotated[int, typer.Option(min=1, help="New finished annotations that start a round.")] = 50,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    secret_env: Annotated[str, typer.Option(help="Environment variable holding the shared secret.")]
+    = "CURATION_WEBHOOK_SECRET",
+    public_url: Annotated[str | None, typer.Option(help="URL Label Studio reaches this receiver at "
+                                                   "(default http://HOST:PORT/webhook).")] = None,
+    register: Annotated[bool, typer.Option(help="Register the webhook in the Label Studio project.")] = True,
+) -> None:
+    """Receive Label Studio webhooks; start the next round when enough annotations arrived."""
+    from curation.serve import serve_loop
+
+    quiet_libraries()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("curation").setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    def go() -> None:
+        receiver = serve_loop(loop, threshold=threshold, host=host, port=port, secret_env=secret_env,
+                              public_url=public_url, register=register)
+        out.print(f"listening on {receiver.url} (a round every {threshold} new annotations; Ctrl-C stops)")
+        receiver.serve_forever()
+
+    guarded(go)
+
+
 VersionLoop = Annotated[
     Path | None, typer.Option("--loop", "-l", help="A loop file: its version store, root and columns.")]
 VersionRoot = Annotated[
@@ -381,35 +410,6 @@ def embed_cmd(
             write_parquet(pl.DataFrame({id_column: df[id_column], "vector": res.vectors}), out_file)
             out.print(f"wrote {out_file}")
         out.print(metrics_table([res.report], f"embed {data}"))
-
-    guarded(go)
-
-
-@app.command()
-def serve(
-    loop: Annotated[Path, typer.Argument(help="A loop file whose connector is label_studio.")],
-    threshold: Annotated[int, typer.Option(min=1, help="New finished annotations that start a round.")] = 50,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
-    secret_env: Annotated[str, typer.Option(help="Environment variable holding the shared secret.")]
-    = "CURATION_WEBHOOK_SECRET",
-    public_url: Annotated[str | None, typer.Option(help="URL Label Studio reaches this receiver at "
-                                                   "(default http://HOST:PORT/webhook).")] = None,
-    register: Annotated[bool, typer.Option(help="Register the webhook in the Label Studio project.")] = True,
-) -> None:
-    """Receive Label Studio webhooks; start the next round when enough annotations arrived."""
-    from curation.serve import serve_loop
-
-    quiet_libraries()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("curation").setLevel(logging.INFO)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-    def go() -> None:
-        receiver = serve_loop(loop, threshold=threshold, host=host, port=port, secret_env=secret_env,
-                              public_url=public_url, register=register)
-        out.print(f"listening on {receiver.url} (a round every {threshold} new annotations; Ctrl-C stops)")
-        receiver.serve_forever()
 
     guarded(go)
 
