@@ -6,11 +6,14 @@ a connector may carry more task columns through as task data.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import polars as pl
+
+from curation.errors import VersioningError
 
 #: Columns every task table has. ``task_id`` is stable (``"{kind}:{id}"``): pushing the
 #: same task twice must create one task. ``kind`` is ``"label"`` (label a new sample) or
@@ -46,6 +49,14 @@ ANNOTATION_COLUMNS: dict[str, Any] = {
 def task_id(kind: str, row_id: object) -> str:
     """The stable task id of one sample for one kind of task."""
     return f"{kind}:{row_id}"
+
+
+def parquet_table(data: bytes, path: str, ref: str) -> pl.DataFrame:
+    """The Parquet table in ``data``, read from a version store at ``ref``."""
+    try:
+        return pl.read_parquet(io.BytesIO(data))
+    except pl.exceptions.PolarsError as e:
+        raise VersioningError(f"{path} at {ref} is not a Parquet table: {e}") from e
 
 
 def empty_annotations() -> pl.DataFrame:

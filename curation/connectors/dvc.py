@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import polars as pl
 import yaml
 
-from curation.connectors.base import GATE_KEY, ROUND_KEY, RoundInfo, round_ref
+from curation.connectors.base import GATE_KEY, ROUND_KEY, RoundInfo, parquet_table, round_ref
 from curation.errors import VersioningError
 
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
@@ -668,11 +668,7 @@ class DvcStore:
 
     def read(self, ref: str, path: str) -> pl.DataFrame:
         """The Parquet table at ``path`` as of ``ref`` (a tag, branch or commit)."""
-        data = self.read_bytes(ref, path)
-        try:
-            return pl.read_parquet(io.BytesIO(data))
-        except pl.exceptions.PolarsError as e:
-            raise VersioningError(f"{path} at {ref} is not a Parquet table: {e}") from e
+        return parquet_table(self.read_bytes(ref, path), path, ref)
 
     def history(self) -> list[RoundInfo]:
         """The committed rounds (``round-N`` tags), oldest first."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 
-from curation.connectors.base import GATE_KEY, ROUND_KEY, RoundInfo, round_ref
+from curation.connectors.base import GATE_KEY, ROUND_KEY, RoundInfo, parquet_table, round_ref
 from curation.errors import VersioningError
 
 if TYPE_CHECKING:
@@ -371,11 +371,7 @@ class LakeFSStore:
 
     def read(self, ref: str, path: str) -> pl.DataFrame:
         """The Parquet table at ``path`` as of ``ref``."""
-        data = self.read_bytes(ref, path)
-        try:
-            return pl.read_parquet(io.BytesIO(data))
-        except pl.exceptions.PolarsError as e:
-            raise VersioningError(f"{path} at {ref} is not a Parquet table: {e}") from e
+        return parquet_table(self.read_bytes(ref, path), path, ref)
 
     def files(self, ref: str) -> dict[str, str]:
         """Every object as of ``ref``: path -> checksum."""
