@@ -119,6 +119,10 @@ class LoopConfig(_Strict):
     # the default strategy is the winner of benchmarks/active_learning.py
     strategy: PluginConfig = Field(default_factory=lambda: PluginConfig(name="hybrid"))
     budget: int = Field(100, gt=0)
+    #: The classifier fitted on the labeled rows each round (one of ``curation.model.MODELS``):
+    #: its probabilities drive the strategy, its held-out accuracy is reported. ``logreg_cv``
+    #: chooses its regularization by cross-validation, which matters most while labels are few.
+    model: str = "logreg_cv"
     connector: Path
     version: VersionConfig = Field(default_factory=VersionConfig)
     ray_address: str | None = None
@@ -214,9 +218,15 @@ def _check_paths(cfg: LoopConfig, source: str) -> None:
 
 def _check_plugins(cfg: LoopConfig, source: str) -> None:
     from curation.issues import DETECTORS
+    from curation.model import MODELS
     from curation.strategies import STRATEGIES
 
     try:
+        if cfg.model not in MODELS:
+            raise ConfigError(f"unknown model {cfg.model!r}", field="model", choices=sorted(MODELS))
+        if cfg.issues.model != "auto" and cfg.issues.model not in MODELS:
+            raise ConfigError(f"unknown model {cfg.issues.model!r}", field="issues.model",
+                              choices=["auto", *sorted(MODELS)])
         STRATEGIES.get(cfg.strategy.name, field="strategy.name")
         for i, d in enumerate(cfg.issues.detectors):
             DETECTORS.get(d.name, field=f"issues.detectors.{i}.name")

@@ -306,7 +306,7 @@ def eval_accuracy(cfg: LoopConfig, X: np.ndarray, y: np.ndarray, classes: list[s
     ev = ev.filter(pl.col(c.text).is_not_null() & (pl.col(c.text).str.strip_chars() != "")
                    & pl.col(c.label).cast(pl.String).is_in(classes))
     ev_X = step_embed(cfg, ev, rep, what="embed held-out")
-    return accuracy(X, y, ev_X, codes(ev[c.label], classes), len(classes), cfg.seed)
+    return accuracy(X, y, ev_X, codes(ev[c.label], classes), len(classes), cfg.seed, cfg.model)
 
 
 def previous_round(cfg: LoopConfig, store: VersionStore) -> tuple[int, dict[str, Any]]:
@@ -423,7 +423,8 @@ def _round(cfg: LoopConfig, store: VersionStore, n: int, state: dict[str, Any],
     y = codes(labeled[c.label], classes)
     issues, issue_report = step_issues(cfg, v.valid, X, classes, review_verdicts(cfg), rep)
     trainable = len(np.unique(y)) >= 2
-    pool_probs = fit_predict_proba(lab_X, y, pool_X, len(classes), cfg.seed) if trainable and len(pool) else None
+    pool_probs = (fit_predict_proba(lab_X, y, pool_X, len(classes), cfg.seed, cfg.model)
+                  if trainable and len(pool) else None)
     reviewed = past_tasks.filter(pl.col("kind") == "review")["id"].implode()
     suspects = issues.filter((pl.col("issue") == "label") & ~pl.col("id").is_in(reviewed))
     sel = step_select(cfg, pool, pool_X, lab_X, pool_probs, suspects, rep)

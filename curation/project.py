@@ -31,7 +31,8 @@ schema: schemas/example.yaml
 # eval_dataset: data/test.parquet  # a labeled held-out set, for the accuracy metric
 columns: {id: id, text: text, label: label}
 budget: 100                        # samples to label per round
-strategy: {name: kcenter}
+strategy: {name: hybrid}           # the default; see docs/strategies.md
+model: logreg_cv                   # the classifier fitted each round: logreg_cv, logreg, ...
 issues:
   detectors: [{name: label}]
   folds: 5
@@ -156,7 +157,8 @@ issues:
   recipe: ensemble        # ensemble or reference (cleanlab's default recipe)
   detectors: [label, outlier, near_duplicate]
 select:
-  strategy: kcenter       # see `curation.strategies`: random, margin, kcenter, typiclust, hybrid, ...
+  strategy: hybrid        # see docs/strategies.md: random, margin, kcenter, typiclust, hybrid, ...
+  model: logreg_cv        # the classifier fitted each round (curation.model.MODELS)
   budget: 100
   curve_rounds: 5         # rounds of the learning curve replayed over the labeled rows
 """,

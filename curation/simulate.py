@@ -68,7 +68,7 @@ class Curve:
 def simulate(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
              strategy: Strategy, *, rounds: int, budget: int, seeds: Sequence[int],
              n_classes: int, answer: Answer | None = None,
-             progress: Progress | None = None) -> Curve:
+             progress: Progress | None = None, model: str = "logreg_cv") -> Curve:
     """Run ``rounds`` rounds of ``budget`` labels from a cold start, once per seed.
 
     Parameters
@@ -90,6 +90,8 @@ def simulate(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
         ``answer(pool_positions) -> labels``: the oracle (default: ``y[positions]``).
     progress : callable, optional
         Called with ``(rounds done, rounds in all)``.
+    model : str
+        The classifier of :data:`curation.model.MODELS` fitted after each round.
 
     Returns
     -------
@@ -118,7 +120,8 @@ def simulate(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
             lab = np.flatnonzero(labeled)
             rest = np.flatnonzero(~labeled)
             with threadpool_limits(1, "blas"):  # small dense fits: threads only add wake-ups
-                p = fit_predict_proba(X[lab], got[lab], np.concatenate([X[rest], X_test]), n_classes, seed)
+                p = fit_predict_proba(X[lab], got[lab], np.concatenate([X[rest], X_test]), n_classes,
+                                      seed, model)
             probs = p[:len(rest)]
             row.append(float((p[len(rest):].argmax(1) == y_test).mean()))
             log.info("%s seed %d round %d: %d labels, accuracy %.4f", strategy.name, seed, r + 1,
@@ -189,7 +192,8 @@ def simulate_loop(cfg: LoopConfig, strategies: Sequence[PluginConfig], rounds: i
 
             curves[spec.name] = simulate(X, y, X_test, y_test, strategy, rounds=rounds,
                                          budget=cfg.budget, seeds=range(seeds),
-                                         n_classes=len(classes), answer=answer, progress=tick)
+                                         n_classes=len(classes), answer=answer, progress=tick,
+                                         model=cfg.model)
     write_curves(curves, out_dir, title=f"{cfg.name}: {cfg.budget} labels per round, {seeds} seeds")
     return curves
 

@@ -67,7 +67,7 @@ PARAMS: dict[str, dict[str, str]] = {
               "max_seq_length": "embed.max_seq_length", "backend": "embed.backend"},
     "issues": {"folds": "issues.folds", "detectors": "issues.detectors", "recipe": "issues.recipe",
                "model": "issues.model", "k": "issues.k"},
-    "select": {"strategy": "strategy", "budget": "budget", "curve_rounds": ""},
+    "select": {"strategy": "strategy", "budget": "budget", "model": "model", "curve_rounds": ""},
     "seed": {"": "seed"},
     "engine": {"": "engine"},
 }
@@ -266,14 +266,14 @@ def learning_curve(cfg: LoopConfig, s: dict[str, Any], rounds: int, rep: Reporte
             rest = np.setdiff1d(avail, chosen)
             if len(rest) == 0:
                 break
-            probs = fit_predict_proba(X[chosen], y[chosen], X[rest], len(classes), cfg.seed)
+            probs = fit_predict_proba(X[chosen], y[chosen], X[rest], len(classes), cfg.seed, cfg.model)
             pool = s["labeled"][rest].with_columns(ids[rest].alias(cfg.columns.id))
             pos = {v: i for i, v in enumerate(ids[rest].to_list())}
             sel = step_select(cfg, pool, X[rest], X[chosen], probs, NO_SUSPECTS, rep)
             sel = sel.filter(pl.col("id").is_in(list(pos)))
             chosen = np.concatenate([chosen, rest[[pos[i] for i in sel["id"].to_list()]]])
         if len(held):
-            acc = accuracy(X[chosen], y[chosen], X[held], y[held], len(classes), cfg.seed)
+            acc = accuracy(X[chosen], y[chosen], X[held], y[held], len(classes), cfg.seed, cfg.model)
         else:
             acc = eval_accuracy(cfg, X[chosen], y[chosen], classes, rep)
         curve.append({"round": r, "labels": int(len(chosen)), "accuracy": round(float(acc), 6),
@@ -288,7 +288,8 @@ def run_select(cfg: LoopConfig, out: Path, rep: Reporter | None = None,
     valid = _valid(out)
     s = _split(cfg, valid, _embeddings(cfg, out, valid))
     trainable = len(np.unique(s["y"])) >= 2
-    pool_probs = (fit_predict_proba(s["lab_X"], s["y"], s["pool_X"], len(s["classes"]), cfg.seed)
+    pool_probs = (fit_predict_proba(s["lab_X"], s["y"], s["pool_X"], len(s["classes"]), cfg.seed,
+                                    cfg.model)
                   if trainable and len(s["pool"]) else None)
     issues = pl.read_parquet(_need(out / "issues.parquet", "issues"))
     suspects = issues.filter(pl.col("issue") == "label")

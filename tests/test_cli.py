@@ -55,6 +55,7 @@ def write_loop(project: Path, **changes: object) -> Path:
         ({"dataset": "data/missing.parquet"}, ["dataset", "path not found", "missing.parquet"]),
         ({"budget": "lots"}, ["budget", "valid integer"]),
         ({"colour": "red"}, ["colour", "unknown field"]),
+        ({"model": "boosted"}, ["model", "unknown model 'boosted'", "logreg_cv"]),
     ],
 )
 def test_bad_config_is_one_line_exit_2(project: Path, changes: dict, expected: list[str]) -> None:

@@ -74,7 +74,7 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path: Path, data_dir: Path) -> N
     m = metrics(tmp_path)
     assert m["report.json"]["quarantined"] == 1 and m["report.json"]["valid"] == 200
     assert m["issues.json"]["labeled"] == 100
-    assert m["select.json"]["selected"] == 15 and m["select.json"]["strategy"] == "kcenter"
+    assert m["select.json"]["selected"] == 15 and m["select.json"]["strategy"] == "hybrid"
     assert m["push.json"]["pushed"] == 15
     out = tmp_path / ".curation" / "stages" / "example"
     curve = list(csv.DictReader(open(out / "learning_curve.csv")))
