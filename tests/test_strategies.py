@@ -179,6 +179,41 @@ def test_kcenter_matches_brute_force_greedy(precision: str) -> None:
     assert dist[1] == pytest.approx(exact[0], abs=0.01)
 
 
+def plain_greedy(X: np.ndarray, k: int, first: int, mind: np.ndarray | None = None) -> list[int]:
+    """One matrix-vector product per pick: the definition the batched picks must equal."""
+    mind = np.full(len(X), np.inf) if mind is None else mind.astype(np.float64)
+    picks = []
+    for _ in range(k):
+        p = first if not np.isfinite(mind).any() else int(np.argmax(mind))
+        picks.append(p)
+        mind = np.minimum(mind, 2.0 - 2.0 * (X.astype(np.float64) @ X[p].astype(np.float64)))
+        mind[p] = -1.0
+    return picks
+
+
+@pytest.mark.parametrize("candidates", [1, 7, 64, 5000])
+def test_batched_kcenter_picks_exactly_the_plain_greedy_ones(candidates: int) -> None:
+    rng = np.random.default_rng(5)
+    X = unit(rng.normal(size=(3000, 16)))
+    labeled = unit(rng.normal(size=(5, 16)))
+    idx, dist = kcenter_greedy(X, 120, first=11, candidates=candidates)
+    assert idx.tolist() == plain_greedy(X, 120, 11)
+    assert dist[0] == 4.0 and np.all(np.diff(dist[1:]) <= 1e-6)  # greedy distances never grow
+    idx, _ = kcenter_greedy(X, 60, centers=labeled, candidates=candidates)
+    assert idx.tolist() == plain_greedy(X, 60, 0, min_sq_dist(X, labeled))
+
+
+@pytest.mark.parametrize("candidates", [1, 8, 512])
+def test_batched_kcenter_takes_the_whole_pool_without_repeats(candidates: int) -> None:
+    X = unit(np.random.default_rng(6).normal(size=(40, 8)))
+    idx, _ = kcenter_greedy(X, 40, candidates=candidates)
+    assert sorted(idx.tolist()) == list(range(40))
+    dup = np.repeat(X[:10], 5, axis=0)  # 10 distinct rows, 5 copies each: distances of 0 (or -1e-7)
+    idx, dist = kcenter_greedy(dup, 50, candidates=candidates)
+    assert sorted(idx.tolist()) == list(range(50))
+    assert len({i // 5 for i in idx[:10]}) == 10 and np.all(dist[10:] < 1e-5)
+
+
 def test_kcenter_radius_within_twice_optimal() -> None:
     X = unit(np.random.default_rng(2).normal(size=(14, 3)))
     opt = min(covering_radius(X, X[list(c)]) for c in itertools.combinations(range(14), 3))

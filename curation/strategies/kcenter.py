@@ -1,10 +1,18 @@
-"""k-center greedy (coreset): cover the embedding space, one streaming pass per pick.
+"""k-center greedy (coreset): cover the embedding space, many exact picks per pass.
 
-Each row keeps its squared distance to the nearest chosen center; a pick updates it with
-one matrix-vector pass over the pool and never builds a pairwise matrix. The pass is
-memory-bound, so the pool is stored as int8 (one scale per row) for it: a quarter of the
-bytes of float32, with the center itself kept in float32. On unit vectors the squared
-distances it yields are within about 0.005 of the float32 ones.
+Each row keeps its squared distance to the nearest chosen center (``mind``); the pool is
+never compared with itself. Plain greedy reads the whole pool once per pick. Here
+(``precision="float32"``, the default) one pass serves a whole batch of picks, and the
+picks are still exactly greedy's: take the ``candidates`` rows of largest ``mind``; every
+other row's ``mind`` is at most the largest of theirs (``rest``) and can only fall. Greedy
+among the candidates, with their exact distances to each other (a small Gram matrix), is
+therefore the global greedy for as long as the next candidate's ``mind`` is at least
+``rest``. The batch's centers then update every row in one BLAS matrix product. On random
+384-d vectors a pass serves about 60 picks; on BANKING77's embeddings 40 to 110.
+
+``precision="int8"`` is the one-pass-per-pick kernel over an int8 copy of the pool (one
+scale per row, a quarter of float32's bytes per pass; squared distances within about 0.005
+of float32's): slower, kept for comparison and for pools where float32 BLAS is slow.
 
 For pools bigger than one machine, :func:`kcenter_partitioned` runs greedy on every block
 of a Ray Dataset and greedy again on the union of the blocks' centers (a composable
@@ -59,10 +67,6 @@ def _update_int8(q: np.ndarray, scale: np.ndarray, center: np.ndarray, mind: np.
 
 
 
-def _update_float32(X: np.ndarray, center: np.ndarray, mind: np.ndarray) -> None:
-    np.minimum(mind, 2.0 - 2.0 * (X @ center), out=mind)
-
-
 def min_sq_dist(X: np.ndarray, C: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """Each row's squared distance to its nearest row of ``C`` (unit-norm rows), chunked BLAS.
 
@@ -84,11 +88,12 @@ def covering_radius(X: np.ndarray, C: np.ndarray, chunk: int = 65536) -> float:
 
 
 def kcenter_greedy(X: np.ndarray, k: int, centers: np.ndarray | None = None, first: int = 0,
-                   precision: Precision = "int8") -> tuple[np.ndarray, np.ndarray]:
+                   precision: Precision = "float32",
+                   candidates: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-center over unit-norm rows of ``X``.
 
-    Keeps each row's squared distance to its nearest chosen center and updates it with
-    one fused pass per pick; never builds a pairwise matrix.
+    Keeps each row's squared distance to its nearest chosen center; never builds a
+    pairwise matrix (see the module docstring for the batched exact picks).
 
     Parameters
     ----------
@@ -100,9 +105,11 @@ def kcenter_greedy(X: np.ndarray, k: int, centers: np.ndarray | None = None, fir
         Already-chosen centers (for example the labeled rows).
     first : int
         The first pick when there are no centers.
-    precision : {"int8", "float32"}
-        How the pool is stored for the per-pick pass: ``int8`` reads a quarter of the
-        bytes (squared distances within ~0.005); ``float32`` is exact greedy.
+    precision : {"float32", "int8"}
+        ``float32``: exact greedy, a batch of picks per pass over the pool (BLAS);
+        ``int8``: one pass per pick over an int8 copy (squared distances within ~0.005).
+    candidates : int
+        ``float32`` only: how many rows of largest distance a batch is picked from.
 
     Returns
     -------
@@ -122,29 +129,71 @@ def kcenter_greedy(X: np.ndarray, k: int, centers: np.ndarray | None = None, fir
     mind = min_sq_dist(X, centers) if centers is not None else np.full(n, np.inf, np.float32)
     if precision not in ("int8", "float32"):
         raise DataError(f"precision must be 'int8' or 'float32', got {precision!r}")
+    if precision == "float32":
+        return _batched_greedy(X, k, mind, first, candidates)
     threads = numba.get_num_threads()
     numba.set_num_threads(threads if X.size >= PARALLEL_MIN_VALUES else 1)
     try:
-        return _greedy_loop(X, k, mind, first, precision)
+        return _int8_greedy(X, k, mind, first)
     finally:
         numba.set_num_threads(threads)
 
 
-def _greedy_loop(X: np.ndarray, k: int, mind: np.ndarray, first: int,
-                 precision: Precision) -> tuple[np.ndarray, np.ndarray]:
-    if precision == "int8":
-        q, scale = quantize(X)
+def _int8_greedy(X: np.ndarray, k: int, mind: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+    q, scale = quantize(X)
     idx = np.empty(k, dtype=np.int64)
     dist = np.empty(k, dtype=np.float32)
     for j in range(k):
         p = int(np.argmax(mind)) if (j or np.isfinite(mind).any()) else first
         idx[j], dist[j] = p, min(mind[p], 4.0)
-        if precision == "int8":
-            _update_int8(q, scale, X[p], mind)
-        else:
-            _update_float32(X, X[p], mind)
+        _update_int8(q, scale, X[p], mind)
         mind[p] = -1.0
     return idx, dist
+
+
+def _update_many(X: np.ndarray, C: np.ndarray, mind: np.ndarray, chunk: int = 2048) -> None:
+    """``mind = min(mind, squared distance to the nearest row of C)``, chunked BLAS."""
+    for i in range(0, len(X), chunk):
+        sims = X[i:i + chunk] @ C.T
+        np.minimum(mind[i:i + chunk], 2.0 - 2.0 * sims.max(axis=1), out=mind[i:i + chunk])
+
+
+def _batched_greedy(X: np.ndarray, k: int, mind: np.ndarray, first: int,
+                    candidates: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact greedy, a batch of picks per pass (see the module docstring)."""
+    idx: list[int] = []
+    dist: list[float] = []
+    if k and not np.isfinite(mind).any():
+        idx, dist = [first], [4.0]
+        _update_many(X, X[[first]], mind)
+        mind[first] = -1.0
+    n = len(X)
+    while len(idx) < k:
+        t = min(candidates, n)
+        cand = np.argpartition(-mind, t - 1)[:t] if t < n else np.arange(n)
+        rest = float(np.max(mind, initial=-np.inf, where=_outside(n, cand))) if t < n else -np.inf
+        cm = mind[cand].copy()
+        gram = 2.0 - 2.0 * (X[cand] @ X[cand].T)
+        picked: list[int] = []
+        while len(idx) + len(picked) < k:
+            j = int(np.argmax(cm))  # the first is the global farthest row: always taken
+            if picked and (cm[j] <= rest or cm[j] == -1.0):
+                break
+            picked.append(j)
+            dist.append(min(float(cm[j]), 4.0))
+            np.minimum(cm, gram[j], out=cm)
+            cm[j] = -1.0
+        rows = cand[picked]
+        idx.extend(rows.tolist())
+        _update_many(X, X[rows], mind)
+        mind[rows] = -1.0
+    return np.array(idx, dtype=np.int64), np.array(dist, dtype=np.float32)
+
+
+def _outside(n: int, rows: np.ndarray) -> np.ndarray:
+    mask = np.ones(n, dtype=bool)
+    mask[rows] = False
+    return mask
 
 
 class KCenterGreedy(Strategy):
@@ -152,8 +201,8 @@ class KCenterGreedy(Strategy):
 
     Parameters
     ----------
-    precision : {"int8", "float32"}
-        Storage of the pool for the per-pick pass (see :func:`kcenter_greedy`).
+    precision : {"float32", "int8"}
+        Exact batched greedy, or the int8 pass per pick (see :func:`kcenter_greedy`).
     max_per_class, review_share
         See :class:`~curation.strategies.base.Strategy`.
 
@@ -167,7 +216,7 @@ class KCenterGreedy(Strategy):
 
     name: ClassVar[str] = "kcenter"
 
-    def __init__(self, precision: Precision = "int8", *, max_per_class: int | None = None,
+    def __init__(self, precision: Precision = "float32", *, max_per_class: int | None = None,
                  review_share: float = 0.0) -> None:
         super().__init__(max_per_class=max_per_class, review_share=review_share)
         self.precision = precision
@@ -190,7 +239,7 @@ def _block_centers(batch: dict[str, np.ndarray], k: int, column: str,
 
 def kcenter_partitioned(ds: ray.data.Dataset, k: int, column: str = "embedding",
                         per_block: int | None = None, block_rows: int = 250_000,
-                        precision: Precision = "int8") -> dict[str, np.ndarray]:
+                        precision: Precision = "float32") -> dict[str, np.ndarray]:
     """k-center over a Ray Dataset too big for one machine: greedy per block, then merge.
 
     Every batch of ``block_rows`` rows picks ``per_block`` centers by greedy k-center
@@ -209,7 +258,7 @@ def kcenter_partitioned(ds: ray.data.Dataset, k: int, column: str = "embedding",
         Centers per block (default ``k``).
     block_rows : int
         Rows per batch a worker holds at once.
-    precision : {"int8", "float32"}
+    precision : {"float32", "int8"}
         See :func:`kcenter_greedy`.
 
     Returns
