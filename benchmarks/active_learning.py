@@ -1,8 +1,8 @@
 """Active-learning strategies on BANKING77: learning curves, AULC, labels to 0.90.
 
 Pool: ../shared/data/banking77_train.parquet (rows with a null text or label dropped);
-test: banking77_test.parquet. MiniLM embeddings (``curation.embed``, cached under
-``.curation/``), logistic regression (``curation.model``), 10 rounds of 200 labels from a
+test: banking77_test.parquet. MiniLM embeddings (``curation.steps.embed``, cached under
+``.curation/``), logistic regression (``curation.steps.model``), 10 rounds of 200 labels from a
 cold start, 3 seeds. Prints the accuracy per round and the AULC (mean of the per-round
 accuracies) of every strategy and writes ``benchmarks/results/active_learning.json`` and
 ``active_learning.png``. The default strategy is the one with the best AULC among those
@@ -33,10 +33,10 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from curation.config import EmbedConfig
-from curation.embed import embed
-from curation.model import fit_predict_proba
-from curation.simulate import Curve, simulate, write_curves
-from curation.strategies import STRATEGIES
+from curation.steps.embed import embed
+from curation.steps.model import fit_predict_proba
+from curation.orchestration.simulate import Curve, simulate, write_curves
+from curation.strategies.base import STRATEGIES
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).parent / "results"

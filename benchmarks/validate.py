@@ -5,9 +5,9 @@ Parquet files of 1M rows. Each contender reads those files, runs the same checks
 checks, unique ids, allowed labels, minimum rows per class, conflicting duplicate texts) and
 writes the valid rows and the quarantine as Parquet:
 
-- ``ray``: :func:`curation.validate.validate_source` with ``engine="ray"`` (streams blocks;
+- ``ray``: :func:`curation.steps.validate.validate_source` with ``engine="ray"`` (streams blocks;
   Ray's start-up and the first, cold run are timed apart);
-- ``pandera_polars``: read everything, :func:`curation.validate.validate` in process;
+- ``pandera_polars``: read everything, :func:`curation.steps.validate.validate` in process;
 - ``polars_floor``: read everything, one hand-written polars expression per check.
 
 Each contender runs in its own process (so peak memory is its own), ``--repeat`` times;
@@ -110,20 +110,22 @@ def floor(folder: Path, out: Path) -> int:
 
 
 def pandera_polars(folder: Path, out: Path) -> int:
-    from curation.validate import load_schema, validate
+    from curation.config import ValidateConfig
+    from curation.steps.validate import load_schema, validate
 
     df = pl.read_parquet(folder / "*.parquet")
-    res = validate(df, load_schema(out / "schema.yaml"), engine="local", min_per_class=MIN_PER_CLASS)
+    res = validate(df, load_schema(out / "schema.yaml"), ValidateConfig(min_per_class=MIN_PER_CLASS, max_invalid_fraction=1.0), engine="local")
     res.valid.write_parquet(out / "valid.parquet")
     res.quarantine.write_parquet(out / "quarantine.parquet")
     return len(res.quarantine)
 
 
 def ray_job(folder: Path, out: Path) -> int:
-    from curation.validate import load_schema, validate_source
+    from curation.config import ValidateConfig
+    from curation.steps.validate import load_schema, validate_source
 
-    report = validate_source(folder, load_schema(out / "schema.yaml"), out, engine="ray",
-                             min_per_class=MIN_PER_CLASS)
+    report = validate_source(folder, load_schema(out / "schema.yaml"), out,
+                             ValidateConfig(min_per_class=MIN_PER_CLASS, max_invalid_fraction=1.0), engine="ray")
     return int(report["quarantined"])
 
 
@@ -159,7 +161,7 @@ def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any
     fn = {"ray": ray_job, "pandera_polars": pandera_polars, "polars_floor": floor}[contender]
     result: dict[str, Any] = {}
     if contender == "ray":
-        from curation.engine import ensure_ray
+        from curation.support.engine import ensure_ray
 
         t = time.perf_counter()
         ensure_ray(None)

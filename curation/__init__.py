@@ -1,7 +1,53 @@
 """curation: data-centric curation and active learning.
 
 validate (Pandera) -> embed (sentence-transformers) -> find issues (cleanlab) ->
-select (active learning) -> annotate (Label Studio) -> version (DVC or lakeFS).
+select (active learning) -> annotate (Label Studio) -> version (DVC, lakeFS or local).
+
+The functions a notebook calls are here (imported on first use, so ``import curation`` is
+cheap); see ``docs/architecture.md`` for where each lives.
+
+Examples
+--------
+>>> import curation
+>>> sorted(curation.__all__)[:3]
+['LoopConfig', 'RoundResult', 'SweepSettings']
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_API: dict[str, str] = {
+    "LoopConfig": "curation.config",
+    "load_loop": "curation.config",
+    "validate": "curation.steps.validate",
+    "validate_source": "curation.steps.validate",
+    "load_schema": "curation.steps.validate",
+    "embed": "curation.steps.embed",
+    "find_issues": "curation.issues.find",
+    "select": "curation.strategies.select",
+    "run_round": "curation.orchestration.round",
+    "RoundResult": "curation.orchestration.round",
+    "run_sweep": "curation.orchestration.sweep",
+    "SweepSettings": "curation.orchestration.sweep",
+    "simulate": "curation.orchestration.simulate",
+    "read_table": "curation.support.data",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'curation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

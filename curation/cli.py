@@ -90,7 +90,7 @@ def metrics_table(rows: list[dict[str, Any]], title: str) -> Table:
 @app.command()
 def init(directory: Annotated[Path, typer.Argument(help="Folder of the new curation project.")]) -> None:
     """Lay out a new curation project: schemas/, loops/, connectors/ and data/."""
-    from curation.project import init_project
+    from curation.support.project import init_project
 
     def go() -> None:
         made = init_project(directory)
@@ -106,7 +106,7 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder of the new curat
 def run(loop: Annotated[Path, typer.Argument(help="A loop file, e.g. loops/banking77.yaml.")]) -> None:
     """Run one round of a loop: validate, embed, find issues, select, annotate, version."""
     from curation.config import load_loop
-    from curation.loop import run_round
+    from curation.orchestration.round import run_round
 
     quiet_libraries()
 
@@ -132,9 +132,9 @@ def demo(
     """
     import polars as pl
 
-    from curation import demo as d
+    from curation.orchestration import demo as d
     from curation.config import load_loop
-    from curation.loop import run_round
+    from curation.orchestration.round import run_round
 
     quiet_libraries()
 
@@ -185,8 +185,8 @@ def validate_cmd(
     min_per_class: Annotated[int | None, typer.Option(min=1, help="Quarantine labels with fewer rows.")] = None,
     local_below: Annotated[int | None, typer.Option(min=0, help="auto: rows below which no Ray starts.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster (e.g. auto).")] = None,
-    text: Annotated[str, typer.Option(help="The text column (for DATA).")] = "text",
-    label: Annotated[str, typer.Option(help="The label column (for DATA).")] = "label",
+    text: Annotated[str | None, typer.Option(help="The text column (for DATA; default text).")] = None,
+    label: Annotated[str | None, typer.Option(help="The label column (for DATA; default label).")] = None,
 ) -> None:
     """Validate data against a Pandera contract: write valid rows, a quarantine and a report.
 
@@ -194,48 +194,31 @@ def validate_cmd(
     check, value and reason) and OUT/report.json. Exits 3 when the quarantined fraction is
     above the gate.
     """
-    from curation.config import load_loop
-    from curation.errors import ConfigError, ValidationGateError
-    from curation.validate import load_schema, validate_source
+    from curation.errors import ValidationGateError
+    from curation.orchestration.commands import validation_plan
+    from curation.steps.validate import load_schema, validate_source
 
     quiet_libraries()
 
     def go() -> None:
-        args: dict[str, Any] = {"text": text, "label": label, "ray_address": ray_address}
-        data, contract, out_path = source, schema, out_dir or Path("validation")
-        if source.endswith((".yaml", ".yml")) and Path(source).is_file():
-            cfg = load_loop(source)
-            v = cfg.validate_
-            data, contract = str(cfg.path(cfg.dataset)), contract or str(cfg.path(cfg.schema_path))
-            out_path = out_dir or cfg.root / "validation" / cfg.name
-            args.update(text=cfg.columns.text, label=cfg.columns.label, labels=v.labels,
-                        ray_address=ray_address or cfg.ray_address, min_per_class=v.min_per_class,
-                        max_invalid_fraction=v.max_invalid_fraction, local_below=v.local_below,
-                        engine="local" if cfg.engine == "local" else "auto")
-        elif contract is None:
-            raise ConfigError("give --schema schemas/x.yaml (or a loop file instead of the data)",
-                              field="schema")
-        if engine is not None:
-            if engine not in ("auto", "ray", "local"):
-                raise ConfigError(f"unknown engine {engine!r}", field="engine",
-                                  choices=["auto", "ray", "local"])
-            args["engine"] = engine
-        given = {"max_invalid_fraction": max_invalid_fraction, "min_per_class": min_per_class,
-                 "local_below": local_below}
-        args.update({k: v for k, v in given.items() if v is not None})
+        plan = validation_plan(source, schema, out_dir, engine, ray_address, text=text, label=label,
+                               max_invalid_fraction=max_invalid_fraction, min_per_class=min_per_class,
+                               local_below=local_below)
         with progress_bar() as p:
             rep = RichReporter(p)
-            rep.start(f"validate {data}", None)
+            rep.start(f"validate {plan.data}", None)
             try:
-                report = validate_source(data, load_schema(contract), out_path, **args,
+                report = validate_source(plan.data, load_schema(plan.schema), plan.out, plan.settings,
+                                         plan.columns, engine=plan.engine,  # type: ignore[arg-type]
+                                         ray_address=plan.ray_address,
                                          progress=lambda done, total: rep.advance(done, total))
             except ValidationGateError:
-                out.print(validation_table(json.loads((out_path / "report.json").read_text())))
+                out.print(validation_table(json.loads((plan.out / "report.json").read_text())))
                 raise
             rep.finish(f"validate: {report['valid']} valid, {report['quarantined']} quarantined")
         out.print(validation_table(report))
-        out.print(f"valid: {out_path / 'valid'}  quarantine: {out_path / 'quarantine'}  "
-                  f"report: {out_path / 'report.json'}")
+        out.print(f"valid: {plan.out / 'valid'}  quarantine: {plan.out / 'quarantine'}  "
+                  f"report: {plan.out / 'report.json'}")
 
     guarded(go)
 
@@ -251,7 +234,7 @@ def schema_infer(
     max_categories: Annotated[int, typer.Option(min=1, help="Most distinct values for a label set.")] = 200,
 ) -> None:
     """Print a starting contract for DATA in Pandera's YAML: `curation schema infer D > schemas/x.yaml`."""
-    from curation.schema import infer_yaml
+    from curation.support.schema import infer_yaml
 
     guarded(lambda: sys.stdout.write(infer_yaml(data, rows, max_categories)))
 
@@ -269,7 +252,7 @@ def serve(
     register: Annotated[bool, typer.Option(help="Register the webhook in the Label Studio project.")] = True,
 ) -> None:
     """Receive Label Studio webhooks; start the next round when enough annotations arrived."""
-    from curation.serve import serve_loop
+    from curation.orchestration.serve import serve_loop
 
     quiet_libraries()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
@@ -299,7 +282,7 @@ def history_cmd(
     loop: VersionLoop = None, root: VersionRoot = Path("."), remote: VersionRemote = None
 ) -> None:
     """List the committed rounds with their gate, counts and metrics."""
-    from curation.history import history_rows, resolve_store
+    from curation.orchestration.history import history_rows, resolve_store
 
     def go() -> None:
         store, _, _ = resolve_store(loop, root, remote)
@@ -320,7 +303,7 @@ def checkout_cmd(
     loop: VersionLoop = None, root: VersionRoot = Path("."), remote: VersionRemote = None,
 ) -> None:
     """Restore a round's data: into the working tree (DVC), or into --to DIR."""
-    from curation.history import checkout, resolve_store
+    from curation.orchestration.history import checkout, resolve_store
 
     def go() -> None:
         store, _, _ = resolve_store(loop, root, remote)
@@ -338,7 +321,7 @@ def diff_cmd(
     loop: VersionLoop = None, root: VersionRoot = Path("."), remote: VersionRemote = None,
 ) -> None:
     """What changed between two rounds: files, and rows added, relabeled and removed."""
-    from curation.history import diff, resolve_store
+    from curation.orchestration.history import diff, resolve_store
 
     def go() -> None:
         store, key, label = resolve_store(loop, root, remote)
@@ -365,32 +348,29 @@ def embed_cmd(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write id, vector rows here (Parquet).")] = None,
     text_column: Annotated[str, typer.Option("--text", help="The text column.")] = "text",
     id_column: Annotated[str, typer.Option("--id", help="The id column (named in errors).")] = "id",
-    backend: Annotated[str, typer.Option(help="torch, onnx or onnx_int8.")] = "torch",
+    backend: Annotated[str | None, typer.Option(help="torch (default), onnx or onnx_int8.")] = None,
     model: Annotated[str | None, typer.Option(help="A local sentence-transformers model folder.")] = None,
-    max_seq_length: Annotated[int, typer.Option(min=1, help="Tokens per text; longer texts are cut.")] = 256,
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 64,
+    max_seq_length: Annotated[int | None, typer.Option(min=1, help="Tokens per text; longer texts are "
+                                                       "cut (default 256).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Texts per forward pass (default 64).")] = None,
     engine: Annotated[str, typer.Option(help="ray (an actor pool) or local (this process).")] = "ray",
     root: Annotated[Path, typer.Option(help="Project root: the cache and exported models live under it.")]
     = Path("."),
 ) -> None:
     """Embed a text column (cached by content: only texts not seen before reach the model)."""
     import polars as pl
-    from pydantic import ValidationError
 
-    from curation.config import EmbedConfig
-    from curation.data import read_table, write_parquet
-    from curation.embed import embed_with_report
-    from curation.engine import ensure_ray
     from curation.errors import ConfigError
+    from curation.orchestration.commands import embed_settings
+    from curation.steps.embed import embed_with_report
+    from curation.support.data import read_table, write_parquet
+    from curation.support.engine import ensure_ray
 
     quiet_libraries()
 
     def go() -> None:
-        try:
-            cfg = EmbedConfig(backend=backend, max_seq_length=max_seq_length, batch_size=batch_size,  # type: ignore[arg-type]
-                              **({"model": model} if model else {}))
-        except ValidationError as e:
-            raise ConfigError(e.errors()[0]["msg"], field="embed." + str(e.errors()[0]["loc"][0])) from e
+        cfg = embed_settings(backend=backend, max_seq_length=max_seq_length, batch_size=batch_size,
+                             model=model)
         if engine not in ("ray", "local"):
             raise ConfigError(f"expected ray or local, found {engine!r}", field="engine", choices=["ray", "local"])
         df = read_table(data)
@@ -425,7 +405,7 @@ StageOutOption = Annotated[Path | None, typer.Option("--out", help="The stage fo
 
 def run_stage_command(stage: str, loop: Path, params: Path | None, out_dir: Path | None) -> None:
     """One pipeline stage from the CLI: read its inputs from files, write its outputs to files."""
-    from curation.stages import run_stage, stage_config
+    from curation.orchestration.stages import run_stage, stage_config
 
     quiet_libraries()
 
@@ -467,11 +447,14 @@ def sweep_cmd(
     text: Annotated[str, typer.Option(help="The text column.")] = "text",
     label: Annotated[str, typer.Option(help="The label column.")] = "label",
     detector: Annotated[list[str] | None, typer.Option(help="An issue detector to run (repeat for "
-                                                       "more; default: label, outlier, near_duplicate "
-                                                       "where installed).")] = None,
-    max_seq_length: Annotated[int, typer.Option(min=1, help="Embedding truncation (tokens).")] = 128,
-    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds for label issues.")] = 5,
-    recipe: Annotated[str, typer.Option(help="Label-issue recipe: ensemble or reference.")] = "ensemble",
+                                                       "more; default: the loop's, label, outlier, "
+                                                       "near_duplicate).")] = None,
+    max_seq_length: Annotated[int | None, typer.Option(min=1, help="Embedding truncation in tokens "
+                                                       "(default: the loop's, 256).")] = None,
+    folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds for label issues "
+                                              "(default 5).")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Label-issue recipe: ensemble (default) or "
+                                               "reference.")] = None,
     engine: Annotated[str, typer.Option(help="local (in process) or ray.")] = "local",
     max_invalid_fraction: Annotated[float | None, typer.Option(help="Gate: largest share of broken rows.")] = 0.05,
     max_issue_fraction: Annotated[float | None, typer.Option(help="Gate: largest share of flagged rows.")] = None,
@@ -494,25 +477,24 @@ def sweep_cmd(
     HISTORY/history.jsonl. Exits 4 when a gate is breached (broken rows, drift, ...), 5 when
     another sweep of the same history is running.
     """
-    from curation.config import Columns, EmbedConfig
     from curation.errors import GateError
-    from curation.schedule import every as on_schedule
-    from curation.schedule import parse_every, run_lock
-    from curation.sweep import Gates, SweepSettings, one_line, post_webhook, run_sweep
+    from curation.orchestration.schedule import every as on_schedule
+    from curation.orchestration.schedule import parse_every, run_lock
+    from curation.orchestration.sweep import one_line, post_webhook, run_sweep, sweep_settings
 
     quiet_libraries()
-    name = Path(dataset.rstrip("/*")).stem or "dataset"
-    settings = SweepSettings(
-        dataset=dataset, schema=schema, history=history or Path("sweeps") / name,
-        columns=Columns(id=id_col, text=text, label=label),
-        embed=EmbedConfig(max_seq_length=max_seq_length), detectors=detector or None, engine=engine,
-        folds=folds, recipe=recipe,
-        gates=Gates(max_invalid_fraction, max_issue_fraction, max_duplicate_fraction, alpha,
-                    label_min_distance, embedding_min_distance, drift_gate))
+    gates = {"max_invalid_fraction": max_invalid_fraction, "max_issue_fraction": max_issue_fraction,
+             "max_duplicate_fraction": max_duplicate_fraction, "alpha": alpha,
+             "label_min_distance": label_min_distance, "embedding_min_distance": embedding_min_distance,
+             "drift": drift_gate}
+    settings = guarded(lambda: sweep_settings(
+        dataset, schema, history, detectors=detector, gates=gates, id=id_col, text=text, label=label,
+        engine=engine, **({"max_seq_length": max_seq_length} if max_seq_length else {}),
+        **({"folds": folds} if folds else {}), **({"recipe": recipe} if recipe else {})))
     failed: list[str] = []
 
     def once() -> None:
-        with run_lock(settings.history / ".sweep.lock"), progress_bar() as bar:
+        with run_lock(settings.history / ".sweep.lock"), progress_bar() as bar:  # type: ignore[union-attr]
             result = run_sweep(settings, RichReporter(bar))
         out.print(one_line(result.summary), highlight=False, soft_wrap=True)
         out.print(f"report: {result.folder / 'report.html'}  summary: {result.folder / 'summary.json'}")
@@ -558,7 +540,7 @@ def simulate_cmd(
     against labels, mean and spread over seeds, AULC) and curves.png.
     """
     from curation.config import PluginConfig, load_loop
-    from curation.simulate import simulate_loop
+    from curation.orchestration.simulate import simulate_loop
 
     quiet_libraries()
 

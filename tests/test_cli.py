@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import yaml
 
-from curation.demo import issue_quality
+from curation.orchestration.demo import issue_quality
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,19 +1,23 @@
-"""The two outside-system contracts: an annotation queue and a version store.
+"""The two outside-system extension points: an annotation queue and a version store.
 
-Annotation tables have fixed columns (see ``TASK_COLUMNS`` and ``ANNOTATION_COLUMNS``);
-a connector may carry more task columns through as task data.
+Each is a Protocol with a registry (:data:`ANNOTATORS`, :data:`STORES`); implementations
+register with the registry's decorator. Annotation tables have fixed columns (see
+``TASK_COLUMNS`` and ``ANNOTATION_COLUMNS``); a connector may carry more task columns
+through as task data.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import polars as pl
 
 from curation.errors import VersioningError
+from curation.support.registry import Registry
 
 #: Columns every task table has. ``task_id`` is stable (``"{kind}:{id}"``): pushing the
 #: same task twice must create one task. ``kind`` is ``"label"`` (label a new sample) or
@@ -57,6 +61,28 @@ def parquet_table(data: bytes, path: str, ref: str) -> pl.DataFrame:
         return pl.read_parquet(io.BytesIO(data))
     except pl.exceptions.PolarsError as e:
         raise VersioningError(f"{path} at {ref} is not a Parquet table: {e}") from e
+
+
+def norm_path(path: str) -> str:
+    """``path`` as a clean relative POSIX path; refuse absolute paths and ``..``."""
+    p = PurePosixPath(str(path).replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or not p.parts or str(p) == ".":
+        raise VersioningError(
+            f"expected a path relative to the project root, found {path!r}: "
+            "write inside the project, for example 'rounds/round-1/selection.parquet'"
+        )
+    return str(p)
+
+
+def atomic_write(dest: Path, data: bytes) -> None:
+    """Write ``data`` to ``dest`` through a temporary file and a rename (never half a file)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.curation.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
 
 
 def empty_annotations() -> pl.DataFrame:
@@ -138,7 +164,7 @@ class RoundInfo:
     message : str
         The commit message's first line.
     metadata : dict of str to str
-        The commit metadata (see :meth:`curation.manifest.Manifest.commit_metadata`).
+        The commit metadata (see :meth:`curation.support.manifest.Manifest.commit_metadata`).
     """
 
     round: int
@@ -166,6 +192,11 @@ class RoundInfo:
         return out
 
 
+#: The annotation connectors, by name (``name`` in ``connectors/*.yaml``).
+ANNOTATORS: Registry[Annotator] = Registry("connector", builtins=(
+    "curation.connectors.files", "curation.connectors.label_studio", "curation.connectors.oracle"))
+
+
 @runtime_checkable
 class VersionStore(Protocol):
     """Where rounds are versioned. A round is all or nothing: ``begin``, ``write``..., ``commit``.
@@ -177,6 +208,9 @@ class VersionStore(Protocol):
     """
 
     name: ClassVar[str]
+    #: Constructor arguments the factory supplies (``root``: the project; ``tracked``: the
+    #: paths a round writes); the rest come from the loop's ``version`` section.
+    context: ClassVar[tuple[str, ...]]
 
     @property
     def head(self) -> str:
@@ -229,3 +263,38 @@ class VersionStore(Protocol):
         Returns the paths written, relative to ``dest``.
         """
         ...
+
+
+#: The version stores, by name (``version.name`` in a loop file).
+STORES: Registry[VersionStore] = Registry("version store", builtins=(
+    "curation.connectors.dvc", "curation.connectors.lakefs", "curation.connectors.local"))
+
+
+def open_store(name: str, params: dict[str, Any] | None, root: Path,
+               tracked: list[str] | None = None, *, source: str | None = None) -> VersionStore:
+    """The one factory of version stores: ``name`` with its config ``params``.
+
+    Parameters
+    ----------
+    name : str
+        ``dvc``, ``lakefs`` or ``local`` (see :data:`STORES`).
+    params : dict, optional
+        The rest of the loop's ``version`` section (``remote``, ...), checked against the
+        store's constructor.
+    root : Path
+        The project root.
+    tracked : list of str, optional
+        The paths a round writes (the DVC store tracks them).
+    source : str, optional
+        The loop file, for error messages.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> open_store("local", {}, Path(tempfile.mkdtemp())).name
+    'local'
+    """
+    cls = STORES.get(name, field="version.name", source=source)
+    given = {"root": Path(root), "tracked": list(tracked or [])}
+    context = {k: v for k, v in given.items() if k in getattr(cls, "context", ("root",))}
+    return STORES.create(name, params, field="version", source=source, **context)

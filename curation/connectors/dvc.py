@@ -40,7 +40,16 @@ from typing import Any, ClassVar
 import polars as pl
 import yaml
 
-from curation.connectors.base import GATE_KEY, ROUND_KEY, RoundInfo, parquet_table, round_ref
+from curation.connectors.base import (
+    GATE_KEY,
+    ROUND_KEY,
+    STORES,
+    RoundInfo,
+    atomic_write,
+    norm_path,
+    parquet_table,
+    round_ref,
+)
 from curation.errors import VersioningError
 
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
@@ -91,29 +100,8 @@ def dvc(root: Path, *args: str) -> str:
     return _run([sys.executable, "-m", "dvc", *args], root)
 
 
-def _norm(path: str) -> str:
-    """``path`` as a clean relative POSIX path; refuse absolute paths and ``..``."""
-    p = PurePosixPath(str(path).replace("\\", "/"))
-    if p.is_absolute() or ".." in p.parts or not p.parts or str(p) == ".":
-        raise VersioningError(
-            f"expected a path relative to the project root, found {path!r}: "
-            "write inside the project, for example 'rounds/round-1/selection.parquet'"
-        )
-    return str(p)
-
-
 def _under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
-
-
-def _atomic_write(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.curation.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dest)
 
 
 def _remove(path: Path) -> None:
@@ -123,6 +111,7 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+@STORES.register
 class DvcStore:
     """Version rounds in a git + DVC repository.
 
@@ -154,6 +143,7 @@ class DvcStore:
     """
 
     name: ClassVar[str] = "dvc"
+    context: ClassVar[tuple[str, ...]] = ("root", "tracked")
 
     def __init__(
         self,
@@ -339,7 +329,7 @@ class DvcStore:
             ) from None
 
     def _save_journal(self, journal: dict[str, Any]) -> None:
-        _atomic_write(self.root / JOURNAL, json.dumps(journal, indent=1).encode())
+        atomic_write(self.root / JOURNAL, json.dumps(journal, indent=1).encode())
 
     def _clear_journal(self) -> None:
         (self.root / JOURNAL).unlink(missing_ok=True)
@@ -383,7 +373,7 @@ class DvcStore:
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write ``data`` at ``path`` in the working tree, atomically, for the round being written."""
-        rel = _norm(path)
+        rel = norm_path(path)
         journal = self._require_round()
         dest = self.root / rel
         if rel not in journal["written"]:
@@ -396,7 +386,7 @@ class DvcStore:
             self._save_journal(journal)
         elif dest.is_dir():
             raise VersioningError(f"cannot write {rel}: it is a folder")
-        _atomic_write(dest, data)
+        atomic_write(dest, data)
 
     def write(self, path: str, table: pl.DataFrame) -> None:
         """Write ``table`` as Parquet at ``path`` in the working tree."""
@@ -405,7 +395,7 @@ class DvcStore:
         self.write_bytes(path, buf.getvalue())
 
     def _targets(self, written: Iterable[str]) -> list[str]:
-        tracked = [_norm(t) for t in self.tracked]
+        tracked = [norm_path(t) for t in self.tracked]
         targets = [t for t in tracked if (self.root / t).exists()]
         for w in written:
             if not any(_under(w, t) for t in tracked) and (self.root / w).exists():
@@ -496,7 +486,7 @@ class DvcStore:
     def _discard(self, journal: dict[str, Any]) -> None:
         """Put the working tree back to ``HEAD`` for what the journal's round touched."""
         written: dict[str, bool] = journal.get("written", {})
-        targets = list(dict.fromkeys([_norm(t) for t in self.tracked] + list(written)))
+        targets = list(dict.fromkeys([norm_path(t) for t in self.tracked] + list(written)))
         meta = self._meta_files(targets)
         in_head = set(self._git("ls-tree", "-r", "--name-only", "HEAD", "--", *meta).splitlines())
         self._git("reset", "-q", "--", *meta)
@@ -641,7 +631,7 @@ class DvcStore:
 
     def read_bytes(self, ref: str, path: str) -> bytes:
         """The content of ``path`` as of ``ref`` (a tag, branch or commit)."""
-        rel = _norm(path)
+        rel = norm_path(path)
         self._check_ref(ref)
         for out, entry in self._outs(ref).items():
             if not _under(rel, out):
@@ -715,7 +705,7 @@ class DvcStore:
         files = self.files(ref)
         if dest is not None and Path(dest).resolve() != self.root.resolve():
             for rel in files:
-                _atomic_write(Path(dest) / rel, self.read_bytes(ref, rel))
+                atomic_write(Path(dest) / rel, self.read_bytes(ref, rel))
             return list(files)
         with self._locked():
             if self._journal() is not None:

@@ -13,11 +13,12 @@ from typing import ClassVar
 
 import polars as pl
 
-from curation.connectors.base import Project, Pulled, empty_annotations
+from curation.connectors.base import ANNOTATORS, Project, Pulled, empty_annotations
 from curation.connectors.ls_format import from_ls_export, labeling_config, to_ls_task
 from curation.errors import ConnectorError
 
 
+@ANNOTATORS.register
 class Files:
     """Write tasks as Label Studio import files; read annotations from export files.
 

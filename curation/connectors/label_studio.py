@@ -27,7 +27,7 @@ from typing import Any, Callable, ClassVar, Iterator, TypeVar
 
 import polars as pl
 
-from curation.connectors.base import Project, Pulled, empty_annotations
+from curation.connectors.base import ANNOTATORS, Project, Pulled, empty_annotations
 from curation.connectors.ls_format import from_ls_export, labeling_config, to_ls_task
 from curation.connectors.retry import Backoff, Transient
 from curation.errors import ConnectorError
@@ -66,6 +66,7 @@ def _chunks(seq: list[T], n: int) -> Iterator[list[T]]:
         yield seq[i : i + n]
 
 
+@ANNOTATORS.register
 class LabelStudio:
     """Push tasks to, and pull annotations from, a Label Studio project.
 

@@ -26,13 +26,22 @@ import io
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 
-from curation.connectors.base import GATE_KEY, ROUND_KEY, RoundInfo, parquet_table, round_ref
-from curation.errors import VersioningError
+from curation.connectors.base import (
+    GATE_KEY,
+    ROUND_KEY,
+    STORES,
+    RoundInfo,
+    atomic_write,
+    norm_path,
+    parquet_table,
+    round_ref,
+)
+from curation.errors import ConfigError, VersioningError
 
 if TYPE_CHECKING:
     import lakefs
@@ -45,16 +54,6 @@ ENV_SECRET_ACCESS_KEY = "LAKEFS_SECRET_ACCESS_KEY"
 ENV_STORAGE_NAMESPACE = "LAKEFS_STORAGE_NAMESPACE"
 
 
-def _norm(path: str) -> str:
-    p = PurePosixPath(str(path).replace("\\", "/"))
-    if p.is_absolute() or ".." in p.parts or not p.parts or str(p) == ".":
-        raise VersioningError(
-            f"expected a path relative to the repository root, found {path!r}: "
-            "for example 'rounds/round-1/selection.parquet'"
-        )
-    return str(p)
-
-
 def _round_of_branch(name: str) -> int | None:
     try:
         return int(name.removeprefix("round-")) if name.startswith("round-") else None
@@ -62,13 +61,26 @@ def _round_of_branch(name: str) -> int | None:
         return None
 
 
+def _parse_remote(uri: str | None) -> tuple[str, str]:
+    """``lakefs://REPOSITORY[/BRANCH]`` -> (repository, branch)."""
+    body = (uri or "").removeprefix("lakefs://").strip("/")
+    if not uri or not uri.startswith("lakefs://") or not body:
+        raise ConfigError(
+            f"expected lakefs://REPOSITORY or lakefs://REPOSITORY/BRANCH, found {uri!r}",
+            field="version.remote",
+        )
+    repo, _, branch = body.partition("/")
+    return repo, branch or "main"
+
+
+@STORES.register
 class LakeFSStore:
     """Version rounds in a lakeFS repository.
 
     Parameters
     ----------
-    repository : str
-        The lakeFS repository (created on the first ``begin`` if missing).
+    repository : str, optional
+        The lakeFS repository (created on the first ``begin`` if missing); or give ``remote``.
     endpoint : str, optional
         The lakeFS server, for example ``http://localhost:8000`` (``/api/v1`` is added).
         Default: ``$LAKEFS_ENDPOINT``, else lakectl's configuration (``~/.lakectl.yaml``,
@@ -82,6 +94,9 @@ class LakeFSStore:
         The branch that holds the rounds whose gate passed.
     root : Path
         The local folder ``checkout`` restores into when no destination is given.
+    remote : str, optional
+        ``lakefs://REPOSITORY`` or ``lakefs://REPOSITORY/BRANCH``: the repository and the main
+        branch in one (a loop file's ``version: {name: lakefs, remote: lakefs://...}``).
 
     Examples
     --------
@@ -94,17 +109,24 @@ class LakeFSStore:
     """
 
     name: ClassVar[str] = "lakefs"
+    context: ClassVar[tuple[str, ...]] = ("root",)
 
     def __init__(
         self,
-        repository: str,
+        repository: str | None = None,
         endpoint: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         storage_namespace: str | None = None,
         main: str = "main",
         root: Path = Path("."),
+        remote: str | None = None,
     ) -> None:
+        if remote is not None:
+            repository, main = _parse_remote(remote)
+        if not repository:
+            raise ConfigError("give the lakeFS repository: remote: lakefs://REPOSITORY[/BRANCH]",
+                              field="version.remote")
         self.repository = repository
         self.endpoint = endpoint
         self.access_key_id = access_key_id
@@ -121,21 +143,8 @@ class LakeFSStore:
 
         The endpoint and keys come from the environment (see the class parameters).
         """
-        from curation.errors import ConfigError
-
-        body = (uri or "").removeprefix("lakefs://").strip("/")
-        if not uri or not uri.startswith("lakefs://") or not body:
-            raise ConfigError(
-                f"expected lakefs://REPOSITORY or lakefs://REPOSITORY/BRANCH, found {uri!r}",
-                field="version.remote",
-            )
-        repo, _, branch = body.partition("/")
-        return cls(repo, main=branch or "main", root=Path(root))
-
-    @classmethod
-    def from_loop(cls, cfg: Any) -> LakeFSStore:
-        """The store of a loop whose ``version`` is ``{backend: lakefs, remote: lakefs://...}``."""
-        return cls.from_uri(cfg.version.remote, cfg.root)
+        repo, main = _parse_remote(uri)
+        return cls(repo, main=main, root=Path(root))
 
     @property
     def head(self) -> str:
@@ -258,7 +267,7 @@ class LakeFSStore:
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Upload ``data`` to ``path`` on the round's branch (staged until ``commit``)."""
-        rel = _norm(path)
+        rel = norm_path(path)
         branch = self._branch()
         with self._api(f"upload {rel}"):
             branch.object(rel).upload(data, mode="wb", pre_sign=False)
@@ -357,7 +366,7 @@ class LakeFSStore:
         """The content of ``path`` as of ``ref`` (a tag, branch or commit id)."""
         from lakefs.exceptions import NotFoundException
 
-        rel = _norm(path)
+        rel = norm_path(path)
         with self._api(f"read {rel} at {ref}"):
             try:
                 with self._repo().ref(ref).object(rel).reader(mode="rb", pre_sign=False) as r:
@@ -405,19 +414,18 @@ class LakeFSStore:
 
     def checkout(self, ref: str, dest: Path | None = None) -> list[str]:
         """Download every object of ``ref`` under ``dest`` (default: ``root``)."""
-        from curation.connectors.dvc import _atomic_write
-
+        
         dest = Path(dest) if dest is not None else self.root
         paths = list(self.files(ref))
         for rel in paths:
-            _atomic_write(dest / rel, self.read_bytes(ref, rel))
+            atomic_write(dest / rel, self.read_bytes(ref, rel))
         return paths
 
     # -- lakefs:// URIs --------------------------------------------------------------------
 
     def uri(self, ref: str, path: str = "") -> str:
         """The ``lakefs://`` URI of ``path`` at ``ref``."""
-        return f"lakefs://{self.repository}/{ref}/{_norm(path) if path else ''}"
+        return f"lakefs://{self.repository}/{ref}/{norm_path(path) if path else ''}"
 
     def storage_options(self) -> dict[str, Any]:
         """``lakefs-spec`` options for fsspec users (polars, pandas): host and credentials."""

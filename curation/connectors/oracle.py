@@ -7,11 +7,12 @@ from typing import ClassVar
 
 import polars as pl
 
-from curation.connectors.base import ANNOTATION_COLUMNS, Project, Pulled
-from curation.data import write_parquet
+from curation.connectors.base import ANNOTATION_COLUMNS, ANNOTATORS, Project, Pulled
+from curation.support.data import write_parquet
 from curation.errors import ConnectorError
 
 
+@ANNOTATORS.register
 class Oracle:
     """Answer every pushed task with the value of ``label_column`` in the task row.
 

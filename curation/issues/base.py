@@ -1,4 +1,8 @@
-"""The issue-detector contract: one ABC, a fixed output shape."""
+"""The issue-detector extension point: one ABC, a fixed output shape, the registry.
+
+A detector declares what it reads (:attr:`Detector.needs`): the issue step builds the shared
+kNN graph only when a configured detector (or the ensemble's kNN view) needs it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
+
+from curation.support.registry import Registry
 
 #: Every detector returns these columns (one row per flagged item, worst first).
 #: ``score`` is in [0, 1], higher is worse; ``rank`` starts at 1.
@@ -110,10 +116,21 @@ def issue_table(inputs: IssueInputs, issue: str, idx: np.ndarray, score: np.ndar
 
 
 class Detector(ABC):
-    """An issue detector: ``name`` and ``find(inputs) -> table`` of ``ISSUE_COLUMNS``."""
+    """An issue detector: ``name`` and ``find(inputs) -> table`` of ``ISSUE_COLUMNS``.
+
+    ``needs`` names the shared inputs it reads besides the probabilities: ``"knn"`` (the
+    kNN graph of :attr:`IssueInputs.knn`).
+    """
 
     name: ClassVar[str]
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def find(self, inputs: IssueInputs) -> pl.DataFrame:
         """The flagged rows, worst first, in the shape of ``ISSUE_COLUMNS``."""
+
+
+#: The detectors, by name (``issues.detectors[].name`` in a loop file).
+DETECTORS: Registry[Detector] = Registry("detector", builtins=(
+    "curation.issues.label", "curation.issues.outlier", "curation.issues.duplicate",
+    "curation.issues.imbalance"))

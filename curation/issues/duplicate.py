@@ -7,11 +7,12 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from curation.issues.base import Detector, IssueInputs, issue_table
+from curation.issues.base import DETECTORS, Detector, IssueInputs, issue_table
 from curation.issues.lab import datalab_issues
 from curation.issues.outlier import require_knn
 
 
+@DETECTORS.register
 class NearDuplicateIssues(Detector):
     """Flag rows whose nearest neighbour is within ``threshold`` x the median nearest distance.
 
@@ -22,6 +23,7 @@ class NearDuplicateIssues(Detector):
     """
 
     name: ClassVar[str] = "near_duplicate"
+    needs: ClassVar[frozenset[str]] = frozenset({"knn"})
 
     def __init__(self, threshold: float = 0.13) -> None:
         self.threshold = threshold

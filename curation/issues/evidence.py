@@ -20,7 +20,7 @@ from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from curation.issues.base import Evidence
-from curation.model import choose_model, cross_val_probs, fit_predict_proba
+from curation.steps.model import choose_model, cross_val_probs, fit_predict_proba
 
 log = logging.getLogger(__name__)
 

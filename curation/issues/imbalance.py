@@ -7,10 +7,11 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from curation.issues.base import Detector, IssueInputs, issue_table
+from curation.issues.base import DETECTORS, Detector, IssueInputs, issue_table
 from curation.issues.lab import datalab_issues
 
 
+@DETECTORS.register
 class ClassImbalanceIssues(Detector):
     """Flag the rows of the rarest class when it holds under ``threshold / n_classes`` of the rows.
 

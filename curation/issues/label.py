@@ -9,13 +9,14 @@ import polars as pl
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
-from curation.issues.base import Detector, IssueInputs, issue_table
+from curation.issues.base import DETECTORS, Detector, IssueInputs, issue_table
 
 
 #: The flag rule of each recipe when ``filter_by`` is not set.
 FILTER_BY = {"reference": "prune_by_noise_rate", "ensemble": "predicted_neq_given"}
 
 
+@DETECTORS.register
 class LabelIssues(Detector):
     """Flag rows whose given label disagrees with the confident-learning estimate.
 

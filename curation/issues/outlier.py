@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from curation.errors import CurationError
-from curation.issues.base import Detector, IssueInputs, issue_table
+from curation.issues.base import DETECTORS, Detector, IssueInputs, issue_table
 from curation.issues.lab import datalab_issues
 
 
@@ -21,6 +21,7 @@ def require_knn(inputs: IssueInputs, detector: str) -> None:
         )
 
 
+@DETECTORS.register
 class OutlierIssues(Detector):
     """Flag rows whose mean distance to their ``k`` neighbours is unusually large.
 
@@ -33,6 +34,7 @@ class OutlierIssues(Detector):
     """
 
     name: ClassVar[str] = "outlier"
+    needs: ClassVar[frozenset[str]] = frozenset({"knn"})
 
     def __init__(self, k: int = 10, threshold: float | None = None) -> None:
         self.k = k

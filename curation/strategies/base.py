@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from curation.errors import ConfigError, DataError
+from curation.support.registry import Registry
 
 #: Every strategy returns these columns, one row per selected id, in priority order.
 #: ``kind`` is ``label`` for a pool row to label and ``review`` for a labeled row whose
@@ -184,7 +185,11 @@ class Strategy(ABC):
 
 def cold_start_fallback(name: str, pool: Pool, n: int) -> Ranked:
     """Rank with strategy ``name`` (default parameters) when there is no model yet."""
-    from curation.strategies import STRATEGIES
-
     r = STRATEGIES.create(name, {}, field="strategy.cold_start").rank(pool, n)
     return Ranked(r.idx, r.score, [f"cold start: {why}" for why in r.reason])
+
+
+#: The strategies, by name (``strategy.name`` in a loop file).
+STRATEGIES: Registry[Strategy] = Registry("strategy", builtins=(
+    "curation.strategies.random_sampling", "curation.strategies.uncertainty",
+    "curation.strategies.kcenter", "curation.strategies.typiclust", "curation.strategies.hybrid"))

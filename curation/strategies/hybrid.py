@@ -15,12 +15,13 @@ from typing import ClassVar, Literal
 import numpy as np
 from sklearn.cluster import KMeans
 
-from curation.strategies.base import Pool, Ranked, Strategy, cold_start_fallback
+from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy, cold_start_fallback
 from curation.strategies.kcenter import kcenter_greedy
 from curation.strategies.typiclust import typicality_in
 from curation.strategies.uncertainty import margin
 
 
+@STRATEGIES.register
 class Hybrid(Strategy):
     """Uncertainty shortlist, diversity inside it.
 

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from curation.errors import DataError
-from curation.strategies.base import Pool, Ranked, Strategy
+from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy
 
 if TYPE_CHECKING:
     import ray.data
@@ -196,6 +196,7 @@ def _outside(n: int, rows: np.ndarray) -> np.ndarray:
     return mask
 
 
+@STRATEGIES.register
 class KCenterGreedy(Strategy):
     """Select the pool rows farthest from everything labeled or selected so far.
 

@@ -6,9 +6,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from curation.strategies.base import Pool, Ranked, Strategy
+from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy
 
 
+@STRATEGIES.register
 class RandomSampling(Strategy):
     """Pick ``budget`` pool rows uniformly at random.
 

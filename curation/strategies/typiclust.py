@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.cluster import KMeans
 
-from curation.strategies.base import Pool, Ranked, Strategy
+from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy
 
 
 def typicality(X: np.ndarray, knn: int) -> np.ndarray:
@@ -37,6 +37,7 @@ def typicality_in(Q: np.ndarray, X: np.ndarray, knn: int, chunk: int = 1024) -> 
     return out
 
 
+@STRATEGIES.register
 class TypiClust(Strategy):
     """Pick the most typical pool row of the least-covered, largest clusters.
 

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from curation.strategies.base import Pool, Ranked, Strategy, cold_start_fallback
+from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy, cold_start_fallback
 
 
 def least_confidence(probs: np.ndarray) -> np.ndarray:
@@ -58,6 +58,7 @@ class _Uncertainty(Strategy):
         return Ranked(idx, u[idx], [f"most uncertain ({self.measure})"] * len(idx))
 
 
+@STRATEGIES.register
 class LeastConfidence(_Uncertainty):
     """Lowest top-class probability first.
 
@@ -76,6 +77,7 @@ class LeastConfidence(_Uncertainty):
         return least_confidence(probs)
 
 
+@STRATEGIES.register
 class Margin(_Uncertainty):
     """Smallest gap between the two most likely classes first.
 
@@ -94,6 +96,7 @@ class Margin(_Uncertainty):
         return margin(probs)
 
 
+@STRATEGIES.register
 class Entropy(_Uncertainty):
     """Highest predictive entropy first.
 

@@ -1,0 +1,220 @@
+"""Rounds over time: open a loop's version store, list its rounds, restore one, diff two.
+
+The logic behind ``curation history``, ``curation checkout`` and ``curation diff``; it works
+on any :class:`~curation.connectors.base.VersionStore`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from curation.config import load_loop
+from curation.connectors.base import RoundInfo, VersionStore, open_store
+from curation.orchestration.state import store_for
+from curation.errors import ConfigError, VersioningError
+
+#: File suffixes compared row by row; other files are compared by content hash.
+TABLE_SUFFIXES = (".parquet",)
+
+
+def resolve_store(
+    loop: Path | None = None, root: Path = Path("."), remote: str | None = None
+) -> tuple[VersionStore, str, str]:
+    """The store a CLI call names, with the id and label column names.
+
+    A loop file gives its ``version`` section, root and columns. Without one, ``remote``
+    ``lakefs://REPO[/BRANCH]`` is a lakeFS store, anything else the DVC repository at
+    ``root`` (``remote`` then being its DVC remote).
+    """
+    if loop is not None:
+        cfg = load_loop(loop)
+        return store_for(cfg), cfg.columns.id, cfg.columns.label
+    if remote and remote.startswith("lakefs://"):
+        return open_store("lakefs", {"remote": remote}, root), "id", "label"
+    if not (Path(root) / ".dvc").is_dir():
+        raise ConfigError(
+            f"{Path(root).resolve()} is not a DVC project: pass --loop LOOP_FILE, "
+            "--root PROJECT_DIR or --remote lakefs://REPOSITORY"
+        )
+    return open_store("dvc", {"remote": remote}, root), "id", "label"
+
+
+def history(store: VersionStore) -> list[RoundInfo]:
+    """The committed rounds, oldest first."""
+    return store.history()
+
+
+def _metrics(r: RoundInfo) -> dict[str, float | str]:
+    """``metrics.*`` metadata; for a round committed without them, its other numeric keys."""
+    if r.metrics:
+        return r.metrics
+    out: dict[str, float | str] = {}
+    for k, v in r.metadata.items():
+        if not k.startswith("curation."):
+            try:
+                out[k] = float(v)
+            except ValueError:
+                continue
+    return out
+
+
+def history_rows(rounds: list[RoundInfo]) -> list[dict[str, object]]:
+    """:func:`history_table` as dicts, every row with the same keys (for printing)."""
+    table = history_table(rounds)
+    return table.to_dicts()
+
+
+def history_table(rounds: list[RoundInfo]) -> pl.DataFrame:
+    """One row per round: round, ref, commit, time, gate, counts, then one column per metric."""
+    rows = []
+    for r in rounds:
+        row: dict[str, object] = {
+            "round": r.round,
+            "ref": r.ref,
+            "commit": r.commit[:12],
+            "time": r.time,
+            "gate": "passed" if r.gate_passed else "failed",
+            "selected": r.metadata.get("curation.selected"),
+            "annotations": r.metadata.get("curation.annotations"),
+            "label_issues": r.metadata.get("curation.label_issues"),
+        }
+        row.update({f"metric:{k}": v for k, v in sorted(_metrics(r).items()) if isinstance(v, float)})
+        rows.append(row)
+    if not rows:
+        return pl.DataFrame(schema={"round": pl.Int64, "ref": pl.String})
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def checkout(store: VersionStore, ref: str, dest: Path | None = None) -> list[str]:
+    """Restore the files of ``ref`` (see ``VersionStore.checkout``); return their paths."""
+    return store.checkout(ref, dest)
+
+
+@dataclass
+class FileDiff:
+    """How one file changed between two refs.
+
+    ``status`` is ``added``, ``removed`` or ``changed``. For tables keyed by ``key``:
+    the ids of rows added, removed, relabeled (same id, another label) and otherwise
+    changed (same id and label, other columns differ); ``None`` when not comparable.
+    """
+
+    path: str
+    status: str
+    added: list[str] | None = None
+    removed: list[str] | None = None
+    relabeled: list[str] | None = None
+    changed: list[str] | None = None
+    note: str = ""
+
+    def counts(self) -> dict[str, int | None]:
+        """The number of ids in each list (``None`` where not comparable)."""
+        return {
+            k: (None if v is None else len(v))
+            for k, v in (("added", self.added), ("removed", self.removed),
+                         ("relabeled", self.relabeled), ("changed", self.changed))
+        }
+
+
+@dataclass
+class RoundDiff:
+    """What changed from ``a`` to ``b``: one :class:`FileDiff` per file that differs."""
+
+    a: str
+    b: str
+    files: list[FileDiff] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        """Rows added, removed, relabeled and changed, over all tables."""
+        out = {"added": 0, "removed": 0, "relabeled": 0, "changed": 0}
+        for f in self.files:
+            for k, v in f.counts().items():
+                out[k] += v or 0
+        return out
+
+
+def _table(store: VersionStore, ref: str, path: str) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(store.read_bytes(ref, path)))
+
+
+def _compare(
+    path: str, old: pl.DataFrame | None, new: pl.DataFrame | None, key: str, label: str
+) -> FileDiff:
+    status = "added" if old is None else "removed" if new is None else "changed"
+    frames = [t for t in (old, new) if t is not None]
+    if any(key not in t.columns for t in frames):
+        return FileDiff(path, status, note=f"no {key!r} column: compared by content only")
+    old = old if old is not None else new.clear()  # type: ignore[union-attr]
+    new = new if new is not None else old.clear()
+    old = old.with_columns(pl.col(key).cast(pl.String))
+    new = new.with_columns(pl.col(key).cast(pl.String))
+    if old[key].is_duplicated().any() or new[key].is_duplicated().any():
+        return FileDiff(path, status, note=f"{key!r} is not unique: compared by content only")
+    old_ids, new_ids = set(old[key].to_list()), set(new[key].to_list())
+    both = sorted(old_ids & new_ids)
+    relabeled: list[str] = []
+    changed: list[str] = []
+    if both:
+        common = [c for c in old.columns if c in new.columns and c != key]
+        a = old.filter(pl.col(key).is_in(both)).select(key, *common).sort(key)
+        b = new.filter(pl.col(key).is_in(both)).select(key, *common).sort(key)
+        if label in common:
+            a = a.with_columns(pl.col(label).cast(pl.String))
+            b = b.with_columns(pl.col(label).cast(pl.String))
+            diff_label = a[label].ne_missing(b[label])
+            relabeled = a.filter(diff_label)[key].to_list()
+            rest = [c for c in common if c != label]
+        else:
+            diff_label = pl.Series([False] * len(a))
+            rest = common
+        other = pl.Series([False] * len(a))
+        for c in rest:
+            try:
+                other = other | a[c].ne_missing(b[c].cast(a[c].dtype))
+            except pl.exceptions.PolarsError:
+                other = pl.Series([True] * len(a))
+        changed = a.filter(other & ~diff_label)[key].to_list()
+        if set(old.columns) != set(new.columns):
+            changed = sorted(set(changed) | (set(both) - set(relabeled)))
+    return FileDiff(
+        path, status,
+        added=sorted(new_ids - old_ids), removed=sorted(old_ids - new_ids),
+        relabeled=relabeled, changed=changed,
+    )
+
+
+def diff(store: VersionStore, a: str, b: str, key: str = "id", label: str = "label") -> RoundDiff:
+    """What changed from ref ``a`` to ref ``b``: files added, removed or changed, and, for
+    Parquet tables with a ``key`` column, the rows added, removed and relabeled.
+
+    Parameters
+    ----------
+    store : VersionStore
+        Where both refs live.
+    a, b : str
+        The older and the newer ref (``round-1``, ``round-2``).
+    key : str
+        The row id column.
+    label : str
+        The label column.
+    """
+    fa, fb = store.files(a), store.files(b)
+    out = RoundDiff(a, b)
+    for path in sorted(set(fa) | set(fb)):
+        if fa.get(path) == fb.get(path):
+            continue
+        if not path.endswith(TABLE_SUFFIXES):
+            status = "added" if path not in fa else "removed" if path not in fb else "changed"
+            out.files.append(FileDiff(path, status, note="not a table"))
+            continue
+        try:
+            old = _table(store, a, path) if path in fa else None
+            new = _table(store, b, path) if path in fb else None
+        except pl.exceptions.PolarsError as e:
+            raise VersioningError(f"cannot compare {path} between {a} and {b}: {e}") from e
+        out.files.append(_compare(path, old, new, key, label))
+    return out

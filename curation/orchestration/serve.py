@@ -1,0 +1,299 @@
+"""``curation serve``: a webhook receiver that keeps the annotator queue full.
+
+Label Studio sends an event for every annotation created, updated or deleted. The
+receiver checks the shared secret (a header Label Studio sends with each event), answers
+at once, and in a worker thread pulls the annotations made since the last round; when at
+least ``threshold`` new finished annotations have arrived, it starts the next round (which
+pulls them for good and pushes the next selection), so annotators never wait on an empty
+queue. Events that arrive while a pull or a round runs are coalesced into one more pull.
+
+Only the standard library serves HTTP (:mod:`http.server`), on a thread per request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+from curation.config import load_loop
+from curation.connectors.label_studio import LabelStudio
+from curation.errors import ConfigError, ConnectorError
+from curation.orchestration.adapters import annotator_for
+from curation.orchestration.round import run_round
+from curation.orchestration.state import last_round, store_for
+
+log = logging.getLogger(__name__)
+
+#: The header Label Studio sends the shared secret in.
+SECRET_HEADER = "X-Curation-Secret"
+#: The events that count: annotation created, updated, deleted.
+ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+
+
+@dataclass
+class ServeStats:
+    """What the receiver has done, as ``GET /health`` shows it."""
+
+    events: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    pulls: int = 0
+    pending: int = 0
+    rounds: int = 0
+    last_error: str | None = None
+    actions: dict[str, int] = field(default_factory=dict)
+
+
+class WebhookReceiver:
+    """Receive Label Studio webhooks; pull, and start a round past a threshold.
+
+    Parameters
+    ----------
+    secret : str
+        The shared secret; an event without it in ``SECRET_HEADER`` gets 401 and is dropped.
+    count_new : callable
+        Pulls and returns how many finished annotations arrived since the last round.
+    start_round : callable
+        Starts (and runs to the end) the next round.
+    threshold : int
+        Start a round when ``count_new()`` reaches this many.
+    host, port : str, int
+        Where to listen; port 0 picks a free one (see :attr:`url`).
+    path : str
+        The URL path events are posted to.
+    project_id : int, optional
+        Ignore events about other Label Studio projects.
+
+    Examples
+    --------
+    >>> r = WebhookReceiver("s3cret", count_new=lambda: 0, start_round=lambda: None, port=0)
+    >>> r.start(); r.url.startswith("http://127.0.0.1:"); r.stop()
+    True
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        count_new: Callable[[], int],
+        start_round: Callable[[], Any],
+        threshold: int = 50,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        path: str = "/webhook",
+        project_id: int | None = None,
+    ) -> None:
+        self.secret = secret
+        self.count_new = count_new
+        self.start_round = start_round
+        self.threshold = threshold
+        self.host = host
+        self.port = port
+        self.path = path
+        self.project_id = project_id
+        self.stats = ServeStats()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        """The URL to give Label Studio (with the port actually bound)."""
+        port = self._server.server_address[1] if self._server else self.port
+        return f"http://{self.host}:{port}{self.path}"
+
+    # -------------------------------------------------------------- HTTP side
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                log.debug("serve: " + format, *args)
+
+            def _reply(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.split("?")[0] == "/health":
+                    with receiver._lock:
+                        self._reply(200, {"status": "UP", **receiver.stats.__dict__})
+                else:
+                    self._reply(404, {"error": "not found"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                size = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(size) if size else b""
+                if self.path.split("?")[0] != receiver.path:
+                    self._reply(404, {"error": "not found"})
+                    return
+                given = self.headers.get(SECRET_HEADER) or ""
+                if not hmac.compare_digest(given.encode(), receiver.secret.encode()):
+                    with receiver._lock:
+                        receiver.stats.rejected += 1
+                    log.warning("serve: rejected an event without the shared secret from %s", self.client_address[0])
+                    self._reply(401, {"error": f"missing or wrong {SECRET_HEADER}"})
+                    return
+                try:
+                    event = json.loads(raw or b"{}")
+                except json.JSONDecodeError:
+                    self._reply(400, {"error": "body is not JSON"})
+                    return
+                self._reply(200, {"ok": True, "queued": receiver.accept(event)})
+
+        return Handler
+
+    def accept(self, event: dict[str, Any]) -> bool:
+        """Count one event; wake the worker if it is an annotation event of our project."""
+        action = str(event.get("action") or "")
+        project = event.get("project")
+        pid = project.get("id") if isinstance(project, dict) else None
+        with self._lock:
+            self.stats.actions[action] = self.stats.actions.get(action, 0) + 1
+            ours = action in ACTIONS and (self.project_id is None or pid is None or pid == self.project_id)
+            if ours:
+                self.stats.events += 1
+            else:
+                self.stats.ignored += 1
+        if ours:
+            self._wake.set()
+        return ours
+
+    # -------------------------------------------------------------- worker
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self._wake.wait(timeout=0.5):
+                continue
+            self._wake.clear()
+            try:
+                self.check()
+            except Exception as e:  # a failed pull or round must not stop the receiver
+                log.exception("serve: pull or round failed")
+                with self._lock:
+                    self.stats.last_error = f"{type(e).__name__}: {e}"
+
+    def check(self) -> bool:
+        """Pull; start a round if ``threshold`` new annotations are in. Return whether one ran."""
+        n = self.count_new()
+        with self._lock:
+            self.stats.pulls += 1
+            self.stats.pending = n
+        if n < self.threshold:
+            log.info("serve: %d new annotations, %d needed for a round", n, self.threshold)
+            return False
+        log.info("serve: %d new annotations: starting a round", n)
+        self.start_round()
+        with self._lock:
+            self.stats.rounds += 1
+            self.stats.pending = 0
+            self.stats.last_error = None
+        return True  # events that arrived during the round have set the wake flag again
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Listen and work in background threads."""
+        self._server = ThreadingHTTPServer((self.host, self.port), self._handler())
+        self._server.daemon_threads = True
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._server.serve_forever, name="curation-serve-http", daemon=True),
+            threading.Thread(target=self._work, name="curation-serve-worker", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        log.info("serve: listening on %s", self.url)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop listening; wait for a running pull or round to end (up to ``timeout``)."""
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    def serve_forever(self) -> None:
+        """Start, and block until interrupted (Ctrl-C)."""
+        self.start()
+        try:
+            self._stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+
+def serve_loop(
+    loop: str | Path,
+    *,
+    threshold: int = 50,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    secret_env: str = "CURATION_WEBHOOK_SECRET",
+    public_url: str | None = None,
+    register: bool = True,
+) -> WebhookReceiver:
+    """A receiver for the loop file ``loop``, wired to its Label Studio project and to
+    :func:`curation.orchestration.round.run_round` (not started: call ``start`` or ``serve_forever``).
+
+    Parameters
+    ----------
+    loop : str or Path
+        The loop file; its connector must be ``label_studio``.
+    threshold : int
+        New finished annotations that start a round.
+    host, port : str, int
+        Where to listen.
+    secret_env : str
+        The environment variable holding the shared secret.
+    public_url : str, optional
+        The URL Label Studio reaches the receiver at (default ``http://host:port/webhook``).
+    register : bool
+        Register (or update) the project's webhook in Label Studio.
+    """
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        raise ConfigError(f"set ${secret_env} to a shared secret for Label Studio's webhooks "
+                          f"(any long random string)")
+    cfg = load_loop(loop)
+    annotator, project = annotator_for(cfg, [])
+    if not isinstance(annotator, LabelStudio):
+        raise ConfigError(f"curation serve needs the label_studio connector, found {annotator.name!r}",
+                          field="connector", source=str(loop))
+    try:
+        pid = annotator.project_id_for(project)
+    except ConnectorError as e:
+        raise ConnectorError(f"{e} (curation serve starts from a loop that has run at least one round)") from e
+    store = store_for(cfg)
+
+    def count_new() -> int:
+        """Finished annotations since the cursor the last round left (its manifest's state)."""
+        _, state = last_round(store, cfg.name)
+        pulled = annotator.pull(project, since=state.get("cursor"))
+        return int((pulled.annotations["status"] == "done").sum())
+
+    def start_round() -> Any:
+        return run_round(load_loop(loop))
+
+    receiver = WebhookReceiver(secret, count_new, start_round, threshold=threshold, host=host,
+                               port=port, project_id=pid)
+    if register:
+        annotator.ensure_webhook(project, public_url or f"http://{host}:{port}{receiver.path}",
+                                 {SECRET_HEADER: secret})
+    return receiver

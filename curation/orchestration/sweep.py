@@ -1,0 +1,389 @@
+"""A data-quality sweep: validation, duplicates, label issues, outliers, drift; a report and gates.
+
+A sweep is steps 1-3 of a round (validate, embed, find issues) with no selection, plus
+drift against the previous sweep of the same history folder. Each sweep writes an
+immutable folder ``<history>/sweep-NNNN/`` holding:
+
+- ``summary.json``: the figures, the drift tests and the gates (what the webhook gets);
+- ``report.html``: a self-contained report (plots inlined as PNG);
+- ``quarantine.parquet``, ``duplicates.parquet``, ``issues.parquet``: the flagged rows;
+- ``state/label_counts.json``, ``state/embeddings.npy``: what the next sweep's drift tests
+  compare against (a seeded sample of at most ``sample`` vectors, float32: half precision
+  moves near-constant dimensions enough for the KS test to see it).
+
+``<history>/history.jsonl`` gets one line per sweep (the drift-over-time plot reads it).
+Sweeps are numbered and never rewritten, so the folder is the versioned history; track
+it with git or ``dvc add`` to keep it elsewhere too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from curation.config import Columns, EmbedConfig, IssuesConfig, LoopConfig, bind_plugins
+from curation.errors import ConnectorError
+from curation.orchestration.adapters import step_embed, step_issues, step_validate
+from curation.orchestration.state import label_choices
+from curation.steps.drift import DriftTest, embedding_drift, label_drift
+from curation.steps.validate import load_schema
+from curation.support.data import read_table, require_columns, write_parquet
+from curation.support.progress import LogReporter, Reporter
+from curation.support.registry import config_error
+
+log = logging.getLogger(__name__)
+
+
+class Gates(BaseModel):
+    """Thresholds whose breach makes a sweep fail (``None`` turns a gate off).
+
+    Attributes
+    ----------
+    max_invalid_fraction : float or None
+        Largest share of rows validation may quarantine.
+    max_issue_fraction : float or None
+        Largest share of labeled rows the detectors may flag.
+    max_duplicate_fraction : float or None
+        Largest share of rows that may repeat another row's text.
+    alpha : float
+        Significance threshold of both drift tests.
+    label_min_distance : float
+        Smallest total variation distance of the label shares that counts as drift.
+    embedding_min_distance : float
+        Smallest KS distance (worst dimension) that counts as embedding drift.
+    drift : bool
+        Whether drift breaches a gate (else it is only reported).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    max_invalid_fraction: float | None = Field(0.05, ge=0.0, le=1.0)
+    max_issue_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    max_duplicate_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    label_min_distance: float = Field(0.02, ge=0.0, le=1.0)
+    embedding_min_distance: float = Field(0.1, ge=0.0, le=1.0)
+    drift: bool = True
+
+
+class SweepSettings(BaseModel):
+    """What a sweep reads and how: the dataset, its contract, the history folder, and the
+    same ``embed`` and ``issues`` sections (and defaults) as a loop file.
+
+    Attributes
+    ----------
+    dataset : str
+        A Parquet, CSV or JSON Lines file, folder or glob.
+    schema_path : Path
+        The Pandera contract (``schema`` when constructed).
+    history : Path
+        The sweep history folder (one per dataset).
+    columns : Columns
+        Names of the id, text and label columns.
+    embed : EmbedConfig
+        The embedding model (the cache makes repeated sweeps cheap).
+    issues : IssuesConfig
+        The detectors, recipe and folds.
+    sample : int
+        Vectors kept for the next sweep's embedding drift test.
+    engine : {"local", "ray"}
+        Where validation and embedding run.
+    seed : int
+        Seed of the cross-validation and of the sample.
+    gates : Gates
+        What fails the sweep.
+    root : Path
+        The folder the embedding cache is relative to.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    dataset: str
+    schema_path: Path = Field(alias="schema")
+    history: Path
+    columns: Columns = Field(default_factory=Columns)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    issues: IssuesConfig = Field(default_factory=IssuesConfig)
+    sample: int = Field(2000, gt=0)
+    engine: Literal["local", "ray"] = "local"
+    seed: int = 0
+    gates: Gates = Field(default_factory=Gates)
+    root: Path = Path(".")
+
+    def loop_config(self) -> LoopConfig:
+        """The loop config the step functions take (no selection, no annotator)."""
+        cfg = LoopConfig.model_validate({
+            "name": "sweep", "dataset": self.dataset, "schema": self.schema_path,
+            "connector": "-", "columns": self.columns, "embed": self.embed,
+            "issues": self.issues.model_copy(update={"seed": self.seed}),
+            "validate": {"max_invalid_fraction": 1.0}, "engine": self.engine,
+            "seed": self.seed, "root": self.root,
+        })
+        bind_plugins(cfg)
+        return cfg
+
+
+def sweep_settings(dataset: str, schema: Path, history: Path | None = None, *,
+                   detectors: list[str] | None = None, gates: dict[str, Any] | None = None,
+                   **options: Any) -> SweepSettings:
+    """The settings of ``curation sweep``: options laid over the config models' defaults.
+
+    ``history`` defaults to ``sweeps/NAME`` (NAME the dataset's file stem); ``detectors``
+    names the issue detectors (default: the loop's default, see ``IssuesConfig``); the
+    options ``id``, ``text``, ``label`` name the columns, ``max_seq_length`` the embedding
+    truncation, ``folds`` and ``recipe`` the issue step; every other option is a field of
+    :class:`SweepSettings`.
+
+    Examples
+    --------
+    >>> sweep_settings("data/x.parquet", Path("schemas/x.yaml"), folds=3).issues.folds
+    3
+    """
+    name = Path(dataset.rstrip("/*")).stem or "dataset"
+    columns = {k: options.pop(k) for k in ("id", "text", "label") if k in options}
+    issues = {k: options.pop(k) for k in ("folds", "recipe") if k in options}
+    if detectors:
+        issues["detectors"] = [{"name": d} for d in detectors]
+    embed = {"max_seq_length": options.pop("max_seq_length")} if "max_seq_length" in options else {}
+    try:
+        return SweepSettings.model_validate({
+            "dataset": dataset, "schema": schema, "history": history or Path("sweeps") / name,
+            "columns": columns, "issues": issues, "embed": embed, "gates": gates or {}, **options})
+    except ValidationError as e:
+        raise config_error(e) from e
+
+
+@dataclass
+class SweepResult:
+    """What a sweep found and where it wrote it."""
+
+    summary: dict[str, Any]
+    folder: Path
+    tables: dict[str, pl.DataFrame]
+
+    @property
+    def breached(self) -> list[dict[str, Any]]:
+        """The gates this sweep breached (empty when it passed)."""
+        return [g for g in self.summary["gates"] if g["breached"]]
+
+
+def duplicate_texts(df: pl.DataFrame, columns: Columns) -> pl.DataFrame:
+    """Rows whose text (case and surrounding space aside) another row also has.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``id``, ``text``, ``label``, ``group`` (a number per distinct text) and ``size``
+        (rows sharing it), grouped together.
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"id": [1, 2, 3], "text": ["Hi ", "hi", "yo"], "label": ["a", "b", "a"]})
+    >>> duplicate_texts(df, Columns())["id"].to_list()
+    ['1', '2']
+    """
+    c = columns
+    key = pl.col(c.text).cast(pl.String).str.strip_chars().str.to_lowercase()
+    d = (df.filter(pl.col(c.text).is_not_null()).with_columns(key.alias("_key"))
+         .filter(pl.col("_key").is_duplicated()))
+    d = d.with_columns(pl.col("_key").rank("dense").cast(pl.Int64).alias("group"),
+                       pl.len().over("_key").cast(pl.Int64).alias("size"))
+    return d.sort("group", c.id).select(
+        pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.text).cast(pl.String).alias("text"),
+        pl.col(c.label).cast(pl.String).alias("label"), "group", "size")
+
+
+def detect(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray,
+           rep: Reporter) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Run the detectors on the valid rows (the loop's issue step); add each row's text."""
+    c = cfg.columns
+    labeled = valid.filter(pl.col(c.label).is_not_null())
+    classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
+    issues, report = step_issues(cfg, valid, X, classes, None, rep)
+    text = valid.select(pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.text).alias("text"))
+    return issues.join(text, on="id", how="left", maintain_order="left"), report
+
+
+def previous(history: Path) -> tuple[int, Path | None]:
+    """The number and folder of the last finished sweep (0 and None before the first)."""
+    done = sorted(p.parent for p in history.glob("sweep-*/summary.json"))
+    if not done:
+        return 0, None
+    return int(done[-1].name.split("-")[1]), done[-1]
+
+
+def read_history(history: Path) -> list[dict[str, Any]]:
+    """Every sweep's line of ``history.jsonl``, oldest first."""
+    path = history / "history.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def drift_tests(prev: Path | None, counts: dict[str, int], sample: np.ndarray,
+                gates: Gates) -> list[DriftTest]:
+    """Label and embedding drift against the sweep in ``prev`` (none before the first)."""
+    if prev is None:
+        return []
+    state = prev / "state"
+    before = json.loads((state / "label_counts.json").read_text(encoding="utf-8"))
+    tests = [label_drift(before, counts, gates.alpha, gates.label_min_distance)]
+    old = np.load(state / "embeddings.npy").astype(np.float32)
+    if old.shape[1:] == sample.shape[1:]:
+        tests.append(embedding_drift(old, sample, gates.alpha, gates.embedding_min_distance))
+    else:
+        log.warning("embedding sizes differ (%s vs %s): embedding drift not tested",
+                    old.shape[1:], sample.shape[1:])
+    return tests
+
+
+def gate_rows(summary: dict[str, Any], drift: list[DriftTest], gates: Gates) -> list[dict[str, Any]]:
+    """Each gate with its value, its threshold and whether it is breached."""
+    rows = []
+    for name, value, limit in (
+        ("invalid_fraction", summary["invalid_fraction"], gates.max_invalid_fraction),
+        ("issue_fraction", summary["issue_fraction"], gates.max_issue_fraction),
+        ("duplicate_fraction", summary["duplicate_fraction"], gates.max_duplicate_fraction),
+    ):
+        if limit is not None:
+            rows.append({"gate": name, "value": value, "threshold": limit, "breached": value > limit})
+    for t in drift:
+        rows.append({"gate": f"{t.name}_drift", "value": t.p_value, "threshold": t.alpha,
+                     "breached": gates.drift and t.drift})
+    return rows
+
+
+def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
+    """Sweep a dataset: validate, find duplicates and issues, test drift, write the report.
+
+    Parameters
+    ----------
+    s : SweepSettings
+        The dataset, its contract, the history folder and the gates.
+    rep : Reporter, optional
+        Where progress goes.
+
+    Returns
+    -------
+    SweepResult
+        The summary (also in ``summary.json``), the sweep's folder and its tables. A
+        breached gate does not raise here: see :attr:`SweepResult.breached`.
+
+    Examples
+    --------
+    >>> r = run_sweep(SweepSettings("data.parquet", Path("schema.yaml"), Path("sweeps/d")))  # doctest: +SKIP
+    >>> [g["gate"] for g in r.breached]  # doctest: +SKIP
+    ['label_drift']
+    """
+    from curation.support.report import render_report
+
+    rep = rep or LogReporter()
+    cfg = s.loop_config()
+    c = cfg.columns
+    started = datetime.now(UTC)
+    df = read_table(s.dataset)
+    require_columns(df, {"id": c.id, "text": c.text, "label": c.label}, str(s.dataset))
+    v = step_validate(cfg, df, rep)
+    dups = duplicate_texts(df, c)
+    X = step_embed(cfg, v.valid, rep)
+    issues, found = detect(cfg, v.valid, X, rep)
+
+    counts = {str(k): int(n) for k, n in v.valid.filter(pl.col(c.label).is_not_null())
+              .group_by(pl.col(c.label).cast(pl.String)).len().iter_rows()}
+    rng = np.random.default_rng(s.seed)
+    sample = X[np.sort(rng.choice(len(X), min(len(X), s.sample), replace=False))] if len(X) else X
+    n_prev, prev = previous(s.history)
+    drift = drift_tests(prev, counts, sample, s.gates)
+
+    labeled = sum(counts.values())
+    by_issue = {str(k): int(n) for k, n in issues.group_by("issue").len().sort("issue").iter_rows()}
+    rows = v.report["rows"]
+    summary: dict[str, Any] = {
+        "sweep": n_prev + 1, "dataset": str(s.dataset), "schema": str(s.schema_path),
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+        "rows": rows, "valid": v.report["valid"], "quarantined": v.report["quarantined"],
+        "invalid_fraction": round(v.report["quarantined"] / max(rows, 1), 6),
+        "by_check": v.report.get("by_check", {}),
+        "duplicate_rows": len(dups), "duplicate_groups": int(dups["group"].n_unique()),
+        "duplicate_fraction": round((len(dups) - dups["group"].n_unique()) / max(rows, 1), 6),
+        "labeled": labeled, "classes": len(counts),
+        "models": [{k: m[k] for k in ("name", "accuracy", "weight")} for m in found["members"]],
+        "issues": by_issue, "issue_fraction": round(len(issues) / max(labeled, 1), 6),
+        "detectors": [d.name for d in cfg.issues.detectors],
+        "drift": [t.to_dict() for t in drift], "compared_with": prev.name if prev else None,
+    }
+    summary["gates"] = gate_rows(summary, drift, s.gates)
+    summary["passed"] = not any(g["breached"] for g in summary["gates"])
+
+    tables = {"quarantine": v.quarantine, "duplicates": dups, "issues": issues}
+    folder = write_sweep(s, summary, tables, counts, sample)
+    history = read_history(s.history)
+    (folder / "report.html").write_text(render_report(summary, tables, history, counts, prev),
+                                        encoding="utf-8")
+    log.info("sweep %d of %s: %s", summary["sweep"], s.dataset, "passed" if summary["passed"] else "FAILED")
+    return SweepResult(summary, folder, tables)
+
+
+def write_sweep(s: SweepSettings, summary: dict[str, Any], tables: dict[str, pl.DataFrame],
+                counts: dict[str, int], sample: np.ndarray) -> Path:
+    """Write the sweep's folder (via a temporary name, renamed in) and its history line."""
+    folder = s.history / f"sweep-{summary['sweep']:04d}"
+    tmp = s.history / f".{folder.name}.tmp"
+    (tmp / "state").mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        write_parquet(table, tmp / f"{name}.parquet")
+    (tmp / "state" / "label_counts.json").write_text(json.dumps(counts, sort_keys=True), encoding="utf-8")
+    np.save(tmp / "state" / "embeddings.npy", sample.astype(np.float32))
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(folder)
+    line = {k: summary[k] for k in ("sweep", "started", "rows", "quarantined", "duplicate_rows",
+                                    "issues", "passed")}
+    line.update({f"{t['name']}_drift_{k}": t[k] for t in summary["drift"]
+                 for k in ("statistic", "p_value", "distance")})
+    with open(s.history / "history.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(line, default=str) + "\n")
+    return folder
+
+
+def one_line(summary: dict[str, Any]) -> str:
+    """The sweep in one line (the webhook's ``text``)."""
+    issues = ", ".join(f"{n} {k}" for k, n in summary["issues"].items()) or "no issues"
+    drift = ", ".join(f"{d['name']} drift {'YES' if d['drift'] else 'no'} (p={d['p_value']:.2g})"
+                      for d in summary["drift"]) or "no earlier sweep"
+    bad = [g["gate"] for g in summary["gates"] if g["breached"]]
+    verdict = f"FAILED: {', '.join(bad)}" if bad else "passed"
+    return (f"curation sweep {summary['sweep']} of {summary['dataset']}: {verdict}; "
+            f"{summary['rows']} rows, {summary['quarantined']} broken, "
+            f"{summary['duplicate_rows']} duplicate texts, {issues}; {drift}")
+
+
+def post_webhook(url: str, summary: dict[str, Any], timeout: float = 10.0) -> int:
+    """POST the summary as JSON (``text`` is one line, for chat webhooks); return the HTTP status.
+
+    Raises
+    ------
+    ConnectorError
+        The URL did not answer with a 2xx status.
+    """
+    body = json.dumps({"text": one_line(summary), "summary": summary}, default=str).encode()
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(resp.status)
+    except (urllib.error.URLError, OSError) as e:
+        raise ConnectorError(f"webhook {url} did not accept the sweep summary ({e}); check the "
+                             f"URL, or drop --webhook") from e
+
+
+__all__ = ["Gates", "SweepResult", "SweepSettings", "duplicate_texts", "one_line", "post_webhook",
+           "read_history", "run_sweep", "sweep_settings"]

@@ -1,0 +1,616 @@
+"""Validation: a Pandera contract over Arrow blocks, with a quarantine and a report.
+
+Every input row ends in exactly one of ``valid`` or ``quarantine``. Column checks run
+block by block with Pandera's polars backend (a Ray Data job, or in process) and collect
+every failure. Checks that span blocks run once over the whole input:
+
+- ``unique``: a column the contract marks ``unique`` holds each value once;
+- ``conflicting_duplicate``: the same text carries different labels;
+- ``min_per_class``: a label has fewer than ``min_per_class`` rows.
+
+Two entry points share these pieces: :func:`validate` for a table in memory (the loop),
+and :func:`validate_source` for files (the CLI), which streams blocks from Parquet, CSV
+or JSON Lines files and keeps memory bounded: the global checks work on hashed keys
+spilled to disk in hash buckets, one bucket in memory at a time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import pickle
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandera.api.checks
+import pandera.errors
+import pandera.polars as pap
+import polars as pl
+
+from curation.support.data import Block, estimate_rows, plan_blocks, read_block
+from curation.config import Columns, ValidateConfig
+from curation.errors import ConfigError, CurationError, DataError, ValidationGateError
+
+log = logging.getLogger(__name__)
+
+ROW = "_row"
+FAILURES = {ROW: pl.Int64, "column": pl.String, "check": pl.String, "value": pl.String}
+BUCKET_ROWS = 500_000
+"""Rows of spilled keys per hash bucket in :func:`validate_source` (bounds driver memory)."""
+
+Engine = Literal["auto", "ray", "local"]
+
+
+@dataclass
+class ValidationResult:
+    """What validation produced.
+
+    Attributes
+    ----------
+    valid : polars.DataFrame
+        Rows that passed every check, in input order.
+    quarantine : polars.DataFrame
+        Rows that failed: every original column plus ``_row`` (the input row number),
+        ``column``, ``check``, ``value`` (the first failing value) and ``reason``.
+    report : dict
+        Counts: ``rows``, ``valid``, ``quarantined``, ``by_check`` (check -> rows),
+        ``by_column`` (column -> rows) and ``by_column_check``.
+    """
+
+    valid: pl.DataFrame
+    quarantine: pl.DataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What to check besides the contract's column checks (the cross-block checks)."""
+
+    schema: pap.DataFrameSchema
+    unique: tuple[str, ...]
+    text: str
+    label: str
+    min_per_class: int | None
+
+
+def load_schema(spec: str | Path) -> pap.DataFrameSchema:
+    """Load a contract: a Pandera YAML file or ``file.py:ModelName`` (a ``DataFrameModel``).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not a Pandera polars schema, or has no such class.
+    """
+    spec = str(spec)
+    if ".py:" in spec:
+        file, _, name = spec.partition(".py:")
+        if not Path(file + ".py").is_file():
+            raise ConfigError(f"file not found: {file}.py", field="schema")
+        module_spec = importlib.util.spec_from_file_location("curation_user_schema", file + ".py")
+        if module_spec is None or module_spec.loader is None:
+            raise ConfigError(f"cannot import {file}.py", field="schema")
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        if not hasattr(module, name):
+            raise ConfigError(f"{file}.py has no class {name!r}", field="schema")
+        return getattr(module, name).to_schema()
+    if not Path(spec).is_file():
+        raise ConfigError(f"file not found: {spec}; expected a Pandera YAML file or "
+                          f"schemas/x.py:Model", field="schema")
+    try:
+        return pap.DataFrameSchema.from_yaml(Path(spec))
+    except Exception as e:  # pandera raises several types for a bad file
+        raise ConfigError(f"not a Pandera polars schema: {e}", source=spec, field="schema") from e
+
+
+def make_rules(schema: pap.DataFrameSchema, *, text: str = "text", label: str = "label",
+               labels: list[str] | None = None, min_per_class: int | None = None) -> Rules:
+    """Split a contract into block checks and cross-block checks.
+
+    Column uniqueness moves out of the block schema (it spans blocks); ``labels`` adds an
+    ``isin`` check on the label column.
+    """
+    unique = tuple(name for name, col in schema.columns.items() if col.unique)
+    block = schema.update_columns({c: {"unique": False} for c in unique}) if unique else schema
+    if labels is not None:
+        if label not in block.columns:
+            raise ConfigError(f"labels given but the contract has no column {label!r}",
+                              field="labels", choices=list(block.columns))
+        checks = list(block.columns[label].checks) + [pandera.api.checks.Check.isin(labels)]
+        block = block.update_column(label, checks=checks)
+    return Rules(block, unique, text, label, min_per_class)
+
+
+# ---------------------------------------------------------------- block checks
+
+
+def _empty_failures() -> pl.DataFrame:
+    return pl.DataFrame(schema=FAILURES)
+
+
+def _raise_column_failures(fc: pl.DataFrame, source: str) -> None:
+    """A failure of a whole column (missing, wrong type) cannot be quarantined: raise it."""
+    whole = fc.filter(pl.col("index").is_null())
+    if len(whole) == 0:
+        return
+    first = whole.row(0, named=True)
+    check, found = str(first["check"]), first["failure_case"]
+    if check == "column_in_dataframe":
+        raise DataError("missing column required by the contract; add it to the data or "
+                        "remove it from the schema", path=source, column=found)
+    if check.startswith("dtype("):
+        raise DataError(f"expected type {check[7:-2]}, found {found}; fix the data or the "
+                        f"schema's dtype (or set coerce: true)", path=source, column=first["column"])
+    raise DataError(f"failed {check} (found {found}); fix the data or the schema",
+                    path=source, column=first["column"])
+
+
+def check_block(df: pl.DataFrame, rules: Rules, source: str) -> pl.DataFrame:
+    """Run the contract's column checks on one block (lazy: every failure).
+
+    Parameters
+    ----------
+    df : polars.DataFrame
+        The block, with the input row number in ``_row``.
+    rules : Rules
+        From :func:`make_rules`.
+    source : str
+        The file the block comes from, for error messages.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per failure: ``_row``, ``column``, ``check``, ``value``.
+
+    Raises
+    ------
+    DataError
+        A column is missing or has a type the contract does not accept.
+    """
+    try:
+        rules.schema.validate(df.drop(ROW), lazy=True)
+        return _empty_failures()
+    except pandera.errors.SchemaErrors as e:
+        raw = pl.DataFrame(e.failure_cases)
+    _raise_column_failures(raw, source)
+    rows = df[ROW].gather(raw["index"].cast(pl.UInt32))
+    return pl.DataFrame({ROW: rows, "column": raw["column"].cast(pl.String),
+                         "check": raw["check"].cast(pl.String),
+                         "value": raw["failure_case"].cast(pl.String)}, schema=FAILURES)
+
+
+# ---------------------------------------------------------------- cross-block checks
+
+
+def _as_failures(df: pl.DataFrame, column: str, check: str, value: str) -> pl.DataFrame:
+    return df.select(pl.col(ROW).cast(pl.Int64), pl.lit(column).alias("column"),
+                     pl.lit(check).alias("check"), pl.col(value).cast(pl.String).alias("value"))
+
+
+def duplicated(keys: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Rows whose ``column`` value occurs more than once in ``keys`` (nulls aside)."""
+    dup = keys.filter(pl.col(column).is_not_null() & pl.col(column).is_duplicated())
+    return _as_failures(dup, column, "unique", column)
+
+
+def conflicting(keys: pl.DataFrame, by: list[str], label: str, report_as: str) -> pl.DataFrame:
+    """Rows whose key ``by`` (the text, or its hashes) carries more than one label."""
+    labeled = keys.filter(pl.col(label).is_not_null())
+    bad = labeled.filter(pl.col(label).n_unique().over(by) > 1)
+    return _as_failures(bad, report_as, "conflicting_duplicate", label)
+
+
+def rare_classes(counts: pl.DataFrame, label: str, min_per_class: int | None) -> list[Any]:
+    """Labels with fewer than ``min_per_class`` rows (``counts`` has ``label`` and ``n``)."""
+    if not min_per_class:
+        return []
+    total = counts.group_by(label).agg(pl.col("n").sum())
+    return total.filter(pl.col("n") < min_per_class)[label].to_list()
+
+
+def rare_failures(df: pl.DataFrame, rules: Rules, rare: list[Any]) -> pl.DataFrame:
+    """Rows whose label is one of the ``rare`` classes."""
+    if not rare or rules.label not in df.columns:
+        return _empty_failures()
+    hit = df.filter(pl.col(rules.label).is_in(rare))
+    return _as_failures(hit, rules.label, f"min_per_class({rules.min_per_class})", rules.label)
+
+
+def label_counts(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Rows per non-null label in ``df`` (columns ``label`` and ``n``)."""
+    if rules.label not in df.columns:
+        return pl.DataFrame(schema={rules.label: pl.String, "n": pl.Int64})
+    return (df.filter(pl.col(rules.label).is_not_null()).group_by(rules.label)
+            .agg(pl.len().cast(pl.Int64).alias("n")))
+
+
+def global_failures(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Every cross-block failure of a table held whole in memory."""
+    parts = [duplicated(df.select(ROW, c), c) for c in rules.unique]
+    if rules.text in df.columns and rules.label in df.columns:
+        keys = df.select(ROW, rules.text, rules.label).filter(pl.col(rules.text).is_not_null())
+        parts.append(conflicting(keys, [rules.text], rules.label, rules.label))
+    parts.append(rare_failures(df, rules, rare_classes(label_counts(df, rules), rules.label,
+                                                       rules.min_per_class)))
+    return pl.concat(parts)
+
+
+# ---------------------------------------------------------------- splitting and the report
+
+
+def split(df: pl.DataFrame, failures: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Valid rows (without ``_row``) and the quarantine (original row plus reasons)."""
+    reasons = failures.group_by(ROW).agg(
+        pl.col("column").unique(maintain_order=True).str.join("; "),
+        pl.col("check").unique(maintain_order=True).str.join("; "),
+        pl.col("value").fill_null("null").first(),
+        pl.format("{}: {}", pl.col("column"), pl.col("check")).unique(maintain_order=True)
+        .str.join("; ").alias("reason"),
+    )
+    original = [c for c in df.columns if c != ROW]
+    quarantine = (df.join(reasons, on=ROW, how="inner", maintain_order="left")
+                  .select(*original, ROW, "column", "check", "value", "reason"))
+    valid = df.join(reasons, on=ROW, how="anti", maintain_order="left").drop(ROW)
+    return valid, quarantine
+
+
+def make_report(rows: int, failures: pl.DataFrame, max_invalid_fraction: float,
+                **extra: Any) -> dict[str, Any]:
+    """Counts per check, per column and per (column, check), in rows."""
+    quarantined = failures[ROW].n_unique() if len(failures) else 0
+    by = failures.group_by("column", "check").agg(pl.col(ROW).n_unique().alias("rows"))
+    by_check = failures.group_by("check").agg(pl.col(ROW).n_unique().alias("rows")).sort("check")
+    by_col = failures.group_by("column").agg(pl.col(ROW).n_unique().alias("rows")).sort("column")
+    fraction = quarantined / max(rows, 1)
+    return {
+        **extra,
+        "rows": rows,
+        "valid": rows - quarantined,
+        "quarantined": quarantined,
+        "invalid_fraction": fraction,
+        "max_invalid_fraction": max_invalid_fraction,
+        "passed": fraction <= max_invalid_fraction,
+        "by_check": dict(zip(by_check["check"].to_list(), by_check["rows"].to_list())),
+        "by_column": dict(zip(by_col["column"].to_list(), by_col["rows"].to_list())),
+        "by_column_check": by.sort("column", "check").to_dicts(),
+    }
+
+
+def _gate(report: dict[str, Any], source: str, quarantine: Any) -> None:
+    if not report["passed"]:
+        raise ValidationGateError(
+            f"{source}: {report['invalid_fraction']:.2%} of rows ({report['quarantined']} of "
+            f"{report['rows']}) failed validation, above the gate max_invalid_fraction="
+            f"{report['max_invalid_fraction']:.2%}; see the quarantine for the reasons, fix the "
+            f"data or raise the gate", failure_cases=quarantine)
+
+
+def _pick_engine(engine: Engine, rows: int, local_below: int) -> Literal["ray", "local"]:
+    if engine == "auto":
+        return "local" if rows < local_below else "ray"
+    return engine
+
+
+# ---------------------------------------------------------------- in memory
+
+
+def _block_failures_ray(indexed: pl.DataFrame, rules: Rules, source: str,
+                        block_rows: int) -> pl.DataFrame:
+    import ray
+
+    from curation.support.engine import ensure_ray
+
+    ensure_ray(None)  # a no-op when the caller already started or joined Ray
+    blocks = [indexed.slice(i, block_rows).to_arrow() for i in range(0, len(indexed), block_rows)]
+
+    def run(table: Any) -> Any:
+        try:
+            fc = check_block(pl.DataFrame(pl.from_arrow(table)), rules, source)
+            return fc.with_columns(pl.lit(b"", pl.Binary).alias("_error")).to_arrow()
+        except CurationError as e:  # sent back whole: Ray Data keeps only a traceback's text
+            return pl.DataFrame({"_error": [pickle.dumps(e)]}).to_arrow()
+
+    ds = ray.data.from_arrow(blocks).map_batches(run, batch_format="pyarrow", batch_size=None,
+                                                 zero_copy_batch=True)
+    tables = [pl.DataFrame(pl.from_arrow(ray.get(r))) for r in ds.to_arrow_refs()]
+    for t in tables:
+        if len(t) and t["_error"][0]:
+            raise pickle.loads(t["_error"][0])
+    return pl.concat([_empty_failures(), *(t.drop("_error").cast(FAILURES) for t in tables if len(t))])
+
+
+def validate(
+    df: pl.DataFrame,
+    schema: pap.DataFrameSchema,
+    settings: ValidateConfig | None = None,
+    columns: Columns | None = None,
+    *,
+    source: str = "input",
+    engine: Engine = "auto",
+    block_rows: int = 100_000,
+) -> ValidationResult:
+    """Validate ``df`` against ``schema``; split it into valid rows and a quarantine.
+
+    Parameters
+    ----------
+    df : polars.DataFrame
+        The input table.
+    schema : pandera.polars.DataFrameSchema
+        The contract.
+    settings : ValidateConfig, optional
+        The loop's ``validate`` section: the gate ``max_invalid_fraction`` (more quarantined
+        rows than this fraction raises), ``min_per_class`` (quarantine the rows of labels
+        with fewer rows), ``labels`` (the allowed labels) and ``local_below`` (the row
+        threshold of ``engine="auto"``). Default: no gate
+        (``ValidateConfig(max_invalid_fraction=1.0)``).
+    columns : Columns, optional
+        The text and label columns, for the cross-block checks (default ``text``, ``label``).
+    source : str
+        Where ``df`` came from, for error messages.
+    engine : {"auto", "ray", "local"}
+        Run the block checks as a Ray Data job or in this process; ``"auto"`` runs in
+        process below ``local_below`` rows.
+    block_rows : int
+        Rows per block.
+
+    Returns
+    -------
+    ValidationResult
+
+    Raises
+    ------
+    DataError
+        A column is missing or has a type the schema does not accept.
+    ValidationGateError
+        The quarantined fraction is above ``max_invalid_fraction``.
+
+    Examples
+    --------
+    >>> import polars as pl, pandera.polars as pap
+    >>> s = pap.DataFrameSchema({"text": pap.Column(str, nullable=False)})
+    >>> r = validate(pl.DataFrame({"text": ["a", None]}), s, engine="local")
+    >>> (len(r.valid), len(r.quarantine), r.report["by_check"])
+    (1, 1, {'not_nullable': 1})
+    """
+    v, c = settings or ValidateConfig(max_invalid_fraction=1.0), columns or Columns()
+    rules = make_rules(schema, text=c.text, label=c.label, labels=v.labels, min_per_class=v.min_per_class)
+    indexed = df.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
+    engine_used = _pick_engine(engine, len(df), v.local_below)
+    if engine_used == "local":
+        failures = check_block(indexed, rules, source)
+    else:
+        failures = _block_failures_ray(indexed, rules, source, block_rows)
+    failures = pl.concat([failures, global_failures(indexed, rules)])
+    valid, quarantine = split(indexed, failures)
+    report = make_report(len(df), failures, v.max_invalid_fraction, source=source, engine=engine_used)
+    _gate(report, source, quarantine)
+    return ValidationResult(valid=valid, quarantine=quarantine, report=report)
+
+
+# ---------------------------------------------------------------- files, streamed in blocks
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every block task of :func:`validate_source` needs (small, sent to each task)."""
+
+    rules: Rules
+    out: str
+    work: str
+    buckets: int
+
+
+def _read(block: Block) -> pl.DataFrame:
+    df = pl.DataFrame(pl.from_arrow(read_block(block)))
+    return df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).add(block.first_row).alias(ROW))
+
+
+def _spill(keys: pl.DataFrame, on: str, name: str, i: int, job: _Job) -> None:
+    """Write ``keys`` split into hash buckets of ``on``: work/NAME/bK/I.parquet."""
+    bucket = (keys[on].hash(seed=7) % job.buckets).alias("_bucket")
+    for (k,), part in keys.with_columns(bucket).partition_by("_bucket", as_dict=True).items():
+        path = Path(job.work, name, f"b{k}")
+        path.mkdir(parents=True, exist_ok=True)
+        part.drop("_bucket").write_parquet(path / f"{i}.parquet")
+
+
+def _text_keys(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Text as two 64-bit hashes (a 128-bit key) with its label, for labeled texts only."""
+    t = pl.col(rules.text).cast(pl.String)
+    return df.filter(t.is_not_null() & pl.col(rules.label).is_not_null()).select(
+        ROW, t.hash(seed=0).alias("_h1"), t.hash(seed=1).alias("_h2"), rules.label)
+
+
+def _first_pass(i: int, block: Block, job: _Job) -> dict[str, int]:
+    """Column checks of one block; spill its keys for the cross-block checks."""
+    df = _read(block)
+    check_block(df, job.rules, block.url).write_parquet(Path(job.work, "f", f"{i}.parquet"))
+    label_counts(df, job.rules).write_parquet(Path(job.work, "c", f"{i}.parquet"))
+    for c in job.rules.unique:
+        _spill(df.select(ROW, c), c, f"u_{c}", i, job)
+    if job.rules.text in df.columns and job.rules.label in df.columns:
+        _spill(_text_keys(df, job.rules), "_h1", "t", i, job)
+    return {"block": i, "rows": len(df)}
+
+
+def _read_dir(path: Path) -> pl.DataFrame | None:
+    files = sorted(path.glob("*.parquet"))
+    return pl.read_parquet(files) if files else None
+
+
+def _cross_block(job: _Job) -> tuple[pl.DataFrame, list[Any]]:
+    """Cross-block failures, one hash bucket in memory at a time; and the rare labels."""
+    parts = [_empty_failures()]
+    for k in range(job.buckets):
+        for c in job.rules.unique:
+            keys = _read_dir(Path(job.work, f"u_{c}", f"b{k}"))
+            if keys is not None:
+                parts.append(duplicated(keys, c))
+        keys = _read_dir(Path(job.work, "t", f"b{k}"))
+        if keys is not None:
+            parts.append(conflicting(keys, ["_h1", "_h2"], job.rules.label, job.rules.label))
+    counts = _read_dir(Path(job.work, "c"))
+    rare = [] if counts is None else rare_classes(counts, job.rules.label, job.rules.min_per_class)
+    return pl.concat(parts), rare
+
+
+def _second_pass(i: int, block: Block, job: _Job, rare: list[Any]) -> dict[str, int]:
+    """Split one block into its valid part and its quarantine part."""
+    df = _read(block)
+    last = block.first_row + len(df)
+    cross = (pl.scan_parquet(Path(job.work, "g.parquet"))
+             .filter(pl.col(ROW).is_between(block.first_row, last, closed="left")).collect())
+    failures = pl.concat([pl.read_parquet(Path(job.work, "f", f"{i}.parquet")), cross,
+                          rare_failures(df, job.rules, rare)])
+    valid, quarantine = split(df, failures)
+    valid.write_parquet(Path(job.out, "valid", f"part-{i:05d}.parquet"))
+    quarantine.write_parquet(Path(job.out, "quarantine", f"part-{i:05d}.parquet"))
+    failures.write_parquet(Path(job.work, "all", f"{i}.parquet"))
+    return {"block": i, "rows": len(df)}
+
+
+def _run_blocks(fn: Callable[[int, Block], dict[str, int]], blocks: list[Block],
+                engine: Literal["ray", "local"], tick: Callable[[], None]) -> list[dict[str, int]]:
+    """Run ``fn`` on every block: in this process, or as a Ray Data job (a task a block)."""
+    if engine == "local":
+        done = []
+        for i, b in enumerate(blocks):
+            done.append(fn(i, b))
+            tick()
+        return done
+    import ray
+
+    def task(row: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return {**fn(row["i"], blocks[row["i"]]), "error": b""}
+        except CurationError as e:  # sent back whole: Ray Data keeps only a traceback's text
+            return {"block": row["i"], "rows": 0, "error": pickle.dumps(e)}
+
+    ds = ray.data.from_items([{"i": i} for i in range(len(blocks))],
+                             override_num_blocks=max(len(blocks), 1)).map(task)
+    results = []
+    for r in ds.iter_rows():
+        if r["error"]:
+            raise pickle.loads(r["error"])
+        results.append({"block": r["block"], "rows": r["rows"]})
+        tick()
+    return sorted(results, key=lambda r: r["block"])
+
+
+def _prepare_out(out: Path, work_dir: Path | None) -> Path:
+    for sub in ("valid", "quarantine"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+        (out / sub).mkdir(parents=True)
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=work_dir or out))
+    for sub in ("f", "c", "all"):
+        (work / sub).mkdir()
+    return work
+
+
+def validate_source(
+    source: str | Path,
+    schema: pap.DataFrameSchema,
+    out: str | Path,
+    settings: ValidateConfig | None = None,
+    columns: Columns | None = None,
+    *,
+    engine: Engine = "auto",
+    block_rows: int = 262_144,
+    ray_address: str | None = None,
+    work_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Validate files block by block; write the valid rows, the quarantine and a report.
+
+    Parameters
+    ----------
+    source : str or Path
+        A Parquet, CSV or JSON Lines file, a folder or a glob; local, ``s3://`` or ``lakefs://``.
+    schema : pandera.polars.DataFrameSchema
+        The contract.
+    out : str or Path
+        Output folder (local or a mount every Ray node sees): ``valid/part-*.parquet``,
+        ``quarantine/part-*.parquet`` (in input order) and ``report.json``.
+    engine : {"auto", "ray", "local"}
+        ``"ray"`` runs a Ray Data job (a task per block), ``"local"`` the same work in this
+        process; ``"auto"`` runs in process below ``local_below`` input rows.
+    block_rows : int
+        Rows per block (Parquet: whole row groups; CSV and JSON Lines: a file a block).
+    ray_address : str, optional
+        A Ray cluster to join when Ray is not yet started (``None``: local Ray).
+    work_dir : str or Path, optional
+        Where the spilled keys go (deleted at the end); default: inside ``out``.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each block task (two passes per block).
+    settings, columns
+        As in :func:`validate`.
+
+    Returns
+    -------
+    dict
+        The report (also written to ``out/report.json``).
+
+    Raises
+    ------
+    DataError
+        A file cannot be read, or a column is missing or has the wrong type (naming the file).
+    ValidationGateError
+        Too many rows quarantined; the outputs and the report are written first.
+
+    Examples
+    --------
+    >>> import tempfile, polars as pl, pandera.polars as pap
+    >>> d = Path(tempfile.mkdtemp())
+    >>> pl.DataFrame({"id": [1, 1, 2]}).write_parquet(d / "in.parquet")
+    >>> s = pap.DataFrameSchema({"id": pap.Column(int, unique=True)})
+    >>> validate_source(d / "in.parquet", s, d / "out")["by_check"]
+    {'unique': 2}
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    v, c = settings or ValidateConfig(max_invalid_fraction=1.0), columns or Columns()
+    rules = make_rules(schema, text=c.text, label=c.label, labels=v.labels, min_per_class=v.min_per_class)
+    blocks = plan_blocks(source, block_rows)
+    rows = estimate_rows(blocks)
+    engine_used = _pick_engine(engine, rows, v.local_below)
+    if engine_used == "ray":
+        from curation.support.engine import ensure_ray
+
+        ensure_ray(ray_address)
+    work = _prepare_out(out, Path(work_dir) if work_dir else None)
+    try:
+        job = _Job(rules, str(out), str(work), max(1, math.ceil(rows / BUCKET_ROWS)))
+        count = iter(range(1, 2 * len(blocks) + 1))
+
+        def tick() -> None:
+            if progress is not None:
+                progress(next(count), 2 * len(blocks))
+
+        done = _run_blocks(lambda i, b: _first_pass(i, b, job), blocks, engine_used, tick)
+        cross, rare = _cross_block(job)
+        cross.write_parquet(work / "g.parquet")
+        _run_blocks(lambda i, b: _second_pass(i, b, job, rare), blocks, engine_used, tick)
+        failures = pl.read_parquet(work / "all")
+        report = make_report(sum(d["rows"] for d in done), failures, v.max_invalid_fraction,
+                             source=str(source), engine=engine_used, blocks=len(blocks),
+                             seconds=round(time.perf_counter() - t0, 3))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    log.info("validated %s: %d valid, %d quarantined", source, report["valid"], report["quarantined"])
+    _gate(report, str(source), pl.scan_parquet(out / "quarantine" / "*.parquet"))
+    return report
+
+
+def read_outputs(out: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The valid rows and the quarantine that :func:`validate_source` wrote, in input order."""
+    valid, quarantine = (pl.read_parquet(sorted(Path(out, sub).glob("*.parquet")))
+                         for sub in ("valid", "quarantine"))
+    return valid, quarantine

@@ -1,0 +1,271 @@
+"""Selection strategies: one shared contract every strategy passes, then what each one promises."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curation.errors import ConfigError, DataError, RegistryError
+from curation.strategies.base import SELECTION_COLUMNS, STRATEGIES, Pool, Strategy
+from curation.strategies.hybrid import Hybrid
+from curation.strategies.kcenter import covering_radius, kcenter_greedy, min_sq_dist
+from curation.strategies.typiclust import TypiClust
+from curation.strategies.uncertainty import entropy, least_confidence, margin
+
+
+def unit(X: np.ndarray) -> np.ndarray:
+    X = X.astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def blobs(n_per: int, centers: int, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Well-separated unit-norm blobs and their blob index."""
+    rng = np.random.default_rng(seed)
+    mu = unit(rng.normal(size=(centers, dim)))
+    X = np.concatenate([mu[c] + 0.05 * rng.normal(size=(n_per, dim)) for c in range(centers)])
+    return unit(X), np.repeat(np.arange(centers), n_per)
+
+
+def make_pool(n: int = 120, n_labeled: int = 10, classes: int = 4, cold: bool = False,
+              seed: int = 0) -> Pool:
+    X, blob = blobs(n // classes + n_labeled, classes, seed=seed)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(X))
+    lab, free = order[:n_labeled], order[n_labeled:n_labeled + n]
+    probs = None if cold else rng.dirichlet(np.ones(classes), len(free))
+    return Pool(np.array([f"row-{i}" for i in free]), X[free], X[lab], probs, seed=seed)
+
+
+class StrategyContract:
+    """What every strategy promises. A test class sets ``name`` and ``params``."""
+
+    name: str
+    params: dict = {}
+
+    def make(self, **extra: object) -> Strategy:
+        return STRATEGIES.create(self.name, {**self.params, **extra})
+
+    @pytest.mark.parametrize("cold", [False, True], ids=["warm", "cold-start"])
+    def test_shape_budget_unique_pool_ids(self, cold: bool) -> None:
+        pool = make_pool(cold=cold)
+        sel = self.make().select(pool, 17)
+        assert sel.schema == pl.Schema(SELECTION_COLUMNS)
+        assert len(sel) == 17
+        assert sel["id"].n_unique() == 17
+        assert set(sel["id"]) <= set(pool.ids)
+        assert sel["rank"].to_list() == list(range(1, 18))
+        assert (sel["kind"] == "label").all()
+        assert sel["score"].is_finite().all()
+        assert all(isinstance(r, str) and len(r) > 3 for r in sel["reason"])
+
+    def test_deterministic_with_seed(self) -> None:
+        a = self.make().select(make_pool(), 12)
+        b = self.make().select(make_pool(), 12)
+        assert a.equals(b)
+
+    def test_budget_above_pool_size_takes_the_whole_pool(self) -> None:
+        pool = make_pool(n=20)
+        sel = self.make().select(pool, 50)
+        assert sorted(sel["id"]) == sorted(pool.ids)
+
+    def test_no_labeled_rows_and_no_model(self) -> None:
+        pool = make_pool(n_labeled=0, cold=True)
+        pool.labeled = np.zeros((0, pool.embeddings.shape[1]), np.float32)
+        assert self.make().select(pool, 8)["id"].n_unique() == 8
+
+    def test_review_share_goes_first_to_worst_suspects(self) -> None:
+        pool = make_pool()
+        pool.suspects = np.array(["lab-3", "lab-7", "lab-1"])
+        pool.suspect_scores = np.array([0.01, 0.02, 0.05])
+        sel = self.make(review_share=0.2).select(pool, 10)
+        assert sel["kind"].to_list() == ["review"] * 2 + ["label"] * 8
+        assert sel["id"].head(2).to_list() == ["lab-3", "lab-7"]
+        assert set(sel["id"].tail(8)) <= set(pool.ids)
+
+    def test_class_quota_caps_each_predicted_class(self) -> None:
+        pool = make_pool()
+        pred = dict(zip(pool.ids, pool.probs.argmax(1)))
+        sel = self.make(max_per_class=3).select(pool, 12)
+        counts = np.bincount([pred[i] for i in sel["id"]], minlength=4)
+        assert len(sel) == 12 and counts.max() <= 3
+
+    def test_bad_budget_and_bad_params_raise(self) -> None:
+        with pytest.raises(DataError, match="budget"):
+            self.make().select(make_pool(), 0)
+        with pytest.raises(ConfigError, match="review_share"):
+            self.make(review_share=1.5).select(make_pool(), 5)
+
+
+class TestRandom(StrategyContract):
+    name = "random"
+
+
+class TestLeastConfidence(StrategyContract):
+    name = "least_confidence"
+
+
+class TestMargin(StrategyContract):
+    name = "margin"
+
+
+class TestEntropy(StrategyContract):
+    name = "entropy"
+
+
+class TestKCenter(StrategyContract):
+    name = "kcenter"
+
+
+class TestKCenterFloat32(StrategyContract):
+    name = "kcenter"
+    params = {"precision": "float32"}
+
+
+class TestTypiClust(StrategyContract):
+    name = "typiclust"
+    params = {"min_cluster_size": 2}
+
+
+class TestHybrid(StrategyContract):
+    name = "hybrid"
+    params = {"shortlist": 3}
+
+
+class TestHybridKCenter(StrategyContract):
+    name = "hybrid"
+    params = {"shortlist": 3, "diversify": "kcenter"}
+
+
+def test_every_registered_strategy_has_a_contract_class() -> None:
+    tested = {c.name for c in StrategyContract.__subclasses__()}
+    assert tested == set(STRATEGIES.names())
+
+
+def test_unknown_strategy_lists_the_known_ones() -> None:
+    with pytest.raises(RegistryError, match="hybrid"):
+        STRATEGIES.create("nope")
+
+
+def test_uncertainty_measures_order_rows() -> None:
+    p = np.array([[0.98, 0.01, 0.01], [0.4, 0.35, 0.25], [0.5, 0.5, 0.0]])
+    assert np.argsort(-least_confidence(p)).tolist() == [1, 2, 0]
+    assert np.argsort(-margin(p)).tolist() == [2, 1, 0]
+    assert np.argsort(-entropy(p)).tolist() == [1, 2, 0]
+
+
+def test_cold_start_fallback_says_so() -> None:
+    sel = STRATEGIES.create("margin").select(make_pool(cold=True), 5)
+    assert all(r.startswith("cold start: ") for r in sel["reason"])
+
+
+def brute_greedy(X: np.ndarray, k: int, first: int) -> list[int]:
+    """Textbook greedy farthest-point with the full pairwise distance matrix."""
+    D = np.linalg.norm(X[:, None] - X[None], axis=2)
+    picks = [first]
+    for _ in range(k - 1):
+        picks.append(int(np.argmax(D[:, picks].min(axis=1))))
+    return picks
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_kcenter_matches_brute_force_greedy(precision: str) -> None:
+    X = unit(np.random.default_rng(1).normal(size=(300, 24)))
+    idx, dist = kcenter_greedy(X, 25, first=7, precision=precision)
+    assert idx.tolist() == brute_greedy(X, 25, 7)
+    exact = min_sq_dist(X[idx[1:]], X[idx[:1]])
+    assert dist[1] == pytest.approx(exact[0], abs=0.01)
+
+
+def plain_greedy(X: np.ndarray, k: int, first: int, mind: np.ndarray | None = None) -> list[int]:
+    """One matrix-vector product per pick: the definition the batched picks must equal."""
+    mind = np.full(len(X), np.inf) if mind is None else mind.astype(np.float64)
+    picks = []
+    for _ in range(k):
+        p = first if not np.isfinite(mind).any() else int(np.argmax(mind))
+        picks.append(p)
+        mind = np.minimum(mind, 2.0 - 2.0 * (X.astype(np.float64) @ X[p].astype(np.float64)))
+        mind[p] = -1.0
+    return picks
+
+
+@pytest.mark.parametrize("candidates", [1, 7, 64, 5000])
+def test_batched_kcenter_picks_exactly_the_plain_greedy_ones(candidates: int) -> None:
+    rng = np.random.default_rng(5)
+    X = unit(rng.normal(size=(3000, 16)))
+    labeled = unit(rng.normal(size=(5, 16)))
+    idx, dist = kcenter_greedy(X, 120, first=11, candidates=candidates)
+    assert idx.tolist() == plain_greedy(X, 120, 11)
+    assert dist[0] == 4.0 and np.all(np.diff(dist[1:]) <= 1e-6)  # greedy distances never grow
+    idx, _ = kcenter_greedy(X, 60, centers=labeled, candidates=candidates)
+    assert idx.tolist() == plain_greedy(X, 60, 0, min_sq_dist(X, labeled))
+
+
+@pytest.mark.parametrize("candidates", [1, 8, 512])
+def test_batched_kcenter_takes_the_whole_pool_without_repeats(candidates: int) -> None:
+    X = unit(np.random.default_rng(6).normal(size=(40, 8)))
+    idx, _ = kcenter_greedy(X, 40, candidates=candidates)
+    assert sorted(idx.tolist()) == list(range(40))
+    dup = np.repeat(X[:10], 5, axis=0)  # 10 distinct rows, 5 copies each: distances of 0 (or -1e-7)
+    idx, dist = kcenter_greedy(dup, 50, candidates=candidates)
+    assert sorted(idx.tolist()) == list(range(50))
+    assert len({i // 5 for i in idx[:10]}) == 10 and np.all(dist[10:] < 1e-5)
+
+
+def test_kcenter_radius_within_twice_optimal() -> None:
+    X = unit(np.random.default_rng(2).normal(size=(14, 3)))
+    opt = min(covering_radius(X, X[list(c)]) for c in itertools.combinations(range(14), 3))
+    idx, _ = kcenter_greedy(X, 3)
+    assert opt <= covering_radius(X, X[idx]) <= 2 * opt
+
+
+def test_kcenter_int8_radius_close_to_exact() -> None:
+    X = unit(np.random.default_rng(3).normal(size=(20_000, 64)))
+    exact, _ = kcenter_greedy(X, 100, precision="float32")
+    fast, _ = kcenter_greedy(X, 100, precision="int8")
+    assert covering_radius(X, X[fast]) <= 1.01 * covering_radius(X, X[exact])
+
+
+def test_kcenter_starts_away_from_labeled() -> None:
+    X, blob = blobs(30, 3)
+    pool = Pool(np.arange(60).astype(str), X[30:], X[:30])
+    picks = STRATEGIES.create("kcenter").select(pool, 2)["id"].cast(pl.Int64).to_numpy()
+    assert set(blob[30 + picks]) == {1, 2}
+
+
+def test_typiclust_cold_start_covers_every_blob_with_a_typical_row() -> None:
+    X, blob = blobs(40, 5)
+    pool = Pool(np.arange(len(X)).astype(str), X, X[:0])
+    sel = TypiClust().select(pool, 5)["id"].cast(pl.Int64).to_numpy()
+    assert sorted(blob[sel]) == [0, 1, 2, 3, 4]
+    for i in sel:  # the pick sits near its blob's centre, not on its rim
+        same = X[blob == blob[i]]
+        assert np.linalg.norm(X[i] - same.mean(0)) <= np.median(np.linalg.norm(same - same.mean(0), axis=1))
+
+
+def test_hybrid_picks_from_the_margin_shortlist_and_spreads_over_blobs() -> None:
+    X, blob = blobs(50, 4)
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4) * 0.3, len(X))
+    pool = Pool(np.arange(len(X)).astype(str), X, X[:0], probs)
+    sel = Hybrid(shortlist=5).select(pool, 8)["id"].cast(pl.Int64).to_numpy()
+    short = np.argsort(-margin(probs))[:40]
+    assert set(sel) <= set(short)
+    assert len(set(blob[sel])) == len(set(blob[short]))
+
+
+@pytest.mark.slow
+def test_partitioned_kcenter_over_ray_blocks_covers_like_single_machine(ray_local: None) -> None:
+    import ray
+
+    from curation.strategies.kcenter import kcenter_partitioned
+
+    X, _ = blobs(500, 8, dim=32, seed=4)
+    ds = ray.data.from_items([{"id": i, "embedding": x} for i, x in enumerate(X)]).repartition(4)
+    got = kcenter_partitioned(ds, 16, block_rows=1000)
+    assert len(got["id"]) == 16 and len(set(got["id"].tolist())) == 16
+    assert np.allclose(got["embedding"], X[got["id"]])
+    single, _ = kcenter_greedy(X, 16)
+    assert covering_radius(X, got["embedding"]) <= 2 * covering_radius(X, X[single])
