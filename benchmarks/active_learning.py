@@ -33,9 +33,9 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from curation.config import EmbedConfig
+from curation.orchestration.simulate import Curve, simulate, write_curves
 from curation.steps.embed import embed
 from curation.steps.model import fit_predict_proba
-from curation.orchestration.simulate import Curve, simulate, write_curves
 from curation.strategies.base import STRATEGIES
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

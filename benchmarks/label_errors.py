@@ -27,8 +27,8 @@ import numpy as np
 import polars as pl
 
 from curation.config import IssuesConfig, PluginConfig
-from curation.steps.embed import embed
 from curation.issues.find import find_issues
+from curation.steps.embed import embed
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

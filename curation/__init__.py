@@ -38,7 +38,10 @@ _API: dict[str, str] = {
     "read_table": "curation.support.data",
 }
 
-__all__ = sorted(_API)
+__all__ = [
+    "LoopConfig", "RoundResult", "SweepSettings", "embed", "find_issues", "load_loop", "load_schema",
+    "read_table", "run_round", "run_sweep", "select", "simulate", "validate", "validate_source",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from curation.errors import CurationError
@@ -132,8 +139,8 @@ def demo(
     """
     import polars as pl
 
-    from curation.orchestration import demo as d
     from curation.config import load_loop
+    from curation.orchestration import demo as d
     from curation.orchestration.round import run_round
 
     quiet_libraries()
@@ -437,35 +444,56 @@ def push_cmd(loop: LoopOption, params: ParamsOption = None, out_dir: StageOutOpt
     run_stage_command("push", loop, params, out_dir)
 
 
+def show_sweep(result: Any) -> None:
+    """One line for a finished sweep, and where its report is."""
+    from curation.orchestration.sweep import one_line
+
+    out.print(one_line(result.summary), highlight=False, soft_wrap=True)
+    out.print(f"report: {result.folder / 'report.html'}  summary: {result.folder / 'summary.json'}")
+
+
+def scheduled_error(e: Exception, failed: list[Any]) -> None:
+    """A failed scheduled run: print it (a breached gate is remembered for the exit code)."""
+    from curation.errors import GateError
+
+    if not isinstance(e, CurationError):
+        raise e
+    if isinstance(e, GateError):
+        failed.append(e)
+    console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+
+
+def _gate(help_text: str) -> Any:
+    return typer.Option(help=f"Gate: {help_text}", rich_help_panel="Gates (default: as in docs/sweeps.md)")
+
+
+Fraction = Annotated[float | None, _gate("largest share of broken rows.")]
+
+
 @app.command("sweep")
 def sweep_cmd(
     dataset: Annotated[str, typer.Argument(help="The data: a Parquet/CSV/JSON Lines file, folder or glob.")],
     schema: Annotated[Path, typer.Option(help="Its contract: schemas/x.yaml or schemas/x.py:Model.")],
     history: Annotated[Path | None, typer.Option(help="The sweep history folder (default: "
                                                  "sweeps/NAME, NAME the dataset's file stem).")] = None,
-    id_col: Annotated[str, typer.Option("--id", help="The id column.")] = "id",
-    text: Annotated[str, typer.Option(help="The text column.")] = "text",
-    label: Annotated[str, typer.Option(help="The label column.")] = "label",
+    id_col: Annotated[str | None, typer.Option("--id", help="The id column (default id).")] = None,
+    text: Annotated[str | None, typer.Option(help="The text column (default text).")] = None,
+    label: Annotated[str | None, typer.Option(help="The label column (default label).")] = None,
     detector: Annotated[list[str] | None, typer.Option(help="An issue detector to run (repeat for "
-                                                       "more; default: the loop's, label, outlier, "
-                                                       "near_duplicate).")] = None,
+                                                       "more; default: the loop's).")] = None,
     max_seq_length: Annotated[int | None, typer.Option(min=1, help="Embedding truncation in tokens "
                                                        "(default: the loop's, 256).")] = None,
-    folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds for label issues "
-                                              "(default 5).")] = None,
-    recipe: Annotated[str | None, typer.Option(help="Label-issue recipe: ensemble (default) or "
-                                               "reference.")] = None,
-    engine: Annotated[str, typer.Option(help="local (in process) or ray.")] = "local",
-    max_invalid_fraction: Annotated[float | None, typer.Option(help="Gate: largest share of broken rows.")] = 0.05,
-    max_issue_fraction: Annotated[float | None, typer.Option(help="Gate: largest share of flagged rows.")] = None,
-    max_duplicate_fraction: Annotated[float | None, typer.Option(help="Gate: largest share of "
-                                                                 "repeated texts.")] = None,
-    alpha: Annotated[float, typer.Option(help="Drift tests' significance threshold.")] = 0.01,
-    label_min_distance: Annotated[float, typer.Option(help="Label drift: smallest total variation "
-                                                      "distance that counts.")] = 0.02,
-    embedding_min_distance: Annotated[float, typer.Option(help="Embedding drift: smallest KS "
-                                                          "distance that counts.")] = 0.1,
-    drift_gate: Annotated[bool, typer.Option(help="Fail the sweep on drift (else only report it).")] = True,
+    folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds (default 5).")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Label-issue recipe: ensemble or reference.")] = None,
+    engine: Annotated[str | None, typer.Option(help="local (in process, default) or ray.")] = None,
+    max_invalid_fraction: Fraction = None,
+    max_issue_fraction: Annotated[float | None, _gate("largest share of flagged rows.")] = None,
+    max_duplicate_fraction: Annotated[float | None, _gate("largest share of repeated texts.")] = None,
+    alpha: Annotated[float | None, _gate("drift tests' significance threshold.")] = None,
+    label_min_distance: Annotated[float | None, _gate("smallest label TV distance that counts.")] = None,
+    embedding_min_distance: Annotated[float | None, _gate("smallest embedding KS distance.")] = None,
+    drift_gate: Annotated[bool | None, typer.Option("--drift-gate/--no-drift-gate", help="Fail the "
+                                                    "sweep on drift (default) or only report it.")] = None,
     webhook: Annotated[str | None, typer.Option(help="POST the summary (JSON, with a one-line "
                                                 "`text`) to this URL.")] = None,
     every: Annotated[str | None, typer.Option(help="Run on a schedule in this process: 30m, 6h, 1d...")] = None,
@@ -479,37 +507,24 @@ def sweep_cmd(
     """
     from curation.errors import GateError
     from curation.orchestration.schedule import every as on_schedule
-    from curation.orchestration.schedule import parse_every, run_lock
-    from curation.orchestration.sweep import one_line, post_webhook, run_sweep, sweep_settings
+    from curation.orchestration.schedule import parse_every
+    from curation.orchestration.sweep import sweep_once, sweep_settings
 
     quiet_libraries()
     gates = {"max_invalid_fraction": max_invalid_fraction, "max_issue_fraction": max_issue_fraction,
              "max_duplicate_fraction": max_duplicate_fraction, "alpha": alpha,
              "label_min_distance": label_min_distance, "embedding_min_distance": embedding_min_distance,
              "drift": drift_gate}
-    settings = guarded(lambda: sweep_settings(
-        dataset, schema, history, detectors=detector, gates=gates, id=id_col, text=text, label=label,
-        engine=engine, **({"max_seq_length": max_seq_length} if max_seq_length else {}),
-        **({"folds": folds} if folds else {}), **({"recipe": recipe} if recipe else {})))
-    failed: list[str] = []
+    options = {"id": id_col, "text": text, "label": label, "engine": engine, "max_seq_length": max_seq_length,
+               "folds": folds, "recipe": recipe}
+    settings = guarded(lambda: sweep_settings(dataset, schema, history, detectors=detector, gates=gates,
+                                              **options))
 
     def once() -> None:
-        with run_lock(settings.history / ".sweep.lock"), progress_bar() as bar:  # type: ignore[union-attr]
-            result = run_sweep(settings, RichReporter(bar))
-        out.print(one_line(result.summary), highlight=False, soft_wrap=True)
-        out.print(f"report: {result.folder / 'report.html'}  summary: {result.folder / 'summary.json'}")
-        if webhook:
-            post_webhook(webhook, result.summary)
-        if result.breached:
-            failed.append(result.folder.name)
-            raise GateError("sweep gates breached: " + "; ".join(
-                f"{g['gate']} = {g['value']:.4g} (threshold {g['threshold']:g})" for g in result.breached),
-                result.breached)
+        with progress_bar() as bar:
+            sweep_once(settings, RichReporter(bar), webhook=webhook, show=show_sweep)
 
-    def report_error(e: Exception) -> None:
-        if not isinstance(e, CurationError):
-            raise e
-        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+    failed: list[GateError] = []
 
     def go() -> None:
         if every is None:
@@ -517,9 +532,9 @@ def sweep_cmd(
             return
         seconds = parse_every(every)
         out.print(f"sweeping {dataset} every {every} ({seconds:.0f} s); Ctrl-C stops")
-        on_schedule(seconds, once, runs=runs, on_error=report_error)
+        on_schedule(seconds, once, runs=runs, on_error=lambda e: scheduled_error(e, failed))
         if failed:
-            raise GateError(f"{len(failed)} of the sweeps breached a gate: {', '.join(failed)}")
+            raise GateError(f"{len(failed)} of the sweeps breached a gate")
 
     guarded(go)
 

@@ -132,3 +132,48 @@ def test_demo_table_and_tags_reproduce_each_round(tmp_path: Path) -> None:
         assert len(pl.read_parquet(out / "labels" / "demo.parquet")) == expected
         assert (out / f"rounds/demo/round-{n}/manifest.json").exists()
         assert not (out / f"rounds/demo/round-{n + 1}").exists()
+
+
+def reference_copy(tmp_path: Path, data_dir: Path) -> Path:
+    """The reference project (loops/banking77.yaml, its schema and connectors) in a temp folder."""
+    for sub in ("loops", "schemas", "connectors"):
+        (tmp_path / sub).mkdir()
+        for f in (ROOT / sub).glob("*.yaml"):
+            (tmp_path / sub / f.name).write_text(f.read_text())
+    loop = yaml.safe_load((tmp_path / "loops" / "banking77.yaml").read_text())
+    loop.update(dataset=str(data_dir / "banking77_train.parquet"),
+                eval_dataset=str(data_dir / "banking77_test.parquet"))
+    (tmp_path / "loops" / "banking77.yaml").write_text(yaml.safe_dump(loop))
+    return tmp_path
+
+
+PLUGIN_TYPOS = [
+    ("loops/banking77.yaml", "strategy", {"name": "hybrid", "shortlst": 3}, ["strategy.shortlst", "unknown field", "shortlist"]),
+    ("loops/banking77.yaml", "issues", {"detectors": [{"name": "outlier", "kk": 3}]}, ["issues.detectors.0.kk", "unknown field"]),
+    ("loops/banking77.yaml", "version", {"name": "local", "lock_timout": 1}, ["version.lock_timout", "unknown field"]),
+    ("loops/banking77.yaml", "version", {"name": "dvcc"}, ["version.name", "unknown version store 'dvcc'", "lakefs"]),
+    ("connectors/files.yaml", "outbx", "out", ["files.yaml", "outbx", "unknown field"]),
+    ("connectors/label_studio.yaml", "timeout_s", "abc", ["label_studio.yaml", "timeout_s", "valid number"]),
+    ("connectors/files.yaml", "name", "filez", ["files.yaml", "unknown connector 'filez'"]),
+]
+
+
+@pytest.mark.parametrize(("file", "key", "value", "expected"), PLUGIN_TYPOS, ids=[f"{t[0]}:{t[1]}" for t in PLUGIN_TYPOS])
+def test_a_plugin_typo_is_exit_2_before_any_step_runs(tmp_path: Path, data_dir: Path, file: str, key: str,
+                                                      value: object, expected: list[str]) -> None:
+    project = reference_copy(tmp_path, data_dir)
+    if file.startswith("connectors/label_studio"):  # the loop's connector is files: point it here
+        loop = yaml.safe_load((project / "loops" / "banking77.yaml").read_text())
+        (project / "loops" / "banking77.yaml").write_text(yaml.safe_dump({**loop, "connector": file}))
+    doc = yaml.safe_load((project / file).read_text())
+    doc[key] = value
+    (project / file).write_text(yaml.safe_dump(doc))
+    r = cli("run", str(project / "loops" / "banking77.yaml"), cwd=project)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    for text in expected:
+        assert text in lines[0]
+    assert "validate" not in r.stdout + r.stderr  # no step started
+    assert not (project / ".curation").exists() and not (project / "rounds").exists()

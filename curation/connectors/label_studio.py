@@ -21,9 +21,10 @@ import json
 import logging
 import os
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import polars as pl
 
@@ -49,7 +50,7 @@ class _NotFound(Exception):
 def _ls_time(value: Any) -> str:
     """Label Studio's own timestamp format, with microseconds: ``2026-01-02T03:04:05.123456Z``."""
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return str(value)
 
 
@@ -291,7 +292,7 @@ class LabelStudio:
             query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
             try:
                 page = self._call(lambda: c.tasks.list(project=pid, fields="task_only", include=include,
-                                                       query=query, page=1, page_size=self.page_size).items,
+                                                       query=query, page=1, page_size=self.page_size).items,  # noqa: B023 (called at once)
                                   "list tasks")
             except _NotFound:
                 raise self._gone(project, pid) from None
@@ -339,7 +340,7 @@ class LabelStudio:
             chunk = pending[: self.chunk_size]
             payload = [to_ls_task(r, self.model_version) for r in chunk]
             try:
-                self._once(lambda: c.projects.import_tasks(id=pid, request=payload, commit_to_project=True),
+                self._once(lambda: c.projects.import_tasks(id=pid, request=payload, commit_to_project=True),  # noqa: B023 (called at once)
                            "import tasks")
             except _NotFound:
                 raise self._gone(project, pid) from None
@@ -379,7 +380,7 @@ class LabelStudio:
         c = self.client()
         for batch in _chunks(extra, self.chunk_size):
             self._call(lambda: c.actions.create(id="delete_tasks", project=pid,
-                                                selected_items=Included(all_=False, included=batch)),
+                                                selected_items=Included(all_=False, included=batch)),  # noqa: B023 (called at once)
                        "delete duplicate tasks")
         return len(extra)
 
@@ -471,7 +472,7 @@ class LabelStudio:
         hooks = self._call(lambda: c.webhooks.list(project=str(pid)), "list webhooks")
         for h in hooks:
             if h.url == url and h.project == pid:
-                self._call(lambda: c.webhooks.update(id=h.id, url=url, headers=headers, actions=actions,
+                self._call(lambda: c.webhooks.update(id=h.id, url=url, headers=headers, actions=actions,  # noqa: B023 (called at once)
                                                      is_active=True, send_payload=True,
                                                      send_for_all_actions=False), "update the webhook")
                 return int(h.id)

@@ -414,7 +414,7 @@ class LakeFSStore:
 
     def checkout(self, ref: str, dest: Path | None = None) -> list[str]:
         """Download every object of ``ref`` under ``dest`` (default: ``root``)."""
-        
+
         dest = Path(dest) if dest is not None else self.root
         paths = list(self.files(ref))
         for rel in paths:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import ClassVar
 
 import polars as pl
 
 from curation.connectors.base import ANNOTATION_COLUMNS, ANNOTATORS, Project, Pulled
-from curation.support.data import write_parquet
 from curation.errors import ConnectorError
+from curation.support.data import write_parquet
 
 
 @ANNOTATORS.register
@@ -58,7 +58,7 @@ class Oracle:
             )
         store = self._store(project)
         new = tasks.filter(~pl.col("task_id").is_in(store["task_id"].implode()))
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         answers = new.select(
             pl.col("task_id"),
             pl.col("id").cast(pl.String),

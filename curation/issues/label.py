@@ -6,11 +6,8 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
-from cleanlab.filter import find_label_issues
-from cleanlab.rank import get_label_quality_scores
 
 from curation.issues.base import DETECTORS, Detector, IssueInputs, issue_table
-
 
 #: The flag rule of each recipe when ``filter_by`` is not set.
 FILTER_BY = {"reference": "prune_by_noise_rate", "ensemble": "predicted_neq_given"}
@@ -59,6 +56,9 @@ class LabelIssues(Detector):
         if len(np.unique(labels)) < 2:
             return issue_table(inputs, self.name, np.array([], dtype=int), np.array([]))
         filter_by = self.filter_by or FILTER_BY.get(inputs.recipe, "prune_by_noise_rate")
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+
         mask = find_label_issues(labels, probs, filter_by=filter_by)
         hit = np.flatnonzero(mask)
         quality = get_label_quality_scores(labels, probs, method=self.rank_by)

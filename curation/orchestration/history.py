@@ -14,8 +14,8 @@ import polars as pl
 
 from curation.config import load_loop
 from curation.connectors.base import RoundInfo, VersionStore, open_store
-from curation.orchestration.state import store_for
 from curation.errors import ConfigError, VersioningError
+from curation.orchestration.state import store_for
 
 #: File suffixes compared row by row; other files are compared by content hash.
 TABLE_SUFFIXES = (".parquet",)

@@ -17,8 +17,18 @@ from curation.connectors.base import VersionStore
 from curation.orchestration import adapters as step
 from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import (
-    TASK_STATE, RoundState, codes, label_choices, load_data, load_state, make_tasks, merge_labels,
-    review_verdicts, round_dir, store_for, suggestions,
+    TASK_STATE,
+    RoundState,
+    codes,
+    label_choices,
+    load_data,
+    load_state,
+    make_tasks,
+    merge_labels,
+    review_verdicts,
+    round_dir,
+    store_for,
+    suggestions,
 )
 from curation.steps.model import fit_predict_proba
 from curation.steps.validate import load_schema

@@ -17,10 +17,11 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from curation.config import load_loop
 from curation.connectors.label_studio import LabelStudio
@@ -116,7 +117,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug("serve: " + format, *args)
 
             def _reply(self, code: int, body: dict[str, Any]) -> None:
@@ -127,14 +128,14 @@ class WebhookReceiver:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/health":
                     with receiver._lock:
                         self._reply(200, {"status": "UP", **receiver.stats.__dict__})
                 else:
                     self._reply(404, {"error": "not found"})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 size = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(size) if size else b""
                 if self.path.split("?")[0] != receiver.path:

@@ -26,9 +26,9 @@ from curation.connectors.oracle import Oracle
 from curation.errors import ConfigError, DataError
 from curation.orchestration.adapters import step_embed, step_validate
 from curation.steps.model import fit_predict_proba
+from curation.strategies.base import STRATEGIES, Pool, Strategy
 from curation.support.data import read_table
 from curation.support.progress import LogReporter
-from curation.strategies.base import STRATEGIES, Pool, Strategy
 
 log = logging.getLogger(__name__)
 Answer = Callable[[np.ndarray], np.ndarray]

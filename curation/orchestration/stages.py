@@ -38,7 +38,14 @@ from curation.config import LoopConfig, bind_plugins, load_loop
 from curation.errors import ConfigError, DataError
 from curation.orchestration.adapters import annotator_for, eval_accuracy, step_embed, step_issues, step_select
 from curation.orchestration.state import (
-    codes, label_choices, last_round, load_state, make_tasks, review_verdicts, store_for, suggestions,
+    codes,
+    label_choices,
+    last_round,
+    load_state,
+    make_tasks,
+    review_verdicts,
+    store_for,
+    suggestions,
 )
 from curation.steps.model import accuracy, fit_predict_proba
 from curation.steps.validate import load_schema, read_outputs, validate_source
@@ -289,7 +296,7 @@ def learning_curve(cfg: LoopConfig, s: dict[str, Any], rounds: int, rep: Reporte
             acc = accuracy(X[chosen], y[chosen], X[held], y[held], len(classes), cfg.seed, cfg.model)
         else:
             acc = eval_accuracy(cfg, X[chosen], y[chosen], classes, rep)
-        curve.append({"round": r, "labels": int(len(chosen)), "accuracy": round(float(acc), 6),
+        curve.append({"round": r, "labels": len(chosen), "accuracy": round(float(acc), 6),
                       "strategy": cfg.strategy.name})
     return curve
 

@@ -22,6 +22,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +33,9 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curation.config import Columns, EmbedConfig, IssuesConfig, LoopConfig, bind_plugins
-from curation.errors import ConnectorError
+from curation.errors import ConnectorError, GateError
 from curation.orchestration.adapters import step_embed, step_issues, step_validate
+from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import label_choices
 from curation.steps.drift import DriftTest, embedding_drift, label_drift
 from curation.steps.validate import load_schema
@@ -148,6 +150,8 @@ def sweep_settings(dataset: str, schema: Path, history: Path | None = None, *,
     3
     """
     name = Path(dataset.rstrip("/*")).stem or "dataset"
+    options = {k: v for k, v in options.items() if v is not None}
+    gates = {k: v for k, v in (gates or {}).items() if v is not None}
     columns = {k: options.pop(k) for k in ("id", "text", "label") if k in options}
     issues = {k: options.pop(k) for k in ("folds", "recipe") if k in options}
     if detectors:
@@ -156,7 +160,7 @@ def sweep_settings(dataset: str, schema: Path, history: Path | None = None, *,
     try:
         return SweepSettings.model_validate({
             "dataset": dataset, "schema": schema, "history": history or Path("sweeps") / name,
-            "columns": columns, "issues": issues, "embed": embed, "gates": gates or {}, **options})
+            "columns": columns, "issues": issues, "embed": embed, "gates": gates, **options})
     except ValidationError as e:
         raise config_error(e) from e
 
@@ -366,6 +370,30 @@ def one_line(summary: dict[str, Any]) -> str:
             f"{summary['duplicate_rows']} duplicate texts, {issues}; {drift}")
 
 
+def sweep_once(s: SweepSettings, rep: Reporter | None = None, *, webhook: str | None = None,
+               show: Callable[[SweepResult], None] | None = None) -> SweepResult:
+    """One sweep under the history's run lock; post the summary; raise on a breached gate.
+
+    Raises
+    ------
+    BusyError
+        Another sweep of the same history is running.
+    GateError
+        A gate is breached (after the report, ``show`` and the webhook).
+    """
+    with run_lock(s.history / ".sweep.lock"):
+        result = run_sweep(s, rep)
+    if show is not None:
+        show(result)
+    if webhook:
+        post_webhook(webhook, result.summary)
+    if result.breached:
+        raise GateError(f"{result.folder.name}: sweep gates breached: " + "; ".join(
+            f"{g['gate']} = {g['value']:.4g} (threshold {g['threshold']:g})" for g in result.breached),
+            result.breached)
+    return result
+
+
 def post_webhook(url: str, summary: dict[str, Any], timeout: float = 10.0) -> int:
     """POST the summary as JSON (``text`` is one line, for chat webhooks); return the HTTP status.
 
@@ -386,4 +414,4 @@ def post_webhook(url: str, summary: dict[str, Any], timeout: float = 10.0) -> in
 
 
 __all__ = ["Gates", "SweepResult", "SweepSettings", "duplicate_texts", "one_line", "post_webhook",
-           "read_history", "run_sweep", "sweep_settings"]
+           "read_history", "run_sweep", "sweep_once", "sweep_settings"]

@@ -12,108 +12,46 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, SGDClassifier
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from curation.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-class CVLogisticRegression(ClassifierMixin, BaseEstimator):
-    """Logistic regression whose ``C`` is chosen by K-fold cross-validation on its training rows.
+def _logreg_cv(seed: int) -> Any:
+    from curation.steps.cv_logreg import CVLogisticRegression
 
-    The best ``C`` falls as labels grow: on BANKING77 (MiniLM embeddings) 100 beats 10 by
-    0.04 in accuracy at 200 labels, and 10 is best on the whole pool. The choice is made on
-    at most ``max_cv_rows`` rows (a random sample); the model is then fitted on all rows. When
-    a fold would train on a single class, ``fallback_c`` is used without cross-validation.
-
-    Parameters
-    ----------
-    Cs : tuple of float
-        The candidates (inverse regularization strength).
-    folds : int
-        Cross-validation folds (shuffled, not stratified: a round's classes may have one row).
-    max_cv_rows : int
-        The choice of ``C`` sees at most this many rows.
-    fallback_c : float
-        ``C`` when cross-validation cannot run.
-    max_iter : int
-        Iterations of the solver.
-    random_state : int, optional
-        Seed for the folds, the sample and the solver.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> X = np.r_[rng.normal(0, 1, (30, 2)), rng.normal(3, 1, (30, 2))]
-    >>> y = np.r_[np.zeros(30, int), np.ones(30, int)]
-    >>> est = CVLogisticRegression(random_state=0).fit(X, y)
-    >>> est.C_ in est.Cs, est.predict_proba(X).shape
-    (True, (60, 2))
-    """
-
-    def __init__(self, Cs: tuple[float, ...] = (10.0, 30.0, 100.0), folds: int = 3,
-                 max_cv_rows: int = 5000, fallback_c: float = 10.0, max_iter: int = 1000,
-                 random_state: int | None = None) -> None:
-        self.Cs = Cs
-        self.folds = folds
-        self.max_cv_rows = max_cv_rows
-        self.fallback_c = fallback_c
-        self.max_iter = max_iter
-        self.random_state = random_state
-
-    def fit(self, X: Any, y: np.ndarray) -> CVLogisticRegression:
-        """Choose ``C`` (attribute ``C_``), then fit on all of ``(X, y)``."""
-        self.C_ = self._choose_c(X, np.asarray(y))
-        self.estimator_ = LogisticRegression(C=self.C_, max_iter=self.max_iter,
-                                             random_state=self.random_state).fit(X, y)
-        self.classes_ = self.estimator_.classes_
-        return self
-
-    def _choose_c(self, X: Any, y: np.ndarray) -> float:
-        rows = np.arange(len(y))
-        if len(y) > self.max_cv_rows:
-            rng = np.random.default_rng(self.random_state)
-            rows = np.sort(rng.choice(len(y), size=self.max_cv_rows, replace=False))
-        if len(rows) < 2 * self.folds:
-            return self.fallback_c
-        splits = list(KFold(self.folds, shuffle=True, random_state=self.random_state).split(rows))
-        if any(len(np.unique(y[rows[train]])) < 2 for train, _ in splits):
-            return self.fallback_c
-        cv = LogisticRegressionCV(Cs=list(self.Cs), l1_ratios=(0.0,), cv=splits, scoring="accuracy",
-                                  max_iter=self.max_iter, random_state=self.random_state,
-                                  refit=False, use_legacy_attributes=False)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning)
-            cv.fit(X[rows], y[rows])
-        mean = np.asarray(cv.scores_).reshape(self.folds, -1).mean(axis=0)  # (folds, 1, Cs) -> per C
-        return float(self.Cs[int(np.argmax(mean))])
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in ``classes_`` order."""
-        return self.estimator_.predict_proba(X)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each row."""
-        return self.estimator_.predict(X)
+    return CVLogisticRegression(random_state=seed)
 
 
-#: The models a setting can name: ``name -> factory(seed)``.
-MODELS: dict[str, Callable[[int], ClassifierMixin]] = {
-    "logreg_cv": lambda seed: CVLogisticRegression(random_state=seed),
-    "logreg": lambda seed: LogisticRegression(max_iter=1000, C=10.0, random_state=seed),
-    "logreg_c1": lambda seed: LogisticRegression(max_iter=1000, C=1.0, random_state=seed),
-    "sgd": lambda seed: SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=30, tol=1e-4,
-                                      random_state=seed),
+def _logreg(c: float) -> Callable[[int], Any]:
+    def make(seed: int) -> Any:
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=1000, C=c, random_state=seed)
+
+    return make
+
+
+def _sgd(seed: int) -> Any:
+    from sklearn.linear_model import SGDClassifier
+
+    return SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=30, tol=1e-4, random_state=seed)
+
+
+#: The models a setting can name: ``name -> factory(seed)`` (scikit-learn is imported when a
+#: model is made, so that reading a config stays fast).
+MODELS: dict[str, Callable[[int], Any]] = {
+    "logreg_cv": _logreg_cv,
+    "logreg": _logreg(10.0),
+    "logreg_c1": _logreg(1.0),
+    "sgd": _sgd,
 }
 
 #: What ``"auto"`` chooses among.
 AUTO_CANDIDATES: tuple[str, ...] = ("logreg", "logreg_c1")
 
 
-def make_model(name: str = "logreg", seed: int = 0) -> ClassifierMixin:
+def make_model(name: str = "logreg", seed: int = 0) -> Any:
     """A fresh, unfitted model named ``name`` (one of :data:`MODELS`)."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}", field="issues.model", choices=sorted(MODELS))
@@ -132,6 +70,8 @@ def fit_predict_proba(X_train: Any, y_train: np.ndarray, X: Any, n_classes: int,
     ``y_train`` get probability 0; with a single class present, every row gets probability 1
     for it.
     """
+    from sklearn.exceptions import ConvergenceWarning
+
     probs = np.zeros((_rows(X), n_classes), dtype=np.float64)
     present = np.unique(y_train)
     if len(present) == 1:
@@ -168,6 +108,8 @@ def cross_val_probs(X: Any, y: np.ndarray, n_classes: int, folds: int = 5,
     >>> cross_val_probs(X, y, 2).shape
     (40, 2)
     """
+    from sklearn.model_selection import StratifiedKFold
+
     counts = np.bincount(y, minlength=n_classes)
     k = int(max(2, min(folds, counts.max())))
     probs = np.zeros((len(y), n_classes), dtype=np.float64)

@@ -14,8 +14,9 @@ verdicts with :func:`review_verdicts`: ``confirmed`` (the given label stands) or
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -178,14 +179,33 @@ def reconcile(
         if unknown:
             raise DataError(f"annotations use labels that are not choices of the loop: {unknown} "
                             f"(choices: {classes}); add them to the loop's labels or fix the project")
+    labels = _majority(ans, done)
+    method = "majority"
+    notes: list[str] = []
+    annotator_quality: dict[str, float] = {}
+
+    multi = labels.filter(pl.col("n_done") >= 2)
+    n_annotators = done["annotator"].n_unique()
+    if classes is not None and len(classes) >= 2 and len(multi) >= min_overlap and n_annotators >= 2:
+        labels, annotator_quality = _crowdlab(labels, done, classes, tasks, pred_probs)
+        method = "crowdlab"
+    elif classes is not None:
+        notes.append(f"cleanlab not used: {len(multi)} tasks with 2+ votes (needs {min_overlap}), "
+                     f"{n_annotators} annotators (needs 2)")
+    annotators = _annotators(ans, labels, annotator_quality)
+    return Reconciliation(labels=labels, annotators=annotators, method=method, notes=notes)
+
+
+def _majority(ans: pl.DataFrame, done: pl.DataFrame) -> pl.DataFrame:
+    """One row per task: the majority label of its done answers (``None`` on a tie)."""
     tasks_meta = ans.group_by("task_id", maintain_order=True).agg(
         pl.col("id").first(), pl.col("kind").first(),
         (pl.col("status") != "done").sum().cast(pl.Int64).alias("n_skipped"))
     counts = done.group_by("task_id", "label").agg(pl.len().cast(pl.Int64).alias("n"))
-    rows: list[dict[str, Any]] = []
     by_task: dict[str, list[tuple[str, int]]] = {}
     for tid, lab, n in counts.iter_rows():
         by_task.setdefault(tid, []).append((lab, n))
+    rows: list[dict[str, Any]] = []
     for tid, rid, kind, n_skipped in tasks_meta.iter_rows():
         votes = sorted(by_task.get(tid, []), key=lambda v: (-v[1], v[0]))
         n_done = sum(n for _, n in votes)
@@ -202,20 +222,11 @@ def reconcile(
             "agreement": (top / n_done) if n_done else None,
             "answers": ", ".join(f"{lab}x{n}" for lab, n in votes), "quality": None, "method": "majority",
         })
-    labels = pl.DataFrame(rows, schema=LABEL_COLUMNS)
-    method = "majority"
-    notes: list[str] = []
-    annotator_quality: dict[str, float] = {}
+    return pl.DataFrame(rows, schema=LABEL_COLUMNS)
 
-    multi = labels.filter(pl.col("n_done") >= 2)
-    n_annotators = done["annotator"].n_unique()
-    if classes is not None and len(classes) >= 2 and len(multi) >= min_overlap and n_annotators >= 2:
-        labels, annotator_quality = _crowdlab(labels, done, classes, tasks, pred_probs)
-        method = "crowdlab"
-    elif classes is not None:
-        notes.append(f"cleanlab not used: {len(multi)} tasks with 2+ votes (needs {min_overlap}), "
-                     f"{n_annotators} annotators (needs 2)")
 
+def _annotators(ans: pl.DataFrame, labels: pl.DataFrame, quality: dict[str, float]) -> pl.DataFrame:
+    """Per annotator: answers done and skipped, agreement with the final labels, quality."""
     final = labels.select("task_id", pl.col("label").alias("final"))
     per = ans.join(final, on="task_id", how="left").group_by("annotator", maintain_order=True).agg(
         (pl.col("status") == "done").sum().cast(pl.Int64).alias("n_done"),
@@ -223,14 +234,13 @@ def reconcile(
         ((pl.col("status") == "done") & (pl.col("label") == pl.col("final"))).sum().alias("_agree"),
         ((pl.col("status") == "done") & pl.col("final").is_not_null()).sum().alias("_judged"),
     )
-    annotators = per.select(
+    return per.select(
         "annotator", "n_done", "n_skipped",
         pl.when(pl.col("_judged") > 0).then(pl.col("_agree") / pl.col("_judged")).otherwise(None)
         .cast(pl.Float64).alias("agreement"),
-        pl.col("annotator").replace_strict(annotator_quality, default=None, return_dtype=pl.Float64)
+        pl.col("annotator").replace_strict(quality, default=None, return_dtype=pl.Float64)
         .alias("quality"),
-    )
-    return Reconciliation(labels=labels, annotators=annotators.cast(ANNOTATOR_COLUMNS), method=method, notes=notes)
+    ).cast(ANNOTATOR_COLUMNS)
 
 
 def _crowdlab(labels: pl.DataFrame, done: pl.DataFrame, classes: list[str], tasks: pl.DataFrame | None,

@@ -34,9 +34,9 @@ import pandera.errors
 import pandera.polars as pap
 import polars as pl
 
-from curation.support.data import Block, estimate_rows, plan_blocks, read_block
 from curation.config import Columns, ValidateConfig
 from curation.errors import ConfigError, CurationError, DataError, ValidationGateError
+from curation.support.data import Block, estimate_rows, plan_blocks, read_block
 
 log = logging.getLogger(__name__)
 

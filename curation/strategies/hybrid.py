@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy, cold_start_fallback
 from curation.strategies.kcenter import kcenter_greedy
@@ -80,6 +79,8 @@ class Hybrid(Strategy):
             pick, _ = kcenter_greedy(X, n, pool.labeled, first=0, precision="float32")
             return Ranked(short[pick], u[short[pick]],
                           ["uncertain (margin shortlist), farthest from labeled and selected"] * len(pick))
+        from sklearn.cluster import KMeans
+
         cluster = KMeans(n, n_init=1, random_state=pool.seed).fit(X).labels_
         if self.pick == "typical":
             key, why = typicality_in(X, pool.embeddings, self.knn), "most typical"

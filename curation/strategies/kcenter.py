@@ -24,9 +24,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-import numba
 import numpy as np
-from numba import njit, prange
 
 from curation.errors import DataError
 from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy
@@ -51,20 +49,6 @@ def quantize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 #: Below this many pool values (rows x dim) one thread is faster: waking the others for
 #: every pick costs more than the pass itself, most of all on a loaded machine.
 PARALLEL_MIN_VALUES = 64_000_000
-
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _update_int8(q: np.ndarray, scale: np.ndarray, center: np.ndarray, mind: np.ndarray) -> None:
-    """``mind = min(mind, 2 - 2 <x_i, center>)`` with ``x_i = q[i] * scale[i]``, fused, one pass."""
-    n, d = q.shape
-    for i in prange(n):
-        acc = np.float32(0.0)
-        for j in range(d):
-            acc += np.float32(q[i, j]) * center[j]
-        dist = np.float32(2.0) - np.float32(2.0) * acc * scale[i]
-        if dist < mind[i]:
-            mind[i] = dist
-
 
 
 def min_sq_dist(X: np.ndarray, C: np.ndarray, chunk: int = 4096) -> np.ndarray:
@@ -131,6 +115,8 @@ def kcenter_greedy(X: np.ndarray, k: int, centers: np.ndarray | None = None, fir
         raise DataError(f"precision must be 'int8' or 'float32', got {precision!r}")
     if precision == "float32":
         return _batched_greedy(X, k, mind, first, candidates)
+    import numba  # the int8 kernel only: compiling it is not needed to read a config
+
     threads = numba.get_num_threads()
     numba.set_num_threads(threads if X.size >= PARALLEL_MIN_VALUES else 1)
     try:
@@ -140,13 +126,15 @@ def kcenter_greedy(X: np.ndarray, k: int, centers: np.ndarray | None = None, fir
 
 
 def _int8_greedy(X: np.ndarray, k: int, mind: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+    from curation.strategies.kcenter_int8 import update_int8
+
     q, scale = quantize(X)
     idx = np.empty(k, dtype=np.int64)
     dist = np.empty(k, dtype=np.float32)
     for j in range(k):
         p = int(np.argmax(mind)) if (j or np.isfinite(mind).any()) else first
         idx[j], dist[j] = p, min(mind[p], 4.0)
-        _update_int8(q, scale, X[p], mind)
+        update_int8(q, scale, X[p], mind)
         mind[p] = -1.0
     return idx, dist
 

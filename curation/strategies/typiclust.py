@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy
 
@@ -76,6 +75,8 @@ class TypiClust(Strategy):
         n_lab = len(pool.labeled)
         X = np.concatenate([pool.labeled.astype(np.float32), pool.embeddings]) if n_lab else pool.embeddings
         n_clusters = max(1, min(n_lab + n, self.max_clusters, len(X)))
+        from sklearn.cluster import KMeans
+
         km = KMeans(n_clusters, n_init=1, random_state=pool.seed).fit(X)
         cluster = km.labels_
         covered = np.bincount(cluster[:n_lab], minlength=n_clusters).astype(np.int64)

@@ -16,10 +16,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-from jinja2 import Environment, select_autoescape  # noqa: E402
-from markupsafe import Markup  # noqa: E402
+import matplotlib.pyplot as plt
+import polars as pl
+from jinja2 import Environment, select_autoescape
+from markupsafe import Markup
 
 ROWS_SHOWN = 25
 

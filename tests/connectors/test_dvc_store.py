@@ -10,7 +10,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from tests.support.round_worker import labeled, run_round
 from typer.testing import CliRunner
 
 from curation.cli import app
@@ -18,6 +17,7 @@ from curation.connectors.dvc import DEFAULT_REMOTE, JOURNAL, DvcStore
 from curation.errors import VersioningError
 from curation.orchestration.history import diff, open_store
 from curation.support.manifest import manifest_path
+from tests.support.round_worker import labeled, run_round
 
 TABLE = "data/labeled.parquet"
 

@@ -16,14 +16,14 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from tests.support.label_studio_server import TOKEN, FaultProxy, LabelStudioServer, free_port
 
 from curation.connectors.base import ANNOTATORS, TASK_COLUMNS, Annotator, Project
 from curation.connectors.label_studio import LabelStudio
 from curation.connectors.retry import Backoff, Transient
 from curation.errors import ConnectorError
-from curation.steps.reconcile import reconcile, review_verdicts
 from curation.orchestration.serve import SECRET_HEADER, WebhookReceiver
+from curation.steps.reconcile import reconcile, review_verdicts
+from tests.support.label_studio_server import TOKEN, FaultProxy, LabelStudioServer, free_port
 
 TOKEN_ENV = "CURATION_TEST_LS_TOKEN"
 LABELS = ["billing", "card", "transfer"]
@@ -128,7 +128,7 @@ def test_missing_token_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
 def test_server_down_is_retried_then_a_clear_error(tmp_path: Path) -> None:
     ls = connector(f"http://127.0.0.1:{free_port()}", retries=2)
     t0 = time.monotonic()
-    with pytest.raises(ConnectorError, match="still failing after 2 retries.*is the server up"):
+    with pytest.raises(ConnectorError, match=r"still failing after 2 retries.*is the server up"):
         ls.push(project(tmp_path, "down"), make_tasks(3))
     assert time.monotonic() - t0 < 10
 
@@ -351,7 +351,7 @@ def test_deleted_project_is_a_clear_error(label_studio, tmp_path: Path) -> None:
     ls.push(p, make_tasks(3))
     ls.client().projects.delete(id=ls.project_id_for(p))
     for fresh in (ls, connector(label_studio)):  # the same process, and a later one
-        with pytest.raises(ConnectorError, match="was deleted.*label_studio.json"):
+        with pytest.raises(ConnectorError, match=r"was deleted.*label_studio.json"):
             fresh.push(p, make_tasks(4))
         with pytest.raises(ConnectorError, match="was deleted"):
             fresh.pull(p)
@@ -389,7 +389,7 @@ def test_frozen_server_mid_push_times_out_and_resumes(label_studio, tmp_path: Pa
     def push() -> None:
         try:
             result["n"] = ls.push(p, make_tasks(1000))
-        except BaseException as e:  # noqa: BLE001  (reported by the assertion below)
+        except BaseException as e:
             result["error"] = e
 
     t = threading.Thread(target=push)
@@ -425,7 +425,7 @@ def test_killed_server_mid_push_of_2000_then_back_holds_exactly_2000(label_studi
     def push() -> None:
         try:
             result["n"] = ls.push(p, make_tasks(2000))
-        except BaseException as e:  # noqa: BLE001  (reported by the assertion below)
+        except BaseException as e:
             result["error"] = e
 
     t = threading.Thread(target=push)

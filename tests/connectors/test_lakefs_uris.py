@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import polars as pl
 import pytest
-from tests.support.lakefs_server import LakeFSTarget, lakefs_target
 from polars.testing import assert_frame_equal
-from tests.support.round_worker import labeled, run_round
 
 from curation.connectors.lakefs import LakeFSStore
+from tests.support.lakefs_server import LakeFSTarget, lakefs_target
+from tests.support.round_worker import labeled, run_round
 
 TABLE = "data/labeled.parquet"
 

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tests.support.lakefs_server import LakeFSTarget, lakefs_target
 from polars.testing import assert_frame_equal
-from tests.support.round_worker import labeled, run_round, selection
 
 from curation.connectors.base import GATE_KEY, ROUND_KEY, VersionStore
 from curation.connectors.dvc import DvcStore
@@ -27,6 +25,8 @@ from curation.connectors.local import LocalStore
 from curation.errors import VersioningError
 from curation.orchestration.history import diff, history_table
 from curation.support.manifest import build_manifest, manifest_path, read_manifest, write_manifest
+from tests.support.lakefs_server import LakeFSTarget, lakefs_target
+from tests.support.round_worker import labeled, run_round, selection
 
 TABLE = "data/labeled.parquet"
 

@@ -15,12 +15,12 @@ import pytest
 from pydantic import ValidationError
 
 from curation.config import IssuesConfig, PluginConfig
-from curation.steps.embed import embed
 from curation.errors import CurationError, DataError
 from curation.issues.base import DETECTORS, ISSUE_COLUMNS, IssueInputs
 from curation.issues.feedback import flag_precision
 from curation.issues.find import find_issues
 from curation.issues.knn import knn_graph
+from curation.steps.embed import embed
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL = ["label", "outlier", "near_duplicate", "class_imbalance"]

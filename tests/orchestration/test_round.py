@@ -13,8 +13,8 @@ from curation.config import load_loop
 from curation.errors import ConnectorError
 from curation.orchestration.round import run_round
 from curation.orchestration.state import store_for as make_store
-from curation.support.project import init_project
 from curation.steps.validate import load_schema, validate
+from curation.support.project import init_project
 
 ROOT = Path(__file__).resolve().parents[2]
 

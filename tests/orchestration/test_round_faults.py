@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.lakefs_server import LakeFSTarget, lakefs_target
 from polars.testing import assert_frame_equal
-from tests.support.round_worker import labeled, make_store, run_round, selection
 
 from curation.connectors.base import ROUND_KEY, RoundInfo, VersionStore
 from curation.connectors.dvc import JOURNAL
 from curation.support.manifest import Manifest, manifest_path
+from tests.support.lakefs_server import LakeFSTarget, lakefs_target
+from tests.support.round_worker import labeled, make_store, run_round, selection
 
 WORKER = Path(__file__).resolve().parents[1] / "support" / "round_worker.py"
 TABLE = "data/labeled.parquet"

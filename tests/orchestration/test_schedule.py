@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -44,7 +45,7 @@ def test_every_keeps_the_interval_and_goes_on_after_a_failed_run() -> None:
             raise BusyError("taken")
 
     assert every(0.2, job, runs=3, on_error=errors.append) == 3
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(0.18 < g < 0.6 for g in gaps), gaps
     assert [str(e) for e in errors] == ["taken"]
 
@@ -54,9 +55,8 @@ def test_a_second_run_is_refused_while_the_lock_is_held(tmp_path: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(BusyError, match=f"pid {holder.pid}"):
-            with run_lock(lock):
-                pass
+        with pytest.raises(BusyError, match=f"pid {holder.pid}"), run_lock(lock):
+            pass
         res = subprocess.run([CURATION, "sweep", "x.parquet", "--schema", "s.yaml",
                               "--history", str(tmp_path)], capture_output=True, text=True)
         assert res.returncode == 5 and "another run holds" in res.stderr

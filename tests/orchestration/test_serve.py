@@ -49,7 +49,7 @@ def test_secret_threshold_and_rounds() -> None:
         for i in range(1, 4):
             new["n"] = i
             assert post(r, {"action": "ANNOTATION_CREATED", "project": {"id": 7}}).json()["queued"] is True
-            wait(lambda: r.stats.pending == i or rounds)
+            wait(lambda i=i: r.stats.pending == i or rounds)
         wait(lambda: rounds == [3])
         assert r.stats.rounds == 1 and r.stats.events == 3 and r.stats.ignored == 2
         health = httpx.get(r.url.replace("/webhook", "/health")).json()

@@ -16,8 +16,8 @@ import yaml
 
 from curation.config import LoopConfig
 from curation.errors import ConfigError
-from curation.support.project import init_project
 from curation.orchestration.stages import apply_params
+from curation.support.project import init_project
 
 BIN = Path(sys.executable).parent
 STAGES = ["validate", "embed", "issues", "select", "push"]
@@ -77,7 +77,7 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path: Path, data_dir: Path) -> N
     assert m["select.json"]["selected"] == 15 and m["select.json"]["strategy"] == "hybrid"
     assert m["push.json"]["pushed"] == 15
     out = tmp_path / ".curation" / "stages" / "example"
-    curve = list(csv.DictReader(open(out / "learning_curve.csv")))
+    curve = list(csv.DictReader((out / "learning_curve.csv").read_text().splitlines()))
     assert [int(r["labels"]) for r in curve] == [15, 30, 45, 60]
     assert all(0.0 < float(r["accuracy"]) <= 1.0 for r in curve)
 

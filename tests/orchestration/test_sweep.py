@@ -40,7 +40,7 @@ class Hook(BaseHTTPRequestHandler):
 
     received: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Hook.received.append(json.loads(body))
         self.send_response(204)
@@ -108,8 +108,8 @@ def test_banking77_sweep_reports_broken_rows_duplicates_label_errors_then_drift(
 
 def test_drift_tests_on_real_label_counts_and_embeddings(data_dir: Path) -> None:
     df = pl.read_parquet(data_dir / "banking77_train.parquet").drop_nulls()
-    counts = {k: n for k, n in df.group_by("label").len().iter_rows()}
-    moved = {k: n for k, n in shift_labels(df).group_by("label").len().iter_rows()}
+    counts = dict(df.group_by("label").len().iter_rows())
+    moved = dict(shift_labels(df).group_by("label").len().iter_rows())
     assert not label_drift(counts, counts).drift
     shift = label_drift(counts, moved)
     assert shift.drift and shift.distance > 0.05

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from curation.config import EmbedConfig
+from curation.errors import DataError
 from curation.steps.embed import (
     EmbeddingCache,
     Encoder,
@@ -19,7 +20,6 @@ from curation.steps.embed import (
     model_identity,
     resolve_model,
 )
-from curation.errors import DataError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SHORT = ["I lost my card", "How do I top up?", "Why was I charged a fee?", "my card was declined"]

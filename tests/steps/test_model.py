@@ -8,8 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from curation.steps.cv_logreg import CVLogisticRegression
 from curation.steps.embed import embed
-from curation.steps.model import MODELS, CVLogisticRegression, accuracy, fit_predict_proba
+from curation.steps.model import MODELS, accuracy, fit_predict_proba
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,12 +11,12 @@ import pytest
 from pandera.api.checks import Check
 from typer.testing import CliRunner
 
-from curation.config import ValidateConfig
-from curation.steps import validate as v
 from curation.cli import app
-from curation.support.data import ROW_BITS
+from curation.config import ValidateConfig
 from curation.errors import DataError, ValidationGateError
+from curation.steps import validate as v
 from curation.steps.validate import ROW, load_schema, read_outputs, validate, validate_source
+from curation.support.data import ROW_BITS
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["a", "b", "c", "d", "rare"]

@@ -1,4 +1,4 @@
-"""Selection strategies: one shared contract every strategy passes, then what each one promises."""
+"""Selection strategies: what each one promises beyond the shared contract (tests/contracts)."""
 
 from __future__ import annotations
 
@@ -8,140 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curation.errors import ConfigError, DataError, RegistryError
-from curation.strategies.base import SELECTION_COLUMNS, STRATEGIES, Pool, Strategy
+from curation.errors import RegistryError
+from curation.strategies.base import STRATEGIES, Pool
 from curation.strategies.hybrid import Hybrid
 from curation.strategies.kcenter import covering_radius, kcenter_greedy, min_sq_dist
 from curation.strategies.typiclust import TypiClust
 from curation.strategies.uncertainty import entropy, least_confidence, margin
-
-
-def unit(X: np.ndarray) -> np.ndarray:
-    X = X.astype(np.float32)
-    return X / np.linalg.norm(X, axis=1, keepdims=True)
-
-
-def blobs(n_per: int, centers: int, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Well-separated unit-norm blobs and their blob index."""
-    rng = np.random.default_rng(seed)
-    mu = unit(rng.normal(size=(centers, dim)))
-    X = np.concatenate([mu[c] + 0.05 * rng.normal(size=(n_per, dim)) for c in range(centers)])
-    return unit(X), np.repeat(np.arange(centers), n_per)
-
-
-def make_pool(n: int = 120, n_labeled: int = 10, classes: int = 4, cold: bool = False,
-              seed: int = 0) -> Pool:
-    X, blob = blobs(n // classes + n_labeled, classes, seed=seed)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(X))
-    lab, free = order[:n_labeled], order[n_labeled:n_labeled + n]
-    probs = None if cold else rng.dirichlet(np.ones(classes), len(free))
-    return Pool(np.array([f"row-{i}" for i in free]), X[free], X[lab], probs, seed=seed)
-
-
-class StrategyContract:
-    """What every strategy promises. A test class sets ``name`` and ``params``."""
-
-    name: str
-    params: dict = {}
-
-    def make(self, **extra: object) -> Strategy:
-        return STRATEGIES.create(self.name, {**self.params, **extra})
-
-    @pytest.mark.parametrize("cold", [False, True], ids=["warm", "cold-start"])
-    def test_shape_budget_unique_pool_ids(self, cold: bool) -> None:
-        pool = make_pool(cold=cold)
-        sel = self.make().select(pool, 17)
-        assert sel.schema == pl.Schema(SELECTION_COLUMNS)
-        assert len(sel) == 17
-        assert sel["id"].n_unique() == 17
-        assert set(sel["id"]) <= set(pool.ids)
-        assert sel["rank"].to_list() == list(range(1, 18))
-        assert (sel["kind"] == "label").all()
-        assert sel["score"].is_finite().all()
-        assert all(isinstance(r, str) and len(r) > 3 for r in sel["reason"])
-
-    def test_deterministic_with_seed(self) -> None:
-        a = self.make().select(make_pool(), 12)
-        b = self.make().select(make_pool(), 12)
-        assert a.equals(b)
-
-    def test_budget_above_pool_size_takes_the_whole_pool(self) -> None:
-        pool = make_pool(n=20)
-        sel = self.make().select(pool, 50)
-        assert sorted(sel["id"]) == sorted(pool.ids)
-
-    def test_no_labeled_rows_and_no_model(self) -> None:
-        pool = make_pool(n_labeled=0, cold=True)
-        pool.labeled = np.zeros((0, pool.embeddings.shape[1]), np.float32)
-        assert self.make().select(pool, 8)["id"].n_unique() == 8
-
-    def test_review_share_goes_first_to_worst_suspects(self) -> None:
-        pool = make_pool()
-        pool.suspects = np.array(["lab-3", "lab-7", "lab-1"])
-        pool.suspect_scores = np.array([0.01, 0.02, 0.05])
-        sel = self.make(review_share=0.2).select(pool, 10)
-        assert sel["kind"].to_list() == ["review"] * 2 + ["label"] * 8
-        assert sel["id"].head(2).to_list() == ["lab-3", "lab-7"]
-        assert set(sel["id"].tail(8)) <= set(pool.ids)
-
-    def test_class_quota_caps_each_predicted_class(self) -> None:
-        pool = make_pool()
-        pred = dict(zip(pool.ids, pool.probs.argmax(1)))
-        sel = self.make(max_per_class=3).select(pool, 12)
-        counts = np.bincount([pred[i] for i in sel["id"]], minlength=4)
-        assert len(sel) == 12 and counts.max() <= 3
-
-    def test_bad_budget_and_bad_params_raise(self) -> None:
-        with pytest.raises(DataError, match="budget"):
-            self.make().select(make_pool(), 0)
-        with pytest.raises(ConfigError, match="review_share"):
-            self.make(review_share=1.5).select(make_pool(), 5)
-
-
-class TestRandom(StrategyContract):
-    name = "random"
-
-
-class TestLeastConfidence(StrategyContract):
-    name = "least_confidence"
-
-
-class TestMargin(StrategyContract):
-    name = "margin"
-
-
-class TestEntropy(StrategyContract):
-    name = "entropy"
-
-
-class TestKCenter(StrategyContract):
-    name = "kcenter"
-
-
-class TestKCenterFloat32(StrategyContract):
-    name = "kcenter"
-    params = {"precision": "float32"}
-
-
-class TestTypiClust(StrategyContract):
-    name = "typiclust"
-    params = {"min_cluster_size": 2}
-
-
-class TestHybrid(StrategyContract):
-    name = "hybrid"
-    params = {"shortlist": 3}
-
-
-class TestHybridKCenter(StrategyContract):
-    name = "hybrid"
-    params = {"shortlist": 3, "diversify": "kcenter"}
-
-
-def test_every_registered_strategy_has_a_contract_class() -> None:
-    tested = {c.name for c in StrategyContract.__subclasses__()}
-    assert tested == set(STRATEGIES.names())
+from tests.support.pools import blobs, make_pool, unit
 
 
 def test_unknown_strategy_lists_the_known_ones() -> None:

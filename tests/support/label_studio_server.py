@@ -20,9 +20,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -89,7 +89,7 @@ class LabelStudioServer:
                 pytrace=False,
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the server process writes to it until stop)
         self.proc = subprocess.Popen(
             [str(LS_BIN), "start", "--no-browser", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=self.data_dir, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
@@ -177,7 +177,7 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         self._thread.start()
         return self
 
@@ -191,7 +191,7 @@ class FaultProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
             def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:

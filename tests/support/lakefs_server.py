@@ -567,7 +567,7 @@ class LakeFSTestServer:
         for path in set(base) | set(src.tree) | set(dst.tree):
             b, s, t = base.get(path), src.tree.get(path), dst.tree.get(path)
             bs, ss, ts = (x.checksum if x else None for x in (b, s, t))
-            if ss == bs or ss == ts:
+            if ss in (bs, ts):
                 continue
             if ts != bs:
                 return self._json({"message": f"conflict found: {path}", "reference": ""}, 409)
@@ -709,10 +709,8 @@ class LakeFSTarget:
 
         client = lakefs.Client(host=f"{self.endpoint}/api/v1", username=self.access_key_id,
                                password=self.secret_access_key)
-        try:
+        with contextlib.suppress(NotFoundException):
             lakefs.Repository(repo, client=client).delete()
-        except NotFoundException:
-            pass
 
 
 @contextlib.contextmanager
@@ -786,10 +784,8 @@ def main() -> None:
     httpd = make_server("127.0.0.1", args.port, app, threaded=True)
     print(f"lakeFS test server on http://127.0.0.1:{args.port} "
           f"(key {server.access_key_id}); Ctrl-C stops it", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import fsspec
 import polars as pl
 import pytest
 
+from curation.errors import ConfigError, DataError
 from curation.support.data import (
     ROW_BITS,
     column_names,
@@ -19,7 +20,6 @@ from curation.support.data import (
     read_block,
     read_table,
 )
-from curation.errors import ConfigError, DataError
 
 TABLE = pl.DataFrame({"id": [1, 2, 3], "text": ["a", "b", "c"], "label": ["x", "y", None]})
 
@@ -91,7 +91,7 @@ def test_missing_files_and_unknown_types_are_one_line_errors(tmp_path: Path) -> 
     with pytest.raises(DataError, match="file not found"):
         read_table(tmp_path / "nope.parquet")
     (tmp_path / "t.xlsx").write_text("")
-    with pytest.raises(DataError, match="unsupported file type '.xlsx'"):
+    with pytest.raises(DataError, match=r"unsupported file type '\.xlsx'"):
         list_files(tmp_path / "t.xlsx")
     with pytest.raises(DataError, match="no data files found"):
         list_files(f"{tmp_path}/*.parquet")
@@ -104,6 +104,6 @@ def test_remote_schemes_fail_with_what_to_do(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.lakectl.yaml, no LAKECTL_* variables
     for name in [k for k in os.environ if k.startswith("LAKECTL")]:
         monkeypatch.delenv(name)
-    with pytest.raises(DataError, match="lakefs://.*check the credentials") as e:
+    with pytest.raises(DataError, match=r"lakefs://.*check the credentials") as e:
         read_table("lakefs://repo/main/x.parquet")
     assert e.value.path == "lakefs://repo/main/x.parquet"

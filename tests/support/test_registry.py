@@ -5,8 +5,8 @@ import pytest
 from curation.connectors.base import ANNOTATORS
 from curation.errors import ConfigError, RegistryError
 from curation.issues.base import DETECTORS
-from curation.support.registry import Registry
 from curation.strategies.base import STRATEGIES
+from curation.support.registry import Registry
 
 
 def test_unknown_name_lists_the_known_ones() -> None:

@@ -1,0 +1,116 @@
+"""The shape of the package: no import cycles, every module importable alone, small functions,
+a round wired in one short module."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "curation"
+MODULES = sorted(
+    ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for p in PACKAGE.rglob("*.py") if p.name != "__main__.py"
+)
+
+
+def imports_of(path: Path, module: str) -> set[str]:
+    """The ``curation`` modules ``path`` imports, at any depth (functions included)."""
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m in MODULES and m != module}
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for m in MODULES:
+        parts = m.split(".")
+        path = PACKAGE.joinpath(*parts[1:])
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        graph[m] = imports_of(path, m)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle, as the list of modules around it, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (cycle := visit(n)):
+                return cycle
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in graph:
+        if m not in state and (cycle := visit(m)):
+            return cycle
+    return None
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    graph = import_graph()
+    assert sum(len(v) for v in graph.values()) > 50  # the graph was read
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_the_cycle_finder_finds_a_planted_cycle() -> None:
+    graph = import_graph()
+    graph["curation.errors"] = {"curation.config"}  # config imports errors: a cycle
+    assert find_cycle(graph) is not None
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_imports_alone_in_a_fresh_interpreter(module: str) -> None:
+    r = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def code_lines(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines of a function that are neither blank, comments nor its docstring."""
+    doc = range(0)
+    first = node.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        doc = range(first.lineno, (first.end_lineno or first.lineno) + 1)
+    end = node.end_lineno or node.lineno
+    return sum(1 for i in range(node.lineno, end + 1)
+               if i not in doc and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#"))
+
+
+def long_functions(limit: int) -> list[str]:
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and code_lines(lines, node) > limit:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({code_lines(lines, node)})")
+    return found
+
+
+def test_no_function_is_over_60_lines_of_code() -> None:
+    assert long_functions(60) == []
+    assert long_functions(20)  # the counter counts
+
+
+def test_a_round_is_wired_in_one_short_module() -> None:
+    assert len((PACKAGE / "orchestration" / "round.py").read_text(encoding="utf-8").splitlines()) <= 150
