@@ -69,8 +69,10 @@ def main() -> None:
     code = {c: i for i, c in enumerate(classes)}
     y = np.array([code[v] for v in labels])
     y_test = np.array([code[v] for v in test_labels])
-    print(f"pool {len(y):,} rows, test {len(y_test):,}, {len(classes)} classes "
-          f"(embedded in {time.perf_counter() - t0:.0f} s)")
+    print(
+        f"pool {len(y):,} rows, test {len(y_test):,}, {len(classes)} classes "
+        f"(embedded in {time.perf_counter() - t0:.0f} s)"
+    )
     n_classes = len(classes)
     out = run_all(args, args.model, X, y, X_test, y_test, n_classes)
     if args.compare_model:
@@ -79,8 +81,15 @@ def main() -> None:
     (RESULTS / "active_learning.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
-def run_all(args: argparse.Namespace, model: str, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
-            y_test: np.ndarray, n_classes: int) -> dict:
+def run_all(
+    args: argparse.Namespace,
+    model: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+) -> dict:
     """Every strategy's curve with ``model``; prints the table, returns the JSON part."""
     with threadpool_limits(1, "blas"):
         full = float((fit_predict_proba(X, y, X_test, n_classes, model=model).argmax(1) == y_test).mean())
@@ -88,12 +97,25 @@ def run_all(args: argparse.Namespace, model: str, X: np.ndarray, y: np.ndarray, 
     curves: dict[str, Curve] = {}
     for name in args.strategies:
         t = time.perf_counter()
-        curves[name] = simulate(X, y, X_test, y_test, STRATEGIES.create(name), rounds=args.rounds,
-                                budget=args.budget, seeds=range(args.seeds), n_classes=n_classes,
-                                model=model)
+        curves[name] = simulate(
+            X,
+            y,
+            X_test,
+            y_test,
+            STRATEGIES.create(name),
+            rounds=args.rounds,
+            budget=args.budget,
+            seeds=range(args.seeds),
+            n_classes=n_classes,
+            model=model,
+        )
         cv = curves[name]
-        print(f"{name:<17} AULC {cv.aulc:.4f}  " + " ".join(f"{a:.3f}" for a in cv.mean)
-              + f"  to 0.90: {cv.labels_to(0.90) or '-'}  ({time.perf_counter() - t:.0f} s)", flush=True)
+        print(
+            f"{name:<17} AULC {cv.aulc:.4f}  "
+            + " ".join(f"{a:.3f}" for a in cv.mean)
+            + f"  to 0.90: {cv.labels_to(0.90) or '-'}  ({time.perf_counter() - t:.0f} s)",
+            flush=True,
+        )
 
     base = curves.get("random")
     never_below = {n for n, cv in curves.items() if base is None or (cv.mean >= base.mean).all()}
@@ -104,11 +126,25 @@ def run_all(args: argparse.Namespace, model: str, X: np.ndarray, y: np.ndarray, 
         print(f"{name + mark:<17}" + "".join(f"{a:>7.3f}" for a in cv.mean) + f"   AULC {cv.aulc:.4f}")
     print(f"\ndefault: {default} (best AULC never below random); model {model}; whole pool: {full:.3f}")
     if model == args.model:
-        write_curves(curves, RESULTS / "active_learning",
-                     title=f"BANKING77: {args.budget} labels per round, {args.seeds} seeds, {model}")
-    return {"default": default, "model": model, "whole_pool": round(full, 4), "strategies": {
-        n: {"aulc": round(cv.aulc, 4), "curve": [round(float(a), 4) for a in cv.mean],
-            "labels_to_0.90": cv.labels_to(0.90)} for n, cv in curves.items()}}
+        write_curves(
+            curves,
+            RESULTS / "active_learning",
+            title=f"BANKING77: {args.budget} labels per round, {args.seeds} seeds, {model}",
+        )
+    return {
+        "default": default,
+        "model": model,
+        "whole_pool": round(full, 4),
+        "strategies": {
+            n: {
+                "aulc": round(cv.aulc, 4),
+                "curve": [round(float(a), 4) for a in cv.mean],
+                "labels_to_0.90": cv.labels_to(0.90),
+            }
+            for n, cv in curves.items()
+        },
+    }
+
 
 if __name__ == "__main__":
     main()

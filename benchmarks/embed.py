@@ -60,8 +60,13 @@ def flops_per_text(texts: list[str], model_path: str, max_len: int) -> float:
 
     c = AutoConfig.from_pretrained(model_path)
     tok = AutoTokenizer.from_pretrained(model_path)
-    lengths = np.array([len(ids) for ids in tok([t.strip() for t in texts], truncation=True,
-                                                 max_length=max_len)["input_ids"]], dtype=np.float64)
+    lengths = np.array(
+        [
+            len(ids)
+            for ids in tok([t.strip() for t in texts], truncation=True, max_length=max_len)["input_ids"]
+        ],
+        dtype=np.float64,
+    )
     d, f = c.hidden_size, c.intermediate_size
     per_layer = 2 * lengths * (4 * d * d + 2 * d * f) + 4 * lengths**2 * d  # projections, FFN, QK^T and AV
     return float(c.num_hidden_layers * per_layer.mean())
@@ -101,8 +106,11 @@ def run_corpus(texts: list[str], reps: int, plain_model: Any, models: Path) -> d
                     assert report["embedded"] == 0 and np.array_equal(warm, vecs["torch"]), report
                     secs["warm_cache"].append(s)
                     truncated = report["truncated"]
-        print(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {len(texts) / v[-1]:.1f}/s" for k, v in secs.items()),
-              flush=True)
+        print(
+            f"  rep {rep + 1}/{reps}: "
+            + ", ".join(f"{k} {len(texts) / v[-1]:.1f}/s" for k, v in secs.items()),
+            flush=True,
+        )
     rate = {k: len(texts) / statistics.median(v) for k, v in secs.items()}
     cosine = {b: float((vecs[b] * vecs["torch"]).sum(axis=1).mean()) for b in ("onnx", "onnx_int8")}
     cosine_plain = float((vecs["torch"] * vecs["plain"]).sum(axis=1).mean())
@@ -121,13 +129,22 @@ def table(results: dict[str, Any], out: dict[str, Any]) -> str:
     lines = [f"{'texts/s':<8}" + "".join(f"{c:>12}" for c in cols) + f"{'cos int8':>10}"]
     for corpus in ("short", "long"):
         r = results[corpus]
-        lines.append(f"{corpus:<8}" + "".join(f"{r['rate'][c]:>12.1f}" for c in cols)
-                     + f"{r['cosine']['onnx_int8']:>10.4f}")
-        lines.append(f"{'  ×plain':<8}" + "".join(f"{r['rate'][c] / r['rate']['plain']:>12.2f}" for c in cols))
-    lines.append(f"long-text fp32 FLOP/s / SGEMM peak: {out['long_gflops_fraction']:.2f} "
-                 f"(peak {results['peak'] / 1e9:.0f} GFLOP/s, {results['flops'] / 1e9:.2f} GFLOP per long text)")
-    lines.append(f"warm cache vs cold torch: short {results['short']['rate']['warm_cache'] / results['short']['rate']['torch']:.0f}×, "
-                 f"long {results['long']['rate']['warm_cache'] / results['long']['rate']['torch']:.0f}×")
+        lines.append(
+            f"{corpus:<8}"
+            + "".join(f"{r['rate'][c]:>12.1f}" for c in cols)
+            + f"{r['cosine']['onnx_int8']:>10.4f}"
+        )
+        lines.append(
+            f"{'  ×plain':<8}" + "".join(f"{r['rate'][c] / r['rate']['plain']:>12.2f}" for c in cols)
+        )
+    lines.append(
+        f"long-text fp32 FLOP/s / SGEMM peak: {out['long_gflops_fraction']:.2f} "
+        f"(peak {results['peak'] / 1e9:.0f} GFLOP/s, {results['flops'] / 1e9:.2f} GFLOP per long text)"
+    )
+    lines.append(
+        f"warm cache vs cold torch: short {results['short']['rate']['warm_cache'] / results['short']['rate']['torch']:.0f}×, "
+        f"long {results['long']['rate']['warm_cache'] / results['long']['rate']['torch']:.0f}×"
+    )
     return "\n".join(lines)
 
 
@@ -162,13 +179,22 @@ def main() -> None:
     results["flops"] = flops_per_text(long, path, 256)
     fp32_best = max(results["long"]["rate"][k] for k in ("plain", "torch", "onnx"))
 
-    out: dict[str, Any] = {c: {k: round(v, 2) for k, v in results[c]["rate"].items()} for c in ("short", "long")}
-    out["cosine"] = {b: round(min(results[c]["cosine"][b] for c in ("short", "long")), 5) for b in ("onnx", "onnx_int8")}
+    out: dict[str, Any] = {
+        c: {k: round(v, 2) for k, v in results[c]["rate"].items()} for c in ("short", "long")
+    }
+    out["cosine"] = {
+        b: round(min(results[c]["cosine"][b] for c in ("short", "long")), 5) for b in ("onnx", "onnx_int8")
+    }
     out["long_gflops_fraction"] = round(fp32_best * results["flops"] / results["peak"], 3)
     print(table(results, out))
-    print("cosine to torch (short, long): " + ", ".join(
-        f"{b} {results['short']['cosine'][b]:.4f}, {results['long']['cosine'][b]:.4f}" for b in ("onnx", "onnx_int8"))
-        + f"; torch vs plain {results['long']['cosine_torch_plain']:.5f}; long texts truncated: {results['long']['truncated']}")
+    print(
+        "cosine to torch (short, long): "
+        + ", ".join(
+            f"{b} {results['short']['cosine'][b]:.4f}, {results['long']['cosine'][b]:.4f}"
+            for b in ("onnx", "onnx_int8")
+        )
+        + f"; torch vs plain {results['long']['cosine_torch_plain']:.5f}; long texts truncated: {results['long']['truncated']}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

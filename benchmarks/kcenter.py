@@ -47,7 +47,7 @@ def unit_vectors(n: int, seed: int, chunk: int = 100_000) -> np.ndarray:
     rng = np.random.default_rng(seed)
     for i in range(0, n, chunk):
         block = rng.standard_normal((min(chunk, n - i), DIM), dtype=np.float32)
-        X[i:i + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        X[i : i + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return X
 
 
@@ -91,8 +91,9 @@ def bandwidth(X: np.ndarray, repeat: int = 7) -> float:
 def small_text(X: np.ndarray, k: int) -> np.ndarray:
     from small_text.query_strategies.coresets import greedy_coreset
 
-    return greedy_coreset(X, np.arange(1, len(X)), np.array([0]), k, distance_metric="euclidean",
-                          normalized=True)
+    return greedy_coreset(
+        X, np.arange(1, len(X)), np.array([0]), k, distance_metric="euclidean", normalized=True
+    )
 
 
 def skactiveml(X: np.ndarray, k: int) -> np.ndarray:
@@ -115,7 +116,9 @@ def modal(X: np.ndarray, k: int) -> np.ndarray:
 
 
 COMPETITORS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    "small_text": small_text, "skactiveml": skactiveml, "modal": modal,
+    "small_text": small_text,
+    "skactiveml": skactiveml,
+    "modal": modal,
 }
 
 
@@ -129,16 +132,19 @@ def run_competitor(name: str, X: np.ndarray, k: int, probe: int, budget_s: float
     if name == "skactiveml" and k * len(X) * 8 > 4e9:
         return None, f"keeps a k x N float64 utility matrix: {k * len(X) * 8 / 1e9:.0f} GB"
     if name in ("modal", "small_text") and len(X) > 200_000:
-        return None, ("recomputes distances to every center at each pick, O(N k^2): hours "
-                      "(see its N=100k probe)")
+        return None, (
+            "recomputes distances to every center at each pick, O(N k^2): hours (see its N=100k probe)"
+        )
     fn = COMPETITORS[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t_probe, _ = timed(lambda: fn(X, probe), 1)
         estimate = t_probe * (k / probe) ** 2
         if name != "skactiveml" and estimate > budget_s:
-            return None, (f"{probe} picks took {t_probe:.1f} s; {k} would take about "
-                          f"{estimate:.0f} s (k^2 growth), over the {budget_s:.0f} s budget")
+            return None, (
+                f"{probe} picks took {t_probe:.1f} s; {k} would take about "
+                f"{estimate:.0f} s (k^2 growth), over the {budget_s:.0f} s budget"
+            )
         t_full, _ = timed(lambda: fn(X, k), 1)
     return t_full, f"probe {probe} picks: {t_probe:.1f} s"
 
@@ -172,21 +178,29 @@ def one_size(n: int, k: int, repeat: int, probe: int, budget_s: float) -> dict[s
         notes[name] = why
     row["bandwidth_fraction"] = round(bound_s / ours_s, 3)
     row["radius_ratio"] = round(r_ours / r_exact, 5)
-    row.update(ours_int8_s=round(int8_s, 3), plain_fp32_s=round(exact_s, 3),
-               same_picks_as_plain=round(float(np.mean(idx == exact)), 4),
-               bandwidth_gb_s=round(bw / 1e9, 1), bound_s=round(bound_s, 3))
-    print(f"\nN={n:,}, k={k}: bandwidth {bw / 1e9:.1f} GB/s, fp32 bound {bound_s:.2f} s "
-          f"({X.nbytes / 1e6:.0f} MB per pick)")
+    row.update(
+        ours_int8_s=round(int8_s, 3),
+        plain_fp32_s=round(exact_s, 3),
+        same_picks_as_plain=round(float(np.mean(idx == exact)), 4),
+        bandwidth_gb_s=round(bw / 1e9, 1),
+        bound_s=round(bound_s, 3),
+    )
+    print(
+        f"\nN={n:,}, k={k}: bandwidth {bw / 1e9:.1f} GB/s, fp32 bound {bound_s:.2f} s "
+        f"({X.nbytes / 1e6:.0f} MB per pick)"
+    )
     print(f"{'method':<12}{'seconds':>10}  note")
-    print(f"{'ours':<12}{ours_s:>10.2f}  exact batched greedy, median of {repeat}; "
-          f"{bound_s / ours_s:.2f}x the fp32 bound; radius {r_ours:.4f} vs plain {r_exact:.4f}; "
-          f"{np.mean(idx == exact):.1%} of picks identical to plain")
+    print(
+        f"{'ours':<12}{ours_s:>10.2f}  exact batched greedy, median of {repeat}; "
+        f"{bound_s / ours_s:.2f}x the fp32 bound; radius {r_ours:.4f} vs plain {r_exact:.4f}; "
+        f"{np.mean(idx == exact):.1%} of picks identical to plain"
+    )
     print(f"{'ours int8':<12}{int8_s:>10.2f}  one fused pass per pick over an int8 copy")
     print(f"{'plain fp32':<12}{exact_s:>10.2f}  one matrix-vector product per pick")
     for name in COMPETITORS:
         secs = row[f"{name}_s"]
         print(f"{name:<12}{'-' if secs is None else f'{secs:.2f}':>10}  {notes[name]}")
-    fastest = min((s for nm in COMPETITORS if (s := row[f'{nm}_s']) is not None), default=None)
+    fastest = min((s for nm in COMPETITORS if (s := row[f"{nm}_s"]) is not None), default=None)
     if fastest:
         print(f"ours is {fastest / ours_s:.0f}x faster than the fastest of them")
     return row
@@ -218,23 +232,36 @@ def partitioned(rows: int, k: int, block_rows: int, sample_rows: int) -> dict[st
     r_part = float(ds.map_batches(radius, batch_size=block_rows).max("r"))
     radius_s = time.perf_counter() - t0
     peak_driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    sample = np.concatenate([unit_vectors(block_rows, seed=1000 + b)
-                             for b in range(sample_rows // block_rows)])
+    sample = np.concatenate(
+        [unit_vectors(block_rows, seed=1000 + b) for b in range(sample_rows // block_rows)]
+    )
     t0 = time.perf_counter()
     single, _ = kcenter_greedy(sample, k)
     single_s = time.perf_counter() - t0
     r_single = covering_radius(sample, sample[single])
     ray.shutdown()
-    out = {"rows": rows, "k": k, "block_rows": block_rows, "partitioned_s": round(part_s, 1),
-           "radius_pass_s": round(radius_s, 1), "partitioned_radius": round(r_part, 5),
-           "single_machine_sample_rows": sample_rows, "single_machine_s": round(single_s, 1),
-           "single_machine_radius": round(r_single, 5), "radius_ratio": round(r_part / r_single, 4),
-           "driver_peak_rss_gb": round(peak_driver, 2)}
-    print(f"\npartitioned k-center: {rows:,} generated rows in {n_blocks} blocks of {block_rows:,}, "
-          f"k={k}: {part_s:.0f} s (+{radius_s:.0f} s for the radius pass), driver peak RSS "
-          f"{peak_driver:.2f} GB")
-    print(f"covering radius: partitioned on {rows:,} = {r_part:.4f}; single-machine greedy on a "
-          f"{sample_rows:,} sample = {r_single:.4f}; ratio {r_part / r_single:.3f} (goal <= 2)")
+    out = {
+        "rows": rows,
+        "k": k,
+        "block_rows": block_rows,
+        "partitioned_s": round(part_s, 1),
+        "radius_pass_s": round(radius_s, 1),
+        "partitioned_radius": round(r_part, 5),
+        "single_machine_sample_rows": sample_rows,
+        "single_machine_s": round(single_s, 1),
+        "single_machine_radius": round(r_single, 5),
+        "radius_ratio": round(r_part / r_single, 4),
+        "driver_peak_rss_gb": round(peak_driver, 2),
+    }
+    print(
+        f"\npartitioned k-center: {rows:,} generated rows in {n_blocks} blocks of {block_rows:,}, "
+        f"k={k}: {part_s:.0f} s (+{radius_s:.0f} s for the radius pass), driver peak RSS "
+        f"{peak_driver:.2f} GB"
+    )
+    print(
+        f"covering radius: partitioned on {rows:,} = {r_part:.4f}; single-machine greedy on a "
+        f"{sample_rows:,} sample = {r_single:.4f}; ratio {r_part / r_single:.3f} (goal <= 2)"
+    )
     return out
 
 
@@ -253,8 +280,10 @@ def main() -> None:
         threadpool_limits(args.threads, "blas")
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.sizes:
-        results = {str(n): one_size(n, args.k, args.repeat if n <= 200_000 else 1, args.probe,
-                                    args.budget_s) for n in args.sizes}
+        results = {
+            str(n): one_size(n, args.k, args.repeat if n <= 200_000 else 1, args.probe, args.budget_s)
+            for n in args.sizes
+        }
         path = RESULTS / "kcenter.json"
         old = json.loads(path.read_text()) if path.exists() else {}
         path.write_text(json.dumps({**old, **results}, indent=2) + "\n")

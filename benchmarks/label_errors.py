@@ -45,15 +45,22 @@ def confirmed_errors() -> set[str]:
 def score(table: pl.DataFrame, errors: set[str]) -> dict[str, int]:
     """Confirmed errors among the top 100, top 200 and all label flags; the number flagged."""
     ids = table.filter(pl.col("issue") == "label").sort("rank")["id"].to_list()
-    return {"top100": len(errors & set(ids[:100])), "top200": len(errors & set(ids[:200])),
-            "found": len(errors & set(ids)), "flagged": len(ids)}
+    return {
+        "top100": len(errors & set(ids[:100])),
+        "top200": len(errors & set(ids[:200])),
+        "found": len(errors & set(ids)),
+        "flagged": len(ids),
+    }
 
 
-def run_recipe(recipe: str, df: pl.DataFrame, X: np.ndarray, detectors: list[str]) -> tuple[pl.DataFrame, dict]:
+def run_recipe(
+    recipe: str, df: pl.DataFrame, X: np.ndarray, detectors: list[str]
+) -> tuple[pl.DataFrame, dict]:
     cfg = IssuesConfig(recipe=recipe, detectors=[PluginConfig(name=d) for d in detectors])
     texts = df["text"].to_list() if recipe == "ensemble" else None
-    return find_issues(texts, df["id"].to_list(), df["label"].to_list(),
-                       sorted(df["label"].unique().to_list()), X, cfg)
+    return find_issues(
+        texts, df["id"].to_list(), df["label"].to_list(), sorted(df["label"].unique().to_list()), X, cfg
+    )
 
 
 def news(repeat: int) -> dict[str, Any]:
@@ -74,14 +81,17 @@ def news(repeat: int) -> dict[str, Any]:
         for m in report["members"]:
             print(f"  member {m['name']:21s} cv accuracy {m['accuracy']:.3f}  weight {m['weight']:.3f}")
         print(f"  flags per issue: {report['flagged']}")
-    print(f"\n{'recipe':10s} {'top100':>7s} {'top200':>7s} {'found':>6s} {'flagged':>8s}   (of {len(errors)} confirmed)")
+    print(
+        f"\n{'recipe':10s} {'top100':>7s} {'top200':>7s} {'found':>6s} {'flagged':>8s}   (of {len(errors)} confirmed)"
+    )
     for name, r in results.items():
         print(f"{name:10s} {r['top100']:7d} {r['top200']:7d} {r['found']:6d} {r['flagged']:8d}")
     return results
 
 
-def generated(n: int, dim: int = 384, classes: int = 20, noise: float = 0.05,
-              seed: int = 0) -> tuple[np.ndarray, list[str], set[int]]:
+def generated(
+    n: int, dim: int = 384, classes: int = 20, noise: float = 0.05, seed: int = 0
+) -> tuple[np.ndarray, list[str], set[int]]:
     """``n`` unit vectors around ``classes`` centres, with ``noise`` of the labels moved."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(classes, dim)).astype(np.float32)
@@ -100,8 +110,14 @@ def generated(n: int, dim: int = 384, classes: int = 20, noise: float = 0.05,
 def scale(n: int) -> dict[str, Any]:
     X, labels, moved = generated(n)
     t = time.perf_counter()
-    table, report = find_issues(None, np.arange(n), labels, [f"c{v:02d}" for v in range(20)], X,
-                                IssuesConfig(detectors=[PluginConfig(name=d) for d in ALL]))
+    table, report = find_issues(
+        None,
+        np.arange(n),
+        labels,
+        [f"c{v:02d}" for v in range(20)],
+        X,
+        IssuesConfig(detectors=[PluginConfig(name=d) for d in ALL]),
+    )
     total = time.perf_counter() - t
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     flagged = table.filter(pl.col("issue") == "label")["id"].cast(pl.Int64).to_list()
@@ -111,10 +127,18 @@ def scale(n: int) -> dict[str, Any]:
         print(f"  {k:28s} {v:8.1f}s")
     for m in report["members"]:
         print(f"  member {m['name']:21s} cv accuracy {m['accuracy']:.3f}  weight {m['weight']:.3f}")
-    print(f"  total {total:.0f}s, peak memory {peak_gb:.2f} GB, label flags {len(flagged):,}, "
-          f"recall of moved labels {recall:.3f}, flags per issue {report['flagged']}")
-    return {"rows": n, "seconds": total, "peak_gb": peak_gb, "stages": report["seconds"],
-            "label_flags": len(flagged), "recall": recall}
+    print(
+        f"  total {total:.0f}s, peak memory {peak_gb:.2f} GB, label flags {len(flagged):,}, "
+        f"recall of moved labels {recall:.3f}, flags per issue {report['flagged']}"
+    )
+    return {
+        "rows": n,
+        "seconds": total,
+        "peak_gb": peak_gb,
+        "stages": report["seconds"],
+        "label_flags": len(flagged),
+        "recall": recall,
+    }
 
 
 def main() -> None:

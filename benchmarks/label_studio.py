@@ -48,21 +48,41 @@ from curation.connectors.ls_format import labeling_config, to_ls_task  # noqa: E
 def tasks(n: int, prefix: str = "") -> pl.DataFrame:
     """``n`` label tasks with a prediction each, in priority order."""
     ids = [f"{prefix}{i}" for i in range(n)]
-    return pl.DataFrame({
-        "task_id": [f"label:{i}" for i in ids], "id": ids,
-        "text": [f"customer message number {i}: my card payment was declined twice today" for i in range(n)],
-        "kind": ["label"] * n, "round": [1] * n, "strategy": ["kcenter"] * n,
-        "reason": ["far from the labeled data"] * n, "score": [1.0 - i / n for i in range(n)],
-        "rank": list(range(n)), "prediction": [LABELS[i % len(LABELS)] for i in range(n)],
-        "prediction_score": [0.4 + (i % 50) / 100 for i in range(n)],
-        "given_label": [None] * n,
-    }, schema=TASK_COLUMNS)
+    return pl.DataFrame(
+        {
+            "task_id": [f"label:{i}" for i in ids],
+            "id": ids,
+            "text": [
+                f"customer message number {i}: my card payment was declined twice today" for i in range(n)
+            ],
+            "kind": ["label"] * n,
+            "round": [1] * n,
+            "strategy": ["kcenter"] * n,
+            "reason": ["far from the labeled data"] * n,
+            "score": [1.0 - i / n for i in range(n)],
+            "rank": list(range(n)),
+            "prediction": [LABELS[i % len(LABELS)] for i in range(n)],
+            "prediction_score": [0.4 + (i % 50) / 100 for i in range(n)],
+            "given_label": [None] * n,
+        },
+        schema=TASK_COLUMNS,
+    )
 
 
 def annotated(row: dict[str, Any], i: int) -> dict[str, Any]:
     t = to_ls_task(row)
-    t["annotations"] = [{"result": [{"from_name": "label", "to_name": "text", "type": "choices",
-                                     "value": {"choices": [LABELS[(i * 7) % len(LABELS)]]}}]}]
+    t["annotations"] = [
+        {
+            "result": [
+                {
+                    "from_name": "label",
+                    "to_name": "text",
+                    "type": "choices",
+                    "value": {"choices": [LABELS[(i * 7) % len(LABELS)]]},
+                }
+            ]
+        }
+    ]
     return t
 
 
@@ -92,14 +112,18 @@ def bench(url: str, token_env: str, n: int, per_task_n: int, tmp: Path) -> dict[
     for r in rows[:per_task_n]:
         c.projects.import_tasks(id=pid, request=[to_ls_task(r)])
     push_per = (time.perf_counter() - t0) * n / per_task_n
-    print(f"push per task: {per_task_n} tasks in {(time.perf_counter() - t0):.1f}s -> {push_per:.1f}s for {n}",
-          flush=True)
+    print(
+        f"push per task: {per_task_n} tasks in {(time.perf_counter() - t0):.1f}s -> {push_per:.1f}s for {n}",
+        flush=True,
+    )
 
     # pull: a project of n annotated tasks
     pull_p = Project(f"bench-pull-{stamp}", LABELS, tmp / "pull")
     pull_pid = ls.project_id_for(pull_p)
     for i in range(0, n, 1000):
-        c.projects.import_tasks(id=pull_pid, request=[annotated(r, i + j) for j, r in enumerate(rows[i:i + 1000])])
+        c.projects.import_tasks(
+            id=pull_pid, request=[annotated(r, i + j) for j, r in enumerate(rows[i : i + 1000])]
+        )
     fresh = LabelStudio(url=url, token_env=token_env, chunk_size=1000, page_size=1000, timeout_s=300)
     t0 = time.perf_counter()
     pulled = fresh.pull(pull_p)
@@ -114,20 +138,27 @@ def bench(url: str, token_env: str, n: int, per_task_n: int, tmp: Path) -> dict[
         got += len(c.annotations.list(id=tid))
     pull_per = (time.perf_counter() - t0) * n / per_task_n
     assert got == per_task_n, got
-    print(f"pull per task: {per_task_n} tasks in {(time.perf_counter() - t0):.1f}s -> {pull_per:.1f}s for {n}",
-          flush=True)
+    print(
+        f"pull per task: {per_task_n} tasks in {(time.perf_counter() - t0):.1f}s -> {pull_per:.1f}s for {n}",
+        flush=True,
+    )
     return {
         "push_s": {"ours": round(push_ours, 2), "per_task": round(push_per, 2)},
         "pull_s": {"ours": round(pull_ours, 2), "per_task": round(pull_per, 2)},
-        "tasks": n, "per_task_measured_on": per_task_n,
+        "tasks": n,
+        "per_task_measured_on": per_task_n,
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000, help="tasks pushed and annotations pulled")
-    ap.add_argument("--per-task", type=int, default=1000,
-                    help="tasks the per-task baselines run on, scaled to --n (default 1000)")
+    ap.add_argument(
+        "--per-task",
+        type=int,
+        default=1000,
+        help="tasks the per-task baselines run on, scaled to --n (default 1000)",
+    )
     ap.add_argument("--url", help="an already running Label Studio (default: start one from .venv-ls)")
     ap.add_argument("--token-env", default="LABEL_STUDIO_API_KEY", help="with --url: the token's variable")
     args = ap.parse_args()

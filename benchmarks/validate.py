@@ -59,19 +59,34 @@ def make_file(start: int, n: int, seed: int) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     ids = np.arange(start, start + n, dtype=np.int64)
     kind = np.where(rng.random(n) < 0.02, rng.integers(0, 6, n), -1)
-    df = pl.DataFrame({"id": ids, "k": kind, "w": rng.integers(0, 1000, n),
-                       "label": np.array(LABELS)[rng.integers(0, len(LABELS), n)],
-                       "x": rng.random(n), "y": rng.random(n)})
+    df = pl.DataFrame(
+        {
+            "id": ids,
+            "k": kind,
+            "w": rng.integers(0, 1000, n),
+            "label": np.array(LABELS)[rng.integers(0, len(LABELS), n)],
+            "x": rng.random(n),
+            "y": rng.random(n),
+        }
+    )
     text = pl.format("my card {} does not work after transfer {}", pl.col("w"), pl.col("id"))
     k = pl.col("k")
     return df.select(
         pl.when(k == 3).then(pl.col("id") - 1).otherwise(pl.col("id")).alias("id"),
-        pl.when(k == 0).then(None).when(k == 1).then(pl.lit(""))
-        .when(k == 4).then(pl.format("my card {} does not work after transfer {}",
-                                     pl.col("w").shift(1), pl.col("id") - 1))
-        .otherwise(text).alias("text"),
-        pl.when(k == 2).then(pl.lit("no_such_intent"))
-        .when(k == 4).then(pl.lit("conflict")).otherwise(pl.col("label")).alias("label"),
+        pl.when(k == 0)
+        .then(None)
+        .when(k == 1)
+        .then(pl.lit(""))
+        .when(k == 4)
+        .then(pl.format("my card {} does not work after transfer {}", pl.col("w").shift(1), pl.col("id") - 1))
+        .otherwise(text)
+        .alias("text"),
+        pl.when(k == 2)
+        .then(pl.lit("no_such_intent"))
+        .when(k == 4)
+        .then(pl.lit("conflict"))
+        .otherwise(pl.col("label"))
+        .alias("label"),
         pl.when(k == 5).then(pl.lit(3.0)).otherwise(pl.col("x")).alias("x"),
         "y",
     )
@@ -84,7 +99,8 @@ def make_dataset(rows: int, data_dir: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i, start in enumerate(range(0, rows, FILE_ROWS)):
         make_file(start, min(FILE_ROWS, rows - start), seed=i).write_parquet(
-            folder / f"part-{i:03d}.parquet", row_group_size=131_072)
+            folder / f"part-{i:03d}.parquet", row_group_size=131_072
+        )
     (folder / "_done").touch()
     return folder
 
@@ -95,11 +111,16 @@ def floor(folder: Path, out: Path) -> int:
     text, label = pl.col("text"), pl.col("label")
     counts = label.count().over("label")
     bad = (
-        text.is_null() | (text.str.len_chars() < 1)
-        | label.is_null() | ~label.is_in(LABELS) | (counts < MIN_PER_CLASS)
-        | pl.col("x").is_null() | ~pl.col("x").is_between(0, 1)
+        text.is_null()
+        | (text.str.len_chars() < 1)
+        | label.is_null()
+        | ~label.is_in(LABELS)
+        | (counts < MIN_PER_CLASS)
+        | pl.col("x").is_null()
+        | ~pl.col("x").is_between(0, 1)
         | ~pl.col("y").is_between(0, 1).fill_null(True)
-        | pl.col("id").is_null() | pl.col("id").is_duplicated()
+        | pl.col("id").is_null()
+        | pl.col("id").is_duplicated()
         | (label.n_unique().over("text") > 1).fill_null(False)
     )
     df = df.with_columns(bad.alias("_bad"))
@@ -114,7 +135,12 @@ def pandera_polars(folder: Path, out: Path) -> int:
     from curation.steps.validate import load_schema, validate
 
     df = pl.read_parquet(folder / "*.parquet")
-    res = validate(df, load_schema(out / "schema.yaml"), ValidateConfig(min_per_class=MIN_PER_CLASS, max_invalid_fraction=1.0), engine="local")
+    res = validate(
+        df,
+        load_schema(out / "schema.yaml"),
+        ValidateConfig(min_per_class=MIN_PER_CLASS, max_invalid_fraction=1.0),
+        engine="local",
+    )
     res.valid.write_parquet(out / "valid.parquet")
     res.quarantine.write_parquet(out / "quarantine.parquet")
     return len(res.quarantine)
@@ -124,8 +150,13 @@ def ray_job(folder: Path, out: Path) -> int:
     from curation.config import ValidateConfig
     from curation.steps.validate import load_schema, validate_source
 
-    report = validate_source(folder, load_schema(out / "schema.yaml"), out,
-                             ValidateConfig(min_per_class=MIN_PER_CLASS, max_invalid_fraction=1.0), engine="ray")
+    report = validate_source(
+        folder,
+        load_schema(out / "schema.yaml"),
+        out,
+        ValidateConfig(min_per_class=MIN_PER_CLASS, max_invalid_fraction=1.0),
+        engine="ray",
+    )
     return int(report["quarantined"])
 
 
@@ -183,8 +214,13 @@ def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any
     if contender == "ray":
         result["first_run_s"] = times.pop(0)
     driver_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result.update(seconds=statistics.median(times), runs=times, quarantined=bad,
-                  peak_rss_mb=sampler.peak, driver_peak_rss_mb=driver_mb)
+    result.update(
+        seconds=statistics.median(times),
+        runs=times,
+        quarantined=bad,
+        peak_rss_mb=sampler.peak,
+        driver_peak_rss_mb=driver_mb,
+    )
     return result
 
 
@@ -204,8 +240,18 @@ def main() -> None:
         make_dataset(rows, args.data_dir)
         figures[rows] = {}
         for c in ("polars_floor", "pandera_polars", "ray"):
-            cmd = [sys.executable, __file__, "--one", c, "--rows", str(rows), "--repeat",
-                   str(args.repeat), "--data-dir", str(args.data_dir)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                c,
+                "--rows",
+                str(rows),
+                "--repeat",
+                str(args.repeat),
+                "--data-dir",
+                str(args.data_dir),
+            ]
             run = subprocess.run(cmd, capture_output=True, text=True, check=True)
             figures[rows][c] = json.loads(run.stdout.strip().splitlines()[-1])
     report(figures)
@@ -216,15 +262,30 @@ def report(figures: dict[int, dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="validation: rows/s (median), seconds, quarantined rows")
-    for col in ("rows", "contender", "rows/s", "s (median)", "first run s", "quarantined",
-                "vs floor", "peak RSS MB"):
+    for col in (
+        "rows",
+        "contender",
+        "rows/s",
+        "s (median)",
+        "first run s",
+        "quarantined",
+        "vs floor",
+        "peak RSS MB",
+    ):
         table.add_column(col, justify="right")
     for rows, by in figures.items():
         base = by["polars_floor"]["seconds"]
         for c, f in by.items():
-            table.add_row(f"{rows:,}", c, f"{rows / f['seconds']:,.0f}", f"{f['seconds']:.2f}",
-                          f"{f.get('first_run_s', f['seconds']):.2f}", str(f["quarantined"]),
-                          f"{f['seconds'] / base:.2f}x", f"{f['peak_rss_mb']:.0f}")
+            table.add_row(
+                f"{rows:,}",
+                c,
+                f"{rows / f['seconds']:,.0f}",
+                f"{f['seconds']:.2f}",
+                f"{f.get('first_run_s', f['seconds']):.2f}",
+                str(f["quarantined"]),
+                f"{f['seconds'] / base:.2f}x",
+                f"{f['peak_rss_mb']:.0f}",
+            )
         if "ray" in by:
             table.caption = f"Ray start-up (apart): {by['ray']['ray_start_s']:.1f}s"
     Console().print(table)
@@ -232,16 +293,20 @@ def report(figures: dict[int, dict[str, Any]]) -> None:
     out = {
         "rows_per_s": {c: small / f["seconds"] for c, f in figures[small].items()},
         "rows_per_s_10M": {c: big / f["seconds"] for c, f in figures[big].items()},
-        "peak_rss_mb": {"1M": figures[small]["ray"]["peak_rss_mb"],
-                        "10M": figures[big]["ray"]["peak_rss_mb"]},
+        "peak_rss_mb": {
+            "1M": figures[small]["ray"]["peak_rss_mb"],
+            "10M": figures[big]["ray"]["peak_rss_mb"],
+        },
         "rows": {"1M": small, "10M": big},
         "seconds": {str(r): {c: f["seconds"] for c, f in by.items()} for r, by in figures.items()},
         "ray_start_s": figures[small]["ray"]["ray_start_s"],
         "ray_first_run_s": {str(r): by["ray"]["first_run_s"] for r, by in figures.items()},
-        "peak_rss_mb_by_contender": {str(r): {c: f["peak_rss_mb"] for c, f in by.items()}
-                                     for r, by in figures.items()},
-        "driver_peak_rss_mb_by_contender": {str(r): {c: f["driver_peak_rss_mb"] for c, f in by.items()}
-                                            for r, by in figures.items()},
+        "peak_rss_mb_by_contender": {
+            str(r): {c: f["peak_rss_mb"] for c, f in by.items()} for r, by in figures.items()
+        },
+        "driver_peak_rss_mb_by_contender": {
+            str(r): {c: f["driver_peak_rss_mb"] for c, f in by.items()} for r, by in figures.items()
+        },
         "ray_idle_rss_mb": {str(r): by["ray"]["idle_rss_mb"] for r, by in figures.items()},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

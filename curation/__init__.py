@@ -39,8 +39,20 @@ _API: dict[str, str] = {
 }
 
 __all__ = [
-    "LoopConfig", "RoundResult", "SweepSettings", "embed", "find_issues", "load_loop", "load_schema",
-    "read_table", "run_round", "run_sweep", "select", "simulate", "validate", "validate_source",
+    "LoopConfig",
+    "RoundResult",
+    "SweepSettings",
+    "embed",
+    "find_issues",
+    "load_loop",
+    "load_schema",
+    "read_table",
+    "run_round",
+    "run_sweep",
+    "select",
+    "simulate",
+    "validate",
+    "validate_source",
 ]
 
 

@@ -61,8 +61,15 @@ class RichReporter:
 
 def progress_bar() -> Progress:
     """The progress display every long step uses."""
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def quiet_libraries() -> None:
@@ -89,8 +96,9 @@ def metrics_table(rows: list[dict[str, Any]], title: str) -> Table:
     for key in rows[0] if rows else []:
         table.add_column(key, justify="right")
     for r in rows:
-        table.add_row(*("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-                        for v in r.values()))
+        table.add_row(
+            *("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values())
+        )
     return table
 
 
@@ -103,8 +111,10 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder of the new curat
         made = init_project(directory)
         for p in made:
             out.print(f"created {p}")
-        out.print(f"next: put your data in {directory}/data/, edit loops/example.yaml, "
-                  f"then `curation run {directory}/loops/example.yaml`")
+        out.print(
+            f"next: put your data in {directory}/data/, edit loops/example.yaml, "
+            f"then `curation run {directory}/loops/example.yaml`"
+        )
 
     guarded(go)
 
@@ -165,7 +175,7 @@ def demo(
 
 def validation_table(report: dict[str, Any]) -> Table:
     """The validation report as a table: rows per column and check, then the totals."""
-    table = Table(title=f"validation ({report['engine']})", caption=str(report['source']))
+    table = Table(title=f"validation ({report['engine']})", caption=str(report["source"]))
     for name in ("column", "check", "rows"):
         table.add_column(name, justify="right" if name == "rows" else "left")
     for r in report["by_column_check"]:
@@ -179,18 +189,32 @@ def validation_table(report: dict[str, Any]) -> Table:
 
 @app.command("validate")
 def validate_cmd(
-    source: Annotated[str, typer.Argument(help="A loop file (loops/x.yaml), or the data: a file, folder or "
-                                          "glob of Parquet/CSV/JSON Lines, local, s3:// or lakefs://.")],
-    schema: Annotated[str | None, typer.Option(help="The contract for DATA: schemas/x.yaml or "
-                                               "schemas/x.py:Model.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: "
-                                                 "validation/, or validation/NAME for a loop).")] = None,
-    engine: Annotated[str | None, typer.Option(help="auto (in process below --local-below rows), "
-                                               "ray or local.")] = None,
-    max_invalid_fraction: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="The gate "
-                                                               "(default 1.0, or the loop's).")] = None,
-    min_per_class: Annotated[int | None, typer.Option(min=1, help="Quarantine labels with fewer rows.")] = None,
-    local_below: Annotated[int | None, typer.Option(min=0, help="auto: rows below which no Ray starts.")] = None,
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A loop file (loops/x.yaml), or the data: a file, folder or "
+            "glob of Parquet/CSV/JSON Lines, local, s3:// or lakefs://."
+        ),
+    ],
+    schema: Annotated[
+        str | None, typer.Option(help="The contract for DATA: schemas/x.yaml or schemas/x.py:Model.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default: validation/, or validation/NAME for a loop)."),
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="auto (in process below --local-below rows), ray or local.")
+    ] = None,
+    max_invalid_fraction: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="The gate (default 1.0, or the loop's).")
+    ] = None,
+    min_per_class: Annotated[
+        int | None, typer.Option(min=1, help="Quarantine labels with fewer rows.")
+    ] = None,
+    local_below: Annotated[
+        int | None, typer.Option(min=0, help="auto: rows below which no Ray starts.")
+    ] = None,
     ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster (e.g. auto).")] = None,
     text: Annotated[str | None, typer.Option(help="The text column (for DATA; default text).")] = None,
     label: Annotated[str | None, typer.Option(help="The label column (for DATA; default label).")] = None,
@@ -208,24 +232,41 @@ def validate_cmd(
     quiet_libraries()
 
     def go() -> None:
-        plan = validation_plan(source, schema, out_dir, engine, ray_address, text=text, label=label,
-                               max_invalid_fraction=max_invalid_fraction, min_per_class=min_per_class,
-                               local_below=local_below)
+        plan = validation_plan(
+            source,
+            schema,
+            out_dir,
+            engine,
+            ray_address,
+            text=text,
+            label=label,
+            max_invalid_fraction=max_invalid_fraction,
+            min_per_class=min_per_class,
+            local_below=local_below,
+        )
         with progress_bar() as p:
             rep = RichReporter(p)
             rep.start(f"validate {plan.data}", None)
             try:
-                report = validate_source(plan.data, load_schema(plan.schema), plan.out, plan.settings,
-                                         plan.columns, engine=plan.engine,  # type: ignore[arg-type]
-                                         ray_address=plan.ray_address,
-                                         progress=lambda done, total: rep.advance(done, total))
+                report = validate_source(
+                    plan.data,
+                    load_schema(plan.schema),
+                    plan.out,
+                    plan.settings,
+                    plan.columns,
+                    engine=plan.engine,  # type: ignore[arg-type]
+                    ray_address=plan.ray_address,
+                    progress=lambda done, total: rep.advance(done, total),
+                )
             except ValidationGateError:
                 out.print(validation_table(json.loads((plan.out / "report.json").read_text())))
                 raise
             rep.finish(f"validate: {report['valid']} valid, {report['quarantined']} quarantined")
         out.print(validation_table(report))
-        out.print(f"valid: {plan.out / 'valid'}  quarantine: {plan.out / 'quarantine'}  "
-                  f"report: {plan.out / 'report.json'}")
+        out.print(
+            f"valid: {plan.out / 'valid'}  quarantine: {plan.out / 'quarantine'}  "
+            f"report: {plan.out / 'report.json'}"
+        )
 
     guarded(go)
 
@@ -252,10 +293,13 @@ def serve(
     threshold: Annotated[int, typer.Option(min=1, help="New finished annotations that start a round.")] = 50,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
-    secret_env: Annotated[str, typer.Option(help="Environment variable holding the shared secret.")]
-    = "CURATION_WEBHOOK_SECRET",
-    public_url: Annotated[str | None, typer.Option(help="URL Label Studio reaches this receiver at "
-                                                   "(default http://HOST:PORT/webhook).")] = None,
+    secret_env: Annotated[
+        str, typer.Option(help="Environment variable holding the shared secret.")
+    ] = "CURATION_WEBHOOK_SECRET",
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="URL Label Studio reaches this receiver at (default http://HOST:PORT/webhook)."),
+    ] = None,
     register: Annotated[bool, typer.Option(help="Register the webhook in the Label Studio project.")] = True,
 ) -> None:
     """Receive Label Studio webhooks; start the next round when enough annotations arrived."""
@@ -267,8 +311,15 @@ def serve(
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     def go() -> None:
-        receiver = serve_loop(loop, threshold=threshold, host=host, port=port, secret_env=secret_env,
-                              public_url=public_url, register=register)
+        receiver = serve_loop(
+            loop,
+            threshold=threshold,
+            host=host,
+            port=port,
+            secret_env=secret_env,
+            public_url=public_url,
+            register=register,
+        )
         out.print(f"listening on {receiver.url} (a round every {threshold} new annotations; Ctrl-C stops)")
         receiver.serve_forever()
 
@@ -276,12 +327,19 @@ def serve(
 
 
 VersionLoop = Annotated[
-    Path | None, typer.Option("--loop", "-l", help="A loop file: its version store, root and columns.")]
+    Path | None, typer.Option("--loop", "-l", help="A loop file: its version store, root and columns.")
+]
 VersionRoot = Annotated[
-    Path, typer.Option("--root", help="The project (a git + DVC repository) when no --loop is given.")]
+    Path, typer.Option("--root", help="The project (a git + DVC repository) when no --loop is given.")
+]
 VersionRemote = Annotated[
-    str | None, typer.Option("--remote", help="lakefs://REPOSITORY or lakefs://REPOSITORY/BRANCH: a lakeFS "
-                             "store (endpoint and keys from LAKEFS_*).")]
+    str | None,
+    typer.Option(
+        "--remote",
+        help="lakefs://REPOSITORY or lakefs://REPOSITORY/BRANCH: a lakeFS "
+        "store (endpoint and keys from LAKEFS_*).",
+    ),
+]
 
 
 @app.command("history")
@@ -305,9 +363,13 @@ def history_cmd(
 @app.command("checkout")
 def checkout_cmd(
     ref: Annotated[str, typer.Argument(help="The round to restore, e.g. round-2 (HEAD/main: the latest).")],
-    to: Annotated[Path | None, typer.Option(
-        "--to", help="Copy the round's files here instead of restoring the working tree.")] = None,
-    loop: VersionLoop = None, root: VersionRoot = Path("."), remote: VersionRemote = None,
+    to: Annotated[
+        Path | None,
+        typer.Option("--to", help="Copy the round's files here instead of restoring the working tree."),
+    ] = None,
+    loop: VersionLoop = None,
+    root: VersionRoot = Path("."),
+    remote: VersionRemote = None,
 ) -> None:
     """Restore a round's data: into the working tree (DVC), or into --to DIR."""
     from curation.orchestration.history import checkout, resolve_store
@@ -325,7 +387,9 @@ def diff_cmd(
     a: Annotated[str, typer.Argument(help="The older round, e.g. round-1.")],
     b: Annotated[str, typer.Argument(help="The newer round, e.g. round-2.")],
     ids: Annotated[int, typer.Option(min=0, help="How many ids to list per kind of change.")] = 5,
-    loop: VersionLoop = None, root: VersionRoot = Path("."), remote: VersionRemote = None,
+    loop: VersionLoop = None,
+    root: VersionRoot = Path("."),
+    remote: VersionRemote = None,
 ) -> None:
     """What changed between two rounds: files, and rows added, relabeled and removed."""
     from curation.orchestration.history import diff, resolve_store
@@ -351,18 +415,26 @@ def diff_cmd(
 
 @app.command("embed")
 def embed_cmd(
-    data: Annotated[Path, typer.Argument(help="A Parquet, CSV or JSON Lines file (or folder) with the texts.")],
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write id, vector rows here (Parquet).")] = None,
+    data: Annotated[
+        Path, typer.Argument(help="A Parquet, CSV or JSON Lines file (or folder) with the texts.")
+    ],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write id, vector rows here (Parquet).")
+    ] = None,
     text_column: Annotated[str, typer.Option("--text", help="The text column.")] = "text",
     id_column: Annotated[str, typer.Option("--id", help="The id column (named in errors).")] = "id",
     backend: Annotated[str | None, typer.Option(help="torch (default), onnx or onnx_int8.")] = None,
     model: Annotated[str | None, typer.Option(help="A local sentence-transformers model folder.")] = None,
-    max_seq_length: Annotated[int | None, typer.Option(min=1, help="Tokens per text; longer texts are "
-                                                       "cut (default 256).")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Texts per forward pass (default 64).")] = None,
+    max_seq_length: Annotated[
+        int | None, typer.Option(min=1, help="Tokens per text; longer texts are cut (default 256).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Texts per forward pass (default 64).")
+    ] = None,
     engine: Annotated[str, typer.Option(help="ray (an actor pool) or local (this process).")] = "ray",
-    root: Annotated[Path, typer.Option(help="Project root: the cache and exported models live under it.")]
-    = Path("."),
+    root: Annotated[
+        Path, typer.Option(help="Project root: the cache and exported models live under it.")
+    ] = Path("."),
 ) -> None:
     """Embed a text column (cached by content: only texts not seen before reach the model)."""
     import polars as pl
@@ -376,10 +448,13 @@ def embed_cmd(
     quiet_libraries()
 
     def go() -> None:
-        cfg = embed_settings(backend=backend, max_seq_length=max_seq_length, batch_size=batch_size,
-                             model=model)
+        cfg = embed_settings(
+            backend=backend, max_seq_length=max_seq_length, batch_size=batch_size, model=model
+        )
         if engine not in ("ray", "local"):
-            raise ConfigError(f"expected ray or local, found {engine!r}", field="engine", choices=["ray", "local"])
+            raise ConfigError(
+                f"expected ray or local, found {engine!r}", field="engine", choices=["ray", "local"]
+            )
         df = read_table(data)
         for col in (text_column, id_column):
             if col not in df.columns:
@@ -389,10 +464,18 @@ def embed_cmd(
         with progress_bar() as p:
             rep = RichReporter(p)
             rep.start("embed", len(df))
-            res = embed_with_report(df[text_column].to_list(), cfg, ids=df[id_column].to_list(), root=root,
-                                    engine=engine, progress=rep.advance)  # type: ignore[arg-type]
-            rep.finish(f"embed: {res.report['embedded']} embedded, {res.report['cached']} from the cache, "
-                       f"{res.report['truncated']} truncated")
+            res = embed_with_report(
+                df[text_column].to_list(),
+                cfg,
+                ids=df[id_column].to_list(),
+                root=root,
+                engine=engine,
+                progress=rep.advance,
+            )  # type: ignore[arg-type]
+            rep.finish(
+                f"embed: {res.report['embedded']} embedded, {res.report['cached']} from the cache, "
+                f"{res.report['truncated']} truncated"
+            )
         if out_file is not None:
             write_parquet(pl.DataFrame({id_column: df[id_column], "vector": res.vectors}), out_file)
             out.print(f"wrote {out_file}")
@@ -404,10 +487,12 @@ def embed_cmd(
 # ---------------------------------------------------------------- pipeline stages and sweeps
 
 LoopOption = Annotated[Path, typer.Option("--loop", help="The loop file, e.g. loops/banking77.yaml.")]
-ParamsOption = Annotated[Path | None, typer.Option("--params", help="A DVC params.yaml whose settings "
-                                                   "override the loop file's.")]
-StageOutOption = Annotated[Path | None, typer.Option("--out", help="The stage folder (default: "
-                                                     ".curation/stages/LOOP).")]
+ParamsOption = Annotated[
+    Path | None, typer.Option("--params", help="A DVC params.yaml whose settings override the loop file's.")
+]
+StageOutOption = Annotated[
+    Path | None, typer.Option("--out", help="The stage folder (default: .curation/stages/LOOP).")
+]
 
 
 def run_stage_command(stage: str, loop: Path, params: Path | None, out_dir: Path | None) -> None:
@@ -474,15 +559,20 @@ Fraction = Annotated[float | None, _gate("largest share of broken rows.")]
 def sweep_cmd(
     dataset: Annotated[str, typer.Argument(help="The data: a Parquet/CSV/JSON Lines file, folder or glob.")],
     schema: Annotated[Path, typer.Option(help="Its contract: schemas/x.yaml or schemas/x.py:Model.")],
-    history: Annotated[Path | None, typer.Option(help="The sweep history folder (default: "
-                                                 "sweeps/NAME, NAME the dataset's file stem).")] = None,
+    history: Annotated[
+        Path | None,
+        typer.Option(help="The sweep history folder (default: sweeps/NAME, NAME the dataset's file stem)."),
+    ] = None,
     id_col: Annotated[str | None, typer.Option("--id", help="The id column (default id).")] = None,
     text: Annotated[str | None, typer.Option(help="The text column (default text).")] = None,
     label: Annotated[str | None, typer.Option(help="The label column (default label).")] = None,
-    detector: Annotated[list[str] | None, typer.Option(help="An issue detector to run (repeat for "
-                                                       "more; default: the loop's).")] = None,
-    max_seq_length: Annotated[int | None, typer.Option(min=1, help="Embedding truncation in tokens "
-                                                       "(default: the loop's, 256).")] = None,
+    detector: Annotated[
+        list[str] | None,
+        typer.Option(help="An issue detector to run (repeat for more; default: the loop's)."),
+    ] = None,
+    max_seq_length: Annotated[
+        int | None, typer.Option(min=1, help="Embedding truncation in tokens (default: the loop's, 256).")
+    ] = None,
     folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds (default 5).")] = None,
     recipe: Annotated[str | None, typer.Option(help="Label-issue recipe: ensemble or reference.")] = None,
     engine: Annotated[str | None, typer.Option(help="local (in process, default) or ray.")] = None,
@@ -492,11 +582,18 @@ def sweep_cmd(
     alpha: Annotated[float | None, _gate("drift tests' significance threshold.")] = None,
     label_min_distance: Annotated[float | None, _gate("smallest label TV distance that counts.")] = None,
     embedding_min_distance: Annotated[float | None, _gate("smallest embedding KS distance.")] = None,
-    drift_gate: Annotated[bool | None, typer.Option("--drift-gate/--no-drift-gate", help="Fail the "
-                                                    "sweep on drift (default) or only report it.")] = None,
-    webhook: Annotated[str | None, typer.Option(help="POST the summary (JSON, with a one-line "
-                                                "`text`) to this URL.")] = None,
-    every: Annotated[str | None, typer.Option(help="Run on a schedule in this process: 30m, 6h, 1d...")] = None,
+    drift_gate: Annotated[
+        bool | None,
+        typer.Option(
+            "--drift-gate/--no-drift-gate", help="Fail the sweep on drift (default) or only report it."
+        ),
+    ] = None,
+    webhook: Annotated[
+        str | None, typer.Option(help="POST the summary (JSON, with a one-line `text`) to this URL.")
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option(help="Run on a schedule in this process: 30m, 6h, 1d...")
+    ] = None,
     runs: Annotated[int | None, typer.Option(min=1, help="With --every: stop after this many runs.")] = None,
 ) -> None:
     """Data-quality sweep: validation, duplicates, label issues, outliers, drift; an HTML report.
@@ -511,14 +608,27 @@ def sweep_cmd(
     from curation.orchestration.sweep import sweep_once, sweep_settings
 
     quiet_libraries()
-    gates = {"max_invalid_fraction": max_invalid_fraction, "max_issue_fraction": max_issue_fraction,
-             "max_duplicate_fraction": max_duplicate_fraction, "alpha": alpha,
-             "label_min_distance": label_min_distance, "embedding_min_distance": embedding_min_distance,
-             "drift": drift_gate}
-    options = {"id": id_col, "text": text, "label": label, "engine": engine, "max_seq_length": max_seq_length,
-               "folds": folds, "recipe": recipe}
-    settings = guarded(lambda: sweep_settings(dataset, schema, history, detectors=detector, gates=gates,
-                                              **options))
+    gates = {
+        "max_invalid_fraction": max_invalid_fraction,
+        "max_issue_fraction": max_issue_fraction,
+        "max_duplicate_fraction": max_duplicate_fraction,
+        "alpha": alpha,
+        "label_min_distance": label_min_distance,
+        "embedding_min_distance": embedding_min_distance,
+        "drift": drift_gate,
+    }
+    options = {
+        "id": id_col,
+        "text": text,
+        "label": label,
+        "engine": engine,
+        "max_seq_length": max_seq_length,
+        "folds": folds,
+        "recipe": recipe,
+    }
+    settings = guarded(
+        lambda: sweep_settings(dataset, schema, history, detectors=detector, gates=gates, **options)
+    )
 
     def once() -> None:
         with progress_bar() as bar:
@@ -541,12 +651,18 @@ def sweep_cmd(
 
 @app.command("simulate")
 def simulate_cmd(
-    loop: Annotated[Path, typer.Argument(help="A loop file; its dataset is the pool, eval_dataset the test set.")],
+    loop: Annotated[
+        Path, typer.Argument(help="A loop file; its dataset is the pool, eval_dataset the test set.")
+    ],
     rounds: Annotated[int, typer.Option(min=1, help="Rounds of `budget` labels each.")] = 10,
     seeds: Annotated[int, typer.Option(min=1, help="Simulations per strategy (seeds 0..S-1).")] = 3,
-    compare: Annotated[list[str] | None, typer.Option(
-        help="Another strategy to simulate beside the loop's (repeatable); default: random.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for curves.json and curves.png.")] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(help="Another strategy to simulate beside the loop's (repeatable); default: random."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for curves.json and curves.png.")
+    ] = None,
 ) -> None:
     """Simulate the loop from a cold start with the oracle: learning curves over seeds.
 
@@ -561,15 +677,24 @@ def simulate_cmd(
 
     def go() -> None:
         cfg = load_loop(loop)
-        specs = [cfg.strategy] + [PluginConfig(name=n) for n in (compare or ["random"])
-                                  if n != cfg.strategy.name]
+        specs = [cfg.strategy] + [
+            PluginConfig(name=n) for n in (compare or ["random"]) if n != cfg.strategy.name
+        ]
         dest = out_dir or cfg.root / "simulations" / cfg.name
         with progress_bar() as p:
             task = p.add_task(f"simulate {', '.join(s.name for s in specs)}", total=None)
-            curves = simulate_loop(cfg, specs, rounds, seeds, dest,
-                                   progress=lambda done, total: p.update(task, completed=done, total=total))
-        rows = [{"strategy": name, "AULC": cv.aulc, **{str(n): float(a) for n, a in zip(cv.labels, cv.mean)}}
-                for name, cv in curves.items()]
+            curves = simulate_loop(
+                cfg,
+                specs,
+                rounds,
+                seeds,
+                dest,
+                progress=lambda done, total: p.update(task, completed=done, total=total),
+            )
+        rows = [
+            {"strategy": name, "AULC": cv.aulc, **{str(n): float(a) for n, a in zip(cv.labels, cv.mean)}}
+            for name, cv in curves.items()
+        ]
         out.print(metrics_table(rows, f"{cfg.name}: accuracy against labels, mean of {seeds} seeds"))
         out.print(f"curves: {dest / 'curves.json'}, plot: {dest / 'curves.png'}")
 

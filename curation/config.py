@@ -77,8 +77,9 @@ class IssuesConfig(_Strict):
     """Issue-detection settings: which detectors run and how probabilities are made."""
 
     #: The default is the same for ``curation run``, the DVC pipeline and ``curation sweep``.
-    detectors: list[PluginConfig] = Field(default_factory=lambda: [
-        PluginConfig(name=n) for n in DEFAULT_DETECTORS])
+    detectors: list[PluginConfig] = Field(
+        default_factory=lambda: [PluginConfig(name=n) for n in DEFAULT_DETECTORS]
+    )
     folds: int = Field(5, ge=2)
     seed: int = 0
     #: ``ensemble``: weigh several views (embedding, TF-IDF, kNN labels) by fit;
@@ -88,7 +89,8 @@ class IssuesConfig(_Strict):
     model: str = "auto"
     #: The views the ensemble may use (those it cannot build, e.g. ``tfidf`` without texts, are skipped).
     views: list[Literal["embedding", "tfidf", "knn"]] = Field(
-        default_factory=lambda: ["embedding", "tfidf", "knn"])
+        default_factory=lambda: ["embedding", "tfidf", "knn"]
+    )
     #: Neighbours per row in the shared kNN graph.
     k: int = Field(10, ge=1)
 
@@ -123,8 +125,10 @@ class VersionConfig(PluginConfig):
         if isinstance(data, dict) and "backend" in data:
             data = dict(data)
             backend = data.pop("backend")
-            log.warning("version.backend is deprecated: write `version: {name: %s}`",
-                        "local" if backend == "none" else backend)
+            log.warning(
+                "version.backend is deprecated: write `version: {name: %s}`",
+                "local" if backend == "none" else backend,
+            )
             data.setdefault("name", "local" if backend == "none" else backend)
         return data
 
@@ -183,7 +187,8 @@ def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False
         if key in seen:
             line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(
-                None, None, f"line {line}: key {key!r} is given twice", key_node.start_mark)
+                None, None, f"line {line}: key {key!r} is given twice", key_node.start_mark
+            )
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -280,17 +285,28 @@ def bind_plugins(cfg: LoopConfig, source: str | None = None) -> None:
     or a wrong type is a one-line :class:`ConfigError` naming the file and the field.
     """
     if cfg.model not in MODELS:
-        raise ConfigError(f"unknown model {cfg.model!r}", field="model", source=source,
-                          choices=sorted(MODELS))
+        raise ConfigError(
+            f"unknown model {cfg.model!r}", field="model", source=source, choices=sorted(MODELS)
+        )
     if cfg.issues.model != "auto" and cfg.issues.model not in MODELS:
-        raise ConfigError(f"unknown model {cfg.issues.model!r}", field="issues.model", source=source,
-                          choices=["auto", *sorted(MODELS)])
+        raise ConfigError(
+            f"unknown model {cfg.issues.model!r}",
+            field="issues.model",
+            source=source,
+            choices=["auto", *sorted(MODELS)],
+        )
     cfg.strategy = _bound(STRATEGIES, cfg.strategy, "strategy", source)
-    cfg.issues.detectors = [_bound(DETECTORS, d, f"issues.detectors.{i}", source)
-                            for i, d in enumerate(cfg.issues.detectors)]
+    cfg.issues.detectors = [
+        _bound(DETECTORS, d, f"issues.detectors.{i}", source) for i, d in enumerate(cfg.issues.detectors)
+    ]
     store = STORES.get(cfg.version.name, field="version.name", source=source)
-    params = STORES.bind(cfg.version.name, cfg.version.params(), field="version", source=source,
-                         provided=getattr(store, "context", ("root",)))
+    params = STORES.bind(
+        cfg.version.name,
+        cfg.version.params(),
+        field="version",
+        source=source,
+        provided=getattr(store, "context", ("root",)),
+    )
     cfg.version = VersionConfig(name=cfg.version.name, **params)
     if cfg.connector != Path("-"):
         load_connector(cfg.path(cfg.connector))

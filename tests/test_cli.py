@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "curation", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "curation", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -30,7 +36,9 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture
 def project(tmp_path: Path, data_dir: Path) -> Path:
     assert cli("init", str(tmp_path)).returncode == 0
-    pl.read_parquet(data_dir / "banking77_test.parquet").head(50).write_parquet(tmp_path / "data" / "dataset.parquet")
+    pl.read_parquet(data_dir / "banking77_test.parquet").head(50).write_parquet(
+        tmp_path / "data" / "dataset.parquet"
+    )
     return tmp_path
 
 
@@ -51,7 +59,10 @@ def write_loop(project: Path, **changes: object) -> Path:
     ("changes", "expected"),
     [
         ({"strategy.name": "magic"}, ["strategy.name", "unknown strategy 'magic'", "kcenter", "random"]),
-        ({"columns.text": "body"}, ["columns.text", "column 'body' not in", "valid choices: id, text, label"]),
+        (
+            {"columns.text": "body"},
+            ["columns.text", "column 'body' not in", "valid choices: id, text, label"],
+        ),
         ({"dataset": "data/missing.parquet"}, ["dataset", "path not found", "missing.parquet"]),
         ({"budget": "lots"}, ["budget", "valid integer"]),
         ({"colour": "red"}, ["colour", "unknown field"]),
@@ -72,7 +83,12 @@ def test_bad_config_is_one_line_exit_2(project: Path, changes: dict, expected: l
 def test_init_lays_out_a_project(tmp_path: Path) -> None:
     r = cli("init", str(tmp_path / "p"))
     assert r.returncode == 0
-    for rel in ("schemas/example.yaml", "loops/example.yaml", "connectors/files.yaml", "connectors/oracle.yaml"):
+    for rel in (
+        "schemas/example.yaml",
+        "loops/example.yaml",
+        "connectors/files.yaml",
+        "connectors/oracle.yaml",
+    ):
         assert (tmp_path / "p" / rel).is_file()
 
 
@@ -109,10 +125,15 @@ def test_demo_table_and_tags_reproduce_each_round(tmp_path: Path) -> None:
         issues = pl.read_parquet(out / f"rounds/demo/round-{n}/issues.parquet")
         tasks = pl.read_parquet(out / f"rounds/demo/round-{n}/tasks.parquet")
         before = labels_end.filter(pl.col("round") < n).select("id", pl.col("label").alias("_l"))
-        labeled = (corpus.join(before, on="id", how="left").with_columns(pl.coalesce("_l", "label").alias("label"))
-                   .filter(pl.col("label").is_not_null() & ~pl.col("id").is_in(quarantine["id"].implode())))
+        labeled = (
+            corpus.join(before, on="id", how="left")
+            .with_columns(pl.coalesce("_l", "label").alias("label"))
+            .filter(pl.col("label").is_not_null() & ~pl.col("id").is_in(quarantine["id"].implode()))
+        )
         q = issue_quality(issues, planted, labeled.select("id", "label"))
-        assert row["precision"] == pytest.approx(q["precision"]) and row["recall"] == pytest.approx(q["recall"])
+        assert row["precision"] == pytest.approx(q["precision"]) and row["recall"] == pytest.approx(
+            q["recall"]
+        )
         assert 0 < row["found"] <= row["planted_errors"] and row["recall"] > 0.3
         assert row["quarantined"] == len(quarantine) > 0
         assert row["valid"] + row["quarantined"] == len(corpus)
@@ -141,26 +162,51 @@ def reference_copy(tmp_path: Path, data_dir: Path) -> Path:
         for f in (ROOT / sub).glob("*.yaml"):
             (tmp_path / sub / f.name).write_text(f.read_text())
     loop = yaml.safe_load((tmp_path / "loops" / "banking77.yaml").read_text())
-    loop.update(dataset=str(data_dir / "banking77_train.parquet"),
-                eval_dataset=str(data_dir / "banking77_test.parquet"))
+    loop.update(
+        dataset=str(data_dir / "banking77_train.parquet"),
+        eval_dataset=str(data_dir / "banking77_test.parquet"),
+    )
     (tmp_path / "loops" / "banking77.yaml").write_text(yaml.safe_dump(loop))
     return tmp_path
 
 
 PLUGIN_TYPOS = [
-    ("loops/banking77.yaml", "strategy", {"name": "hybrid", "shortlst": 3}, ["strategy.shortlst", "unknown field", "shortlist"]),
-    ("loops/banking77.yaml", "issues", {"detectors": [{"name": "outlier", "kk": 3}]}, ["issues.detectors.0.kk", "unknown field"]),
-    ("loops/banking77.yaml", "version", {"name": "local", "lock_timout": 1}, ["version.lock_timout", "unknown field"]),
-    ("loops/banking77.yaml", "version", {"name": "dvcc"}, ["version.name", "unknown version store 'dvcc'", "lakefs"]),
+    (
+        "loops/banking77.yaml",
+        "strategy",
+        {"name": "hybrid", "shortlst": 3},
+        ["strategy.shortlst", "unknown field", "shortlist"],
+    ),
+    (
+        "loops/banking77.yaml",
+        "issues",
+        {"detectors": [{"name": "outlier", "kk": 3}]},
+        ["issues.detectors.0.kk", "unknown field"],
+    ),
+    (
+        "loops/banking77.yaml",
+        "version",
+        {"name": "local", "lock_timout": 1},
+        ["version.lock_timout", "unknown field"],
+    ),
+    (
+        "loops/banking77.yaml",
+        "version",
+        {"name": "dvcc"},
+        ["version.name", "unknown version store 'dvcc'", "lakefs"],
+    ),
     ("connectors/files.yaml", "outbx", "out", ["files.yaml", "outbx", "unknown field"]),
     ("connectors/label_studio.yaml", "timeout_s", "abc", ["label_studio.yaml", "timeout_s", "valid number"]),
     ("connectors/files.yaml", "name", "filez", ["files.yaml", "unknown connector 'filez'"]),
 ]
 
 
-@pytest.mark.parametrize(("file", "key", "value", "expected"), PLUGIN_TYPOS, ids=[f"{t[0]}:{t[1]}" for t in PLUGIN_TYPOS])
-def test_a_plugin_typo_is_exit_2_before_any_step_runs(tmp_path: Path, data_dir: Path, file: str, key: str,
-                                                      value: object, expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("file", "key", "value", "expected"), PLUGIN_TYPOS, ids=[f"{t[0]}:{t[1]}" for t in PLUGIN_TYPOS]
+)
+def test_a_plugin_typo_is_exit_2_before_any_step_runs(
+    tmp_path: Path, data_dir: Path, file: str, key: str, value: object, expected: list[str]
+) -> None:
     project = reference_copy(tmp_path, data_dir)
     if file.startswith("connectors/label_studio"):  # the loop's connector is files: point it here
         loop = yaml.safe_load((project / "loops" / "banking77.yaml").read_text())

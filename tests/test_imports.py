@@ -8,8 +8,20 @@ import sys
 import curation
 
 PUBLIC = [
-    "LoopConfig", "RoundResult", "SweepSettings", "embed", "find_issues", "load_loop", "load_schema",
-    "read_table", "run_round", "run_sweep", "select", "simulate", "validate", "validate_source",
+    "LoopConfig",
+    "RoundResult",
+    "SweepSettings",
+    "embed",
+    "find_issues",
+    "load_loop",
+    "load_schema",
+    "read_table",
+    "run_round",
+    "run_sweep",
+    "select",
+    "simulate",
+    "validate",
+    "validate_source",
 ]
 
 

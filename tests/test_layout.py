@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "curation"
 MODULES = sorted(
     ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-    for p in PACKAGE.rglob("*.py") if p.name != "__main__.py"
+    for p in PACKAGE.rglob("*.py")
+    if p.name != "__main__.py"
 )
 
 
@@ -28,7 +29,9 @@ def imports_of(path: Path, module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + [base]
+                ).strip(".")
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)
     return {m for m in found if m in MODULES and m != module}
@@ -54,7 +57,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (cycle := visit(n)):
                 return cycle
         stack.pop()
@@ -89,11 +92,18 @@ def code_lines(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -
     """Lines of a function that are neither blank, comments nor its docstring."""
     doc = range(0)
     first = node.body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
         doc = range(first.lineno, (first.end_lineno or first.lineno) + 1)
     end = node.end_lineno or node.lineno
-    return sum(1 for i in range(node.lineno, end + 1)
-               if i not in doc and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#"))
+    return sum(
+        1
+        for i in range(node.lineno, end + 1)
+        if i not in doc and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#")
+    )
 
 
 def long_functions(limit: int) -> list[str]:
@@ -103,7 +113,9 @@ def long_functions(limit: int) -> list[str]:
         lines = text.splitlines()
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and code_lines(lines, node) > limit:
-                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({code_lines(lines, node)})")
+                found.append(
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({code_lines(lines, node)})"
+                )
     return found
 
 

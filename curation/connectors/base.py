@@ -193,8 +193,10 @@ class RoundInfo:
 
 
 #: The annotation connectors, by name (``name`` in ``connectors/*.yaml``).
-ANNOTATORS: Registry[Annotator] = Registry("connector", builtins=(
-    "curation.connectors.files", "curation.connectors.label_studio", "curation.connectors.oracle"))
+ANNOTATORS: Registry[Annotator] = Registry(
+    "connector",
+    builtins=("curation.connectors.files", "curation.connectors.label_studio", "curation.connectors.oracle"),
+)
 
 
 @runtime_checkable
@@ -266,12 +268,20 @@ class VersionStore(Protocol):
 
 
 #: The version stores, by name (``version.name`` in a loop file).
-STORES: Registry[VersionStore] = Registry("version store", builtins=(
-    "curation.connectors.dvc", "curation.connectors.lakefs", "curation.connectors.local"))
+STORES: Registry[VersionStore] = Registry(
+    "version store",
+    builtins=("curation.connectors.dvc", "curation.connectors.lakefs", "curation.connectors.local"),
+)
 
 
-def open_store(name: str, params: dict[str, Any] | None, root: Path,
-               tracked: list[str] | None = None, *, source: str | None = None) -> VersionStore:
+def open_store(
+    name: str,
+    params: dict[str, Any] | None,
+    root: Path,
+    tracked: list[str] | None = None,
+    *,
+    source: str | None = None,
+) -> VersionStore:
     """The one factory of version stores: ``name`` with its config ``params``.
 
     Parameters

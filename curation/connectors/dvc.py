@@ -62,9 +62,7 @@ BACKUPS = ".dvc/tmp/curation-backup"
 _IDENT = ["-c", "user.name=curation", "-c", "user.email=curation@localhost"]
 
 
-def _run(
-    cmd: list[str], cwd: Path, pass_fds: tuple[int, ...] = (), env: dict[str, str] | None = None
-) -> str:
+def _run(cmd: list[str], cwd: Path, pass_fds: tuple[int, ...] = (), env: dict[str, str] | None = None) -> str:
     try:
         out = subprocess.run(
             cmd,
@@ -79,7 +77,8 @@ def _run(
         raise VersioningError(f"`{cmd[0]}` not found: install git to use the DVC store") from e
     except subprocess.CalledProcessError as e:
         lines = [
-            ln.strip() for ln in (e.stderr or e.stdout or "").splitlines()
+            ln.strip()
+            for ln in (e.stderr or e.stdout or "").splitlines()
             if ln.strip() and "Having any troubles?" not in ln
         ]
         errors = [ln for ln in lines if ln.startswith(("ERROR", "error:", "fatal:"))]
@@ -238,7 +237,8 @@ class DvcStore:
     def _tags(self) -> dict[int, str]:
         """Round number -> commit SHA of every ``round-N`` tag."""
         out = self._git(
-            "for-each-ref", "--format=%(refname:strip=2) %(objectname) %(*objectname)",
+            "for-each-ref",
+            "--format=%(refname:strip=2) %(objectname) %(*objectname)",
             "refs/tags/round-*",
         )
         tags: dict[int, str] = {}
@@ -324,9 +324,7 @@ class DvcStore:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:  # written atomically, so only a foreign file lands here
-            raise VersioningError(
-                f"{path} is not a curation round journal: remove it and rerun"
-            ) from None
+            raise VersioningError(f"{path} is not a curation round journal: remove it and rerun") from None
 
     def _save_journal(self, journal: dict[str, Any]) -> None:
         atomic_write(self.root / JOURNAL, json.dumps(journal, indent=1).encode())
@@ -357,9 +355,7 @@ class DvcStore:
                     f"round {round} is not after the last committed round {last} "
                     f"({round_ref(last)}): begin round {last + 1}"
                 )
-            self._save_journal(
-                {"round": round, "base": self._head(), "stage": "writing", "written": {}}
-            )
+            self._save_journal({"round": round, "base": self._head(), "stage": "writing", "written": {}})
         except BaseException:
             self._release()
             raise
@@ -448,8 +444,12 @@ class DvcStore:
         return round_ref(n)
 
     def _commit_round(
-        self, journal: dict[str, Any], targets: list[str], message: str,
-        meta: dict[str, str], passed: bool,
+        self,
+        journal: dict[str, Any],
+        targets: list[str],
+        message: str,
+        meta: dict[str, str],
+        passed: bool,
     ) -> str:
         n = journal["round"]
         if targets:
@@ -471,9 +471,7 @@ class DvcStore:
             self._git("read-tree", "HEAD", env=env)
             self._git("add", "--", *files, env=env)
             tree = self._git("write-tree", env=env).strip()
-            sha = self._git(
-                "commit-tree", tree, "-p", "HEAD", "-m", summary, "-m", body, env=env
-            ).strip()
+            sha = self._git("commit-tree", tree, "-p", "HEAD", "-m", summary, "-m", body, env=env).strip()
             index.unlink(missing_ok=True)
         return sha
 
@@ -549,7 +547,8 @@ class DvcStore:
     def _outs(self, ref: str) -> dict[str, dict[str, Any]]:
         """Out path -> the out entry of its ``.dvc`` file, as of ``ref``."""
         names = [
-            n for n in self._git("ls-tree", "-r", "--name-only", ref).splitlines()
+            n
+            for n in self._git("ls-tree", "-r", "--name-only", ref).splitlines()
             if n.endswith(".dvc") and not n.startswith(".dvc/")
         ]
         outs: dict[str, dict[str, Any]] = {}
@@ -567,8 +566,12 @@ class DvcStore:
             return {}
         try:
             raw = subprocess.run(
-                ["git", "cat-file", "--batch"], cwd=self.root, env=ENV, check=True,
-                input="".join(f"{ref}:{n}\n" for n in names).encode(), capture_output=True,
+                ["git", "cat-file", "--batch"],
+                cwd=self.root,
+                env=ENV,
+                check=True,
+                input="".join(f"{ref}:{n}\n" for n in names).encode(),
+                capture_output=True,
             ).stdout
         except subprocess.CalledProcessError as e:
             raise VersioningError(f"`git cat-file` failed in {self.root}: {e.stderr.decode()}") from e
@@ -625,9 +628,7 @@ class DvcStore:
             self._git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
         except VersioningError:
             known = ", ".join(round_ref(n) for n in sorted(self._tags())) or "none yet"
-            raise VersioningError(
-                f"unknown ref {ref!r} in {self.root}; rounds: {known}"
-            ) from None
+            raise VersioningError(f"unknown ref {ref!r} in {self.root}; rounds: {known}") from None
 
     def read_bytes(self, ref: str, path: str) -> bytes:
         """The content of ``path`` as of ``ref`` (a tag, branch or commit)."""
@@ -647,7 +648,10 @@ class DvcStore:
             return data if data is not None else self._from_dvc(ref, rel)
         try:
             return subprocess.run(
-                ["git", "show", f"{ref}:{rel}"], cwd=self.root, env=ENV, capture_output=True,
+                ["git", "show", f"{ref}:{rel}"],
+                cwd=self.root,
+                env=ENV,
+                capture_output=True,
                 check=True,
             ).stdout
         except subprocess.CalledProcessError:
@@ -714,10 +718,7 @@ class DvcStore:
                     "to finish it, or begin a round to discard it, before a checkout"
                 )
             want = [f"{o}.dvc" for o in self._outs(ref)]
-            have = [
-                f for f in self._git("ls-files", "--", "*.dvc").splitlines()
-                if not f.startswith(".dvc/")
-            ]
+            have = [f for f in self._git("ls-files", "--", "*.dvc").splitlines() if not f.startswith(".dvc/")]
             gone = [f for f in have if f not in want]
             if gone:
                 self._git("rm", "-q", "--cached", "--", *gone)

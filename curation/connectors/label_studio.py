@@ -163,7 +163,9 @@ class LabelStudio:
             try:
                 c = SDK(base_url=self.url.rstrip("/"), api_key=token, timeout=self.timeout_s, max_retries=0)
             except Exception as e:  # the SDK rejects an expired JWT here
-                raise ConnectorError(f"label_studio: the token in ${self.token_env} is not usable: {e}") from e
+                raise ConnectorError(
+                    f"label_studio: the token in ${self.token_env} is not usable: {e}"
+                ) from e
             self._client_ = c
         return c
 
@@ -257,22 +259,34 @@ class LabelStudio:
                 p = same[0]
                 log.info("label_studio: reusing project %s (%r)", p.id, title)
             elif not project.labels:
-                raise ConnectorError(f"label_studio: no project {title!r} on {self.url}, and no label "
-                                     f"choices to create it with; run a round of the loop first")
+                raise ConnectorError(
+                    f"label_studio: no project {title!r} on {self.url}, and no label "
+                    f"choices to create it with; run a round of the loop first"
+                )
             else:
-                p = self._call(lambda: c.projects.create(
-                    title=title, label_config=config, maximum_annotations=self.overlap,
-                    sampling="Sequential sampling", show_skip_button=True,
-                    expert_instruction=self.instruction or "", show_instruction=bool(self.instruction),
-                ), "create the project")
+                p = self._call(
+                    lambda: c.projects.create(
+                        title=title,
+                        label_config=config,
+                        maximum_annotations=self.overlap,
+                        sampling="Sequential sampling",
+                        show_skip_button=True,
+                        expert_instruction=self.instruction or "",
+                        show_instruction=bool(self.instruction),
+                    ),
+                    "create the project",
+                )
                 log.info("label_studio: created project %s (%r)", p.id, title)
             pid = int(p.id)
-        stale = (p.label_config or "").strip() != config.strip() or (p.maximum_annotations or 1) != self.overlap
+        stale = (p.label_config or "").strip() != config.strip() or (
+            p.maximum_annotations or 1
+        ) != self.overlap
         if project.labels and stale:
             try:
-                self._call(lambda: c.projects.update(id=pid, label_config=config,
-                                                     maximum_annotations=self.overlap),
-                           "update the labeling config")
+                self._call(
+                    lambda: c.projects.update(id=pid, label_config=config, maximum_annotations=self.overlap),
+                    "update the labeling config",
+                )
             except _NotFound:
                 raise self._gone(project, pid) from None
         state.parent.mkdir(parents=True, exist_ok=True)
@@ -288,12 +302,24 @@ class LabelStudio:
         c = self.client()
         last = 0
         while True:
-            items = filters + [{"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last}]
+            items = filters + [
+                {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last}
+            ]
             query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
             try:
-                page = self._call(lambda: c.tasks.list(project=pid, fields="task_only", include=include,
-                                                       query=query, page=1, page_size=self.page_size).items,  # noqa: B023 (called at once)
-                                  "list tasks")
+                page = self._call(
+                    lambda: (
+                        c.tasks.list(
+                            project=pid,
+                            fields="task_only",
+                            include=include,
+                            query=query,
+                            page=1,
+                            page_size=self.page_size,
+                        ).items
+                    ),  # noqa: B023 (called at once)
+                    "list tasks",
+                )
             except _NotFound:
                 raise self._gone(project, pid) from None
             if not page:
@@ -340,8 +366,10 @@ class LabelStudio:
             chunk = pending[: self.chunk_size]
             payload = [to_ls_task(r, self.model_version) for r in chunk]
             try:
-                self._once(lambda: c.projects.import_tasks(id=pid, request=payload, commit_to_project=True),  # noqa: B023 (called at once)
-                           "import tasks")
+                self._once(
+                    lambda: c.projects.import_tasks(id=pid, request=payload, commit_to_project=True),  # noqa: B023 (called at once)
+                    "import tasks",
+                )
             except _NotFound:
                 raise self._gone(project, pid) from None
             except Transient as e:
@@ -353,14 +381,19 @@ class LabelStudio:
                         f"the server is up: the push resumes where it stopped"
                     ) from e
                 wait = backoff.delay(attempt, e.retry_after)
-                log.warning("label_studio: import failed (%s); retry %d/%d in %.1fs",
-                            e, attempt + 1, self.retries, wait)
+                log.warning(
+                    "label_studio: import failed (%s); retry %d/%d in %.1fs",
+                    e,
+                    attempt + 1,
+                    self.retries,
+                    wait,
+                )
                 time.sleep(wait)
                 attempt += 1
                 have = self.existing(project)  # what landed before the failure is not sent again
                 pending = [r for r in pending if r["task_id"] not in have]
                 continue
-            pending = pending[len(chunk):]
+            pending = pending[len(chunk) :]
             attempt = 0
         if failed:
             self._delete_duplicates(project, pid)
@@ -379,9 +412,12 @@ class LabelStudio:
         log.warning("label_studio: deleting %d duplicate tasks left by lost answers", len(extra))
         c = self.client()
         for batch in _chunks(extra, self.chunk_size):
-            self._call(lambda: c.actions.create(id="delete_tasks", project=pid,
-                                                selected_items=Included(all_=False, included=batch)),  # noqa: B023 (called at once)
-                       "delete duplicate tasks")
+            self._call(
+                lambda: c.actions.create(
+                    id="delete_tasks", project=pid, selected_items=Included(all_=False, included=batch)
+                ),  # noqa: B023 (called at once)
+                "delete duplicate tasks",
+            )
         return len(extra)
 
     # ------------------------------------------------------------------ pull
@@ -396,8 +432,11 @@ class LabelStudio:
 
         def fetch() -> list[dict[str, Any]]:
             chunks = c.projects.exports.download_sync(
-                pid, export_type="JSON", download_all_tasks=True,
-                request_options={"additional_query_parameters": {"ids[]": ids}})
+                pid,
+                export_type="JSON",
+                download_all_tasks=True,
+                request_options={"additional_query_parameters": {"ids[]": ids}},
+            )
             return json.loads(b"".join(chunks))
 
         try:
@@ -413,21 +452,46 @@ class LabelStudio:
         """
         pid = self.project_id_for(project)
         c = self.client()
-        after = ([{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}]
-                 if since else [])
-        query = json.dumps({"filters": {"conjunction": "and", "items": after}, "ordering": ["-tasks:updated_at"]})
+        after = (
+            [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}]
+            if since
+            else []
+        )
+        query = json.dumps(
+            {"filters": {"conjunction": "and", "items": after}, "ordering": ["-tasks:updated_at"]}
+        )
         try:
-            top = self._call(lambda: c.tasks.list(project=pid, fields="task_only", include="id,updated_at",
-                                                  query=query, page=1, page_size=1).items, "list changed tasks")
+            top = self._call(
+                lambda: (
+                    c.tasks.list(
+                        project=pid,
+                        fields="task_only",
+                        include="id,updated_at",
+                        query=query,
+                        page=1,
+                        page_size=1,
+                    ).items
+                ),
+                "list changed tasks",
+            )
         except _NotFound:
             raise self._gone(project, pid) from None
         if not top:
             return [], since
         upper = _ls_time(top[0].updated_at)
-        window = after + [{"filter": "filter:tasks:updated_at", "operator": "less_or_equal",
-                           "type": "Datetime", "value": upper}]
-        ids = [int(t.id) for t in self._scan(project, pid, window, "id,total_annotations,cancelled_annotations")
-               if (t.total_annotations or 0) + (t.cancelled_annotations or 0) > 0]
+        window = after + [
+            {
+                "filter": "filter:tasks:updated_at",
+                "operator": "less_or_equal",
+                "type": "Datetime",
+                "value": upper,
+            }
+        ]
+        ids = [
+            int(t.id)
+            for t in self._scan(project, pid, window, "id,total_annotations,cancelled_annotations")
+            if (t.total_annotations or 0) + (t.cancelled_annotations or 0) > 0
+        ]
         return ids, upper
 
     def pull(self, project: Project, since: str | None = None) -> Pulled:
@@ -453,8 +517,9 @@ class LabelStudio:
 
     # ------------------------------------------------------------------ webhooks
 
-    def ensure_webhook(self, project: Project, url: str, headers: dict[str, str],
-                       actions: list[str] | None = None) -> int:
+    def ensure_webhook(
+        self, project: Project, url: str, headers: dict[str, str], actions: list[str] | None = None
+    ) -> int:
         """Register (or update) the project's webhook to ``url``; return its id.
 
         Parameters
@@ -472,11 +537,29 @@ class LabelStudio:
         hooks = self._call(lambda: c.webhooks.list(project=str(pid)), "list webhooks")
         for h in hooks:
             if h.url == url and h.project == pid:
-                self._call(lambda: c.webhooks.update(id=h.id, url=url, headers=headers, actions=actions,  # noqa: B023 (called at once)
-                                                     is_active=True, send_payload=True,
-                                                     send_for_all_actions=False), "update the webhook")
+                self._call(
+                    lambda: c.webhooks.update(
+                        id=h.id,
+                        url=url,
+                        headers=headers,
+                        actions=actions,  # noqa: B023 (called at once)
+                        is_active=True,
+                        send_payload=True,
+                        send_for_all_actions=False,
+                    ),
+                    "update the webhook",
+                )
                 return int(h.id)
-        h = self._call(lambda: c.webhooks.create(url=url, project=pid, headers=headers, actions=actions,
-                                                 is_active=True, send_payload=True,
-                                                 send_for_all_actions=False), "create the webhook")
+        h = self._call(
+            lambda: c.webhooks.create(
+                url=url,
+                project=pid,
+                headers=headers,
+                actions=actions,
+                is_active=True,
+                send_payload=True,
+                send_for_all_actions=False,
+            ),
+            "create the webhook",
+        )
         return int(h.id)

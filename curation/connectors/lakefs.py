@@ -125,8 +125,9 @@ class LakeFSStore:
         if remote is not None:
             repository, main = _parse_remote(remote)
         if not repository:
-            raise ConfigError("give the lakeFS repository: remote: lakefs://REPOSITORY[/BRANCH]",
-                              field="version.remote")
+            raise ConfigError(
+                "give the lakeFS repository: remote: lakefs://REPOSITORY[/BRANCH]", field="version.remote"
+            )
         self.repository = repository
         self.endpoint = endpoint
         self.access_key_id = access_key_id
@@ -212,9 +213,7 @@ class LakeFSStore:
 
     def _ensure_repo(self) -> None:
         namespace = (
-            self.storage_namespace
-            or os.environ.get(ENV_STORAGE_NAMESPACE)
-            or f"local://{self.repository}"
+            self.storage_namespace or os.environ.get(ENV_STORAGE_NAMESPACE) or f"local://{self.repository}"
         )
         with self._api("create repository"):
             self._repo().create(storage_namespace=namespace, default_branch=self.main, exist_ok=True)

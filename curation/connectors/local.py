@@ -141,7 +141,8 @@ class LocalStore:
             if done and round <= max(done):
                 raise VersioningError(
                     f"round {round} is not after the last committed round {max(done)} "
-                    f"({round_ref(max(done))}): begin round {max(done) + 1}")
+                    f"({round_ref(max(done))}): begin round {max(done) + 1}"
+                )
             self._save_journal({"round": round, "written": {}})
         except BaseException:
             self._release()
@@ -178,12 +179,18 @@ class LocalStore:
         n = journal["round"]
         meta = {**{str(k): str(v) for k, v in metadata.items()}, ROUND_KEY: str(n)}
         base = self._commit_file("HEAD")
-        record = {"round": n, "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "message": " ".join(message.split()) or f"curation: round {n}", "metadata": meta,
-                  "files": {**(base or {}).get("files", {}), **journal["written"]}}
+        record = {
+            "round": n,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "message": " ".join(message.split()) or f"curation: round {n}",
+            "metadata": meta,
+            "files": {**(base or {}).get("files", {}), **journal["written"]},
+        }
         try:
-            atomic_write(self._dir / "commits" / f"{round_ref(n)}.json",
-                          json.dumps(record, indent=1, sort_keys=True).encode())
+            atomic_write(
+                self._dir / "commits" / f"{round_ref(n)}.json",
+                json.dumps(record, indent=1, sort_keys=True).encode(),
+            )
             self._finish(record)
         finally:
             self.round_ = None
@@ -245,8 +252,16 @@ class LocalStore:
         rounds = []
         for path in (self._dir / "commits").glob("round-*.json"):
             r = json.loads(path.read_text(encoding="utf-8"))
-            rounds.append(RoundInfo(r["round"], round_ref(r["round"]), round_ref(r["round"]),
-                                    r["time"], r["message"], r["metadata"]))
+            rounds.append(
+                RoundInfo(
+                    r["round"],
+                    round_ref(r["round"]),
+                    round_ref(r["round"]),
+                    r["time"],
+                    r["message"],
+                    r["metadata"],
+                )
+            )
         return sorted(rounds, key=lambda r: r.round)
 
     def files(self, ref: str) -> dict[str, str]:
@@ -258,8 +273,10 @@ class LocalStore:
         rel = norm_path(path)
         files = self.files(ref)
         if rel not in files:
-            raise VersioningError(f"{rel} is not versioned at {ref} in {self._dir}: expected one "
-                                  f"of {', '.join(files) or 'no files'}")
+            raise VersioningError(
+                f"{rel} is not versioned at {ref} in {self._dir}: expected one "
+                f"of {', '.join(files) or 'no files'}"
+            )
         return (self._dir / "objects" / files[rel]).read_bytes()
 
     def read(self, ref: str, path: str) -> pl.DataFrame:
@@ -276,8 +293,10 @@ class LocalStore:
         self._acquire()
         try:
             if self._journal() is not None:
-                raise VersioningError("a round is being written (or was left by a crash): run "
-                                      "`curation run` to finish it before a checkout")
+                raise VersioningError(
+                    "a round is being written (or was left by a crash): run "
+                    "`curation run` to finish it before a checkout"
+                )
             self._restore(files, self.root, self._commit_file("HEAD"))
         finally:
             self._release()

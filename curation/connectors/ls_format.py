@@ -39,8 +39,7 @@ def labeling_config(labels: list[str]) -> str:
 
 
 def _choice(label: str) -> list[dict[str, Any]]:
-    return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-             "value": {"choices": [label]}}]
+    return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [label]}}]
 
 
 def review_note(row: dict[str, Any]) -> str:
@@ -73,11 +72,13 @@ def to_ls_task(row: dict[str, Any], model_version: str = "curation") -> dict[str
     data["review_note"] = review_note(row)
     task: dict[str, Any] = {"data": data}
     if row.get("prediction") is not None:
-        task["predictions"] = [{
-            "model_version": model_version,
-            "score": float(row.get("prediction_score") or 0.0),
-            "result": _choice(str(row["prediction"])),
-        }]
+        task["predictions"] = [
+            {
+                "model_version": model_version,
+                "score": float(row.get("prediction_score") or 0.0),
+                "result": _choice(str(row["prediction"])),
+            }
+        ]
     return task
 
 
@@ -113,13 +114,15 @@ def from_ls_export(tasks: list[dict[str, Any]]) -> pl.DataFrame:
         for ann in t.get("annotations") or []:
             label = _label(ann)
             status = "skipped" if ann.get("was_cancelled") else ("done" if label else "cancelled")
-            rows.append({
-                "task_id": str(tid),
-                "id": str(data.get("id")),
-                "kind": str(data.get("kind") or "label"),
-                "label": label if status == "done" else None,
-                "annotator": _annotator(ann),
-                "status": status,
-                "updated_at": str(ann.get("updated_at") or ann.get("created_at") or ""),
-            })
+            rows.append(
+                {
+                    "task_id": str(tid),
+                    "id": str(data.get("id")),
+                    "kind": str(data.get("kind") or "label"),
+                    "label": label if status == "done" else None,
+                    "annotator": _annotator(ann),
+                    "status": status,
+                    "updated_at": str(ann.get("updated_at") or ann.get("created_at") or ""),
+                }
+            )
     return pl.DataFrame(rows, schema=ANNOTATION_COLUMNS)

@@ -65,8 +65,10 @@ class Oracle:
             pl.col("kind"),
             pl.col(self.label_column).cast(pl.String).alias("label"),
             pl.lit(self.annotator).alias("annotator"),
-            pl.when(pl.col(self.label_column).is_null()).then(pl.lit("skipped"))
-            .otherwise(pl.lit("done")).alias("status"),
+            pl.when(pl.col(self.label_column).is_null())
+            .then(pl.lit("skipped"))
+            .otherwise(pl.lit("done"))
+            .alias("status"),
             pl.lit(now).alias("updated_at"),
         )
         write_parquet(pl.concat([store, answers]), project.state_dir / "oracle.parquet")

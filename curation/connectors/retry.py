@@ -50,7 +50,7 @@ class Backoff:
         """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 0)."""
         if retry_after is not None and retry_after >= 0:
             return min(retry_after, self.max_s) + random.uniform(0, self.base_s)
-        d = min(self.max_s, self.base_s * (2.0 ** attempt))
+        d = min(self.max_s, self.base_s * (2.0**attempt))
         return d / 2 + random.uniform(0, d / 2)
 
     def call(self, fn: Callable[[], T], what: str, sleep: Callable[[float], None] = time.sleep) -> T:

@@ -131,6 +131,12 @@ class Detector(ABC):
 
 
 #: The detectors, by name (``issues.detectors[].name`` in a loop file).
-DETECTORS: Registry[Detector] = Registry("detector", builtins=(
-    "curation.issues.label", "curation.issues.outlier", "curation.issues.duplicate",
-    "curation.issues.imbalance"))
+DETECTORS: Registry[Detector] = Registry(
+    "detector",
+    builtins=(
+        "curation.issues.label",
+        "curation.issues.outlier",
+        "curation.issues.duplicate",
+        "curation.issues.imbalance",
+    ),
+)

@@ -37,8 +37,14 @@ def tfidf_features(texts: Sequence[str], max_features: int = 100_000) -> csr_mat
     (3, 3)
     """
     min_df = 2 if len(texts) >= 20 else 1
-    vec = TfidfVectorizer(sublinear_tf=True, min_df=min_df, max_df=0.5, max_features=max_features,
-                          strip_accents="unicode", dtype=np.float32)
+    vec = TfidfVectorizer(
+        sublinear_tf=True,
+        min_df=min_df,
+        max_df=0.5,
+        max_features=max_features,
+        strip_accents="unicode",
+        dtype=np.float32,
+    )
     return vec.fit_transform(texts)
 
 
@@ -70,8 +76,9 @@ def knn_probs(knn: csr_matrix, labels: np.ndarray, n_classes: int, prior: float 
     return votes / votes.sum(axis=1, keepdims=True)
 
 
-def model_evidence(view: str, X: Any, labels: np.ndarray, n_classes: int, model: str,
-                   folds: int, seed: int) -> Evidence:
+def model_evidence(
+    view: str, X: Any, labels: np.ndarray, n_classes: int, model: str, folds: int, seed: int
+) -> Evidence:
     """Cross-validated probabilities of ``model`` (or the one ``"auto"`` picks) on ``X``.
 
     Labeled rows get out-of-sample probabilities; unlabeled rows (label ``-1``) get the
@@ -101,8 +108,7 @@ def graph_evidence(knn: csr_matrix, labels: np.ndarray, n_classes: int) -> Evide
     return Evidence("embedding/knn", probs, acc, seconds=time.perf_counter() - t)
 
 
-def combine(members: list[Evidence], labels: np.ndarray, max_rows: int = 50_000,
-            seed: int = 0) -> np.ndarray:
+def combine(members: list[Evidence], labels: np.ndarray, max_rows: int = 50_000, seed: int = 0) -> np.ndarray:
     """Set each member's ``weight`` and return their product of experts.
 
     The combined probability is ``p(k) ∝ Π_m p_m(k) ** w_m`` with ``w_m >= 0`` fitted to
@@ -135,8 +141,9 @@ def combine(members: list[Evidence], labels: np.ndarray, max_rows: int = 50_000,
         grad = -(logs[:, rows, y] - np.einsum("nk,mnk->mn", p, logs)).mean(axis=1)
         return float(-(z[rows, y] - lse).mean()), grad
 
-    res = minimize(loss, np.ones(len(members)), jac=True, method="L-BFGS-B",
-                   bounds=[(0.0, None)] * len(members))
+    res = minimize(
+        loss, np.ones(len(members)), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * len(members)
+    )
     for m, w in zip(members, res.x):
         m.weight = float(w)
     log.info("evidence weights: %s", {m.name: round(m.weight, 3) for m in members})
@@ -148,8 +155,8 @@ def pool(probs: list[np.ndarray], weights: np.ndarray, chunk: int = 100_000) -> 
     n = probs[0].shape[0]
     out = np.empty_like(probs[0], dtype=np.float64)
     for i in range(0, n, chunk):
-        z = sum(w * np.log(np.clip(p[i:i + chunk], 1e-6, None)) for p, w in zip(probs, weights))
+        z = sum(w * np.log(np.clip(p[i : i + chunk], 1e-6, None)) for p, w in zip(probs, weights))
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
-        out[i:i + chunk] = e / e.sum(axis=1, keepdims=True)
+        out[i : i + chunk] = e / e.sum(axis=1, keepdims=True)
     return out

@@ -39,16 +39,20 @@ def flag_precision(issues: pl.DataFrame, verdicts: pl.DataFrame, issue: str = "l
     """
     missing = {"id", "given_label", "label"} - set(verdicts.columns)
     if missing:
-        raise DataError(f"review verdicts need columns id, given_label, label; missing {sorted(missing)}: "
-                        "join the review tasks' given_label onto the pulled annotations")
+        raise DataError(
+            f"review verdicts need columns id, given_label, label; missing {sorted(missing)}: "
+            "join the review tasks' given_label onto the pulled annotations"
+        )
     v = verdicts
     if "kind" in v.columns:
         v = v.filter(pl.col("kind") == "review")
     if "updated_at" in v.columns:
         v = v.sort("updated_at")
-    v = (v.filter(pl.col("label").is_not_null())
-         .unique(subset=["id"], keep="last", maintain_order=True)
-         .select(pl.col("id").cast(pl.String), (pl.col("label") != pl.col("given_label")).alias("confirmed")))
+    v = (
+        v.filter(pl.col("label").is_not_null())
+        .unique(subset=["id"], keep="last", maintain_order=True)
+        .select(pl.col("id").cast(pl.String), (pl.col("label") != pl.col("given_label")).alias("confirmed"))
+    )
     n, k = len(v), int(v["confirmed"].sum())
     ranks = issues.filter(pl.col("issue") == issue).select(pl.col("id").cast(pl.String), "rank")
     top = v.join(ranks, on="id", how="inner").filter(pl.col("rank") <= 100)

@@ -19,6 +19,7 @@ from curation.issues.knn import knn_graph
 
 log = logging.getLogger(__name__)
 
+
 def label_codes(labels: Sequence[Any], classes: Sequence[str]) -> np.ndarray:
     """Codes of ``labels`` in ``classes``; ``None`` (unlabeled) is ``-1``.
 
@@ -33,14 +34,24 @@ def label_codes(labels: Sequence[Any], classes: Sequence[str]) -> np.ndarray:
         if v is None:
             continue
         if str(v) not in index:
-            raise DataError(f"label {v!r} is not one of the {len(index)} classes; add it to the "
-                            "contract's allowed values or fix the row", column="label", row=i)
+            raise DataError(
+                f"label {v!r} is not one of the {len(index)} classes; add it to the "
+                "contract's allowed values or fix the row",
+                column="label",
+                row=i,
+            )
         out[i] = index[str(v)]
     return out
 
 
-def build_evidence(cfg: IssuesConfig, texts: Sequence[str] | None, embeddings: np.ndarray,
-                   codes: np.ndarray, n_classes: int, knn: Any) -> list[Evidence]:
+def build_evidence(
+    cfg: IssuesConfig,
+    texts: Sequence[str] | None,
+    embeddings: np.ndarray,
+    codes: np.ndarray,
+    n_classes: int,
+    knn: Any,
+) -> list[Evidence]:
     """The recipe's members: one per view it can build (reference: embeddings, ``logreg``)."""
     if cfg.recipe == "reference":
         return [model_evidence("embedding", embeddings, codes, n_classes, "logreg", cfg.folds, cfg.seed)]
@@ -59,9 +70,15 @@ def build_evidence(cfg: IssuesConfig, texts: Sequence[str] | None, embeddings: n
     return members
 
 
-def find_issues(texts: Sequence[str] | None, ids: Sequence[Any], labels: Sequence[Any],
-                classes: Sequence[str], embeddings: np.ndarray, cfg: IssuesConfig | None = None,
-                verdicts: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
+def find_issues(
+    texts: Sequence[str] | None,
+    ids: Sequence[Any],
+    labels: Sequence[Any],
+    classes: Sequence[str],
+    embeddings: np.ndarray,
+    cfg: IssuesConfig | None = None,
+    verdicts: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Find label errors, outliers, near-duplicates and class imbalance in one pass.
 
     Parameters
@@ -96,8 +113,10 @@ def find_issues(texts: Sequence[str] | None, ids: Sequence[Any], labels: Sequenc
     ids_arr = np.asarray([str(i) for i in ids], dtype=object)
     codes = label_codes(labels, classes)
     if not (len(ids_arr) == len(codes) == embeddings.shape[0]):
-        raise DataError(f"ids, labels and embeddings must have one row each, found {len(ids_arr)}, "
-                        f"{len(codes)} and {embeddings.shape[0]}")
+        raise DataError(
+            f"ids, labels and embeddings must have one row each, found {len(ids_arr)}, "
+            f"{len(codes)} and {embeddings.shape[0]}"
+        )
     seconds: dict[str, float] = {}
     wants_graph = needs_graph(cfg)
     knn = None
@@ -121,8 +140,10 @@ def find_issues(texts: Sequence[str] | None, ids: Sequence[Any], labels: Sequenc
     table = run_detectors(cfg, inputs, seconds)
     report: dict[str, Any] = {
         "recipe": cfg.recipe,
-        "members": [{"name": m.name, "accuracy": m.accuracy, "weight": m.weight, "seconds": m.seconds}
-                    for m in members],
+        "members": [
+            {"name": m.name, "accuracy": m.accuracy, "weight": m.weight, "seconds": m.seconds}
+            for m in members
+        ],
         "seconds": seconds,
         "flagged": {str(k): int(v) for k, v in table.group_by("issue").len().iter_rows()},
         "pred_probs": probs,

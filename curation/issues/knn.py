@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 EXACT_MAX_ROWS = 60_000
 
 
-def knn_graph(X: np.ndarray, k: int = 10, *, exact_max_rows: int = EXACT_MAX_ROWS,
-              seed: int = 0) -> csr_matrix:
+def knn_graph(
+    X: np.ndarray, k: int = 10, *, exact_max_rows: int = EXACT_MAX_ROWS, seed: int = 0
+) -> csr_matrix:
     """The ``k`` nearest neighbours of every row of ``X`` by cosine distance, self excluded.
 
     Parameters

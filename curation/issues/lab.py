@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def datalab_issues(issue_type: str, params: dict[str, Any], *, knn: Any = None,
-                   labels: np.ndarray | None = None) -> pd.DataFrame:
+def datalab_issues(
+    issue_type: str, params: dict[str, Any], *, knn: Any = None, labels: np.ndarray | None = None
+) -> pd.DataFrame:
     """Run one Datalab issue type; its per-row table (``is_<type>_issue``, ``<type>_score``).
 
     Parameters

@@ -26,8 +26,14 @@ from curation.support.progress import Reporter
 def step_validate(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter) -> ValidationResult:
     """Validate against the loop's contract, applying its gate."""
     rep.start("validate", len(df))
-    res = validate(df, load_schema(cfg.path(cfg.schema_path)), cfg.validate_, cfg.columns,
-                   source=str(cfg.dataset), engine="auto" if cfg.engine == "ray" else "local")
+    res = validate(
+        df,
+        load_schema(cfg.path(cfg.schema_path)),
+        cfg.validate_,
+        cfg.columns,
+        source=str(cfg.dataset),
+        engine="auto" if cfg.engine == "ray" else "local",
+    )
     rep.finish(f"validate: {res.report['valid']} valid, {res.report['quarantined']} quarantined")
     return res
 
@@ -35,36 +41,73 @@ def step_validate(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter) -> Validatio
 def step_embed(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter, what: str = "embed") -> np.ndarray:
     """Embed the text column of ``df`` (cached); the report says how many texts were cut."""
     rep.start(what, len(df))
-    res = embed_with_report(df[cfg.columns.text].to_list(), cfg.embed, ids=df[cfg.columns.id].to_list(),
-                            root=cfg.root, engine=cfg.engine, progress=rep.advance)
+    res = embed_with_report(
+        df[cfg.columns.text].to_list(),
+        cfg.embed,
+        ids=df[cfg.columns.id].to_list(),
+        root=cfg.root,
+        engine=cfg.engine,
+        progress=rep.advance,
+    )
     r = res.report
-    rep.finish(f"{what}: {len(df)} texts, {r['embedded']} embedded, {r['cached']} from the cache, "
-               f"{r['truncated']} truncated at {cfg.embed.max_seq_length} tokens")
+    rep.finish(
+        f"{what}: {len(df)} texts, {r['embedded']} embedded, {r['cached']} from the cache, "
+        f"{r['truncated']} truncated at {cfg.embed.max_seq_length} tokens"
+    )
     return res.vectors
 
 
-def step_issues(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray, classes: list[str],
-                verdicts: pl.DataFrame | None, rep: Reporter) -> tuple[pl.DataFrame, dict[str, Any]]:
+def step_issues(
+    cfg: LoopConfig,
+    valid: pl.DataFrame,
+    X: np.ndarray,
+    classes: list[str],
+    verdicts: pl.DataFrame | None,
+    rep: Reporter,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Every configured detector over the valid rows (unlabeled rows are neighbours, never
     label errors); one table, worst first within each issue, and the step's report."""
     rep.start("issues", None)
     c = cfg.columns
     issues, report = find_issues(
-        valid[c.text].to_list(), valid[c.id].cast(pl.String).to_list(),
-        valid[c.label].cast(pl.String).to_list(), classes, X, cfg.issues, verdicts=verdicts)
+        valid[c.text].to_list(),
+        valid[c.id].cast(pl.String).to_list(),
+        valid[c.label].cast(pl.String).to_list(),
+        classes,
+        X,
+        cfg.issues,
+        verdicts=verdicts,
+    )
     report.pop("pred_probs", None)
-    rep.finish(f"issues: {len(issues)} flagged ({', '.join(f'{k} {v}' for k, v in report['flagged'].items())})")
+    rep.finish(
+        f"issues: {len(issues)} flagged ({', '.join(f'{k} {v}' for k, v in report['flagged'].items())})"
+    )
     return issues, report
 
 
-def step_select(cfg: LoopConfig, pool: pl.DataFrame, pool_X: np.ndarray, lab_X: np.ndarray,
-                pool_probs: np.ndarray | None, suspects: pl.DataFrame, rep: Reporter) -> pl.DataFrame:
+def step_select(
+    cfg: LoopConfig,
+    pool: pl.DataFrame,
+    pool_X: np.ndarray,
+    lab_X: np.ndarray,
+    pool_probs: np.ndarray | None,
+    suspects: pl.DataFrame,
+    rep: Reporter,
+) -> pl.DataFrame:
     """Choose the next batch: pool rows to label and, with ``review_share``, suspected label
     errors to review (``suspects``: ``id`` and ``score``, worst first)."""
     rep.start("select", None)
-    sel = select(pool_X, cfg.budget, ids=pool[cfg.columns.id].cast(pl.String).to_list(),
-                 labeled=lab_X, probs=pool_probs, strategy=cfg.strategy, seed=cfg.seed,
-                 suspects=suspects["id"].to_list(), suspect_scores=1.0 - suspects["score"].to_numpy())
+    sel = select(
+        pool_X,
+        cfg.budget,
+        ids=pool[cfg.columns.id].cast(pl.String).to_list(),
+        labeled=lab_X,
+        probs=pool_probs,
+        strategy=cfg.strategy,
+        seed=cfg.seed,
+        suspects=suspects["id"].to_list(),
+        suspect_scores=1.0 - suspects["score"].to_numpy(),
+    )
     rep.finish(f"select: {len(sel)} of {len(pool)} with {cfg.strategy.name}")
     return sel
 
@@ -76,8 +119,9 @@ def annotator_for(cfg: LoopConfig, classes: list[str]) -> tuple[Annotator, Proje
     return annotator, Project(cfg.name, classes, cfg.root / "annotations" / cfg.name)
 
 
-def step_annotate(cfg: LoopConfig, tasks: pl.DataFrame, classes: list[str],
-                  cursor: str | None, rep: Reporter) -> tuple[int, Pulled]:
+def step_annotate(
+    cfg: LoopConfig, tasks: pl.DataFrame, classes: list[str], cursor: str | None, rep: Reporter
+) -> tuple[int, Pulled]:
     """Push the tasks (idempotent), pull what changed since ``cursor``."""
     rep.start("annotate", len(tasks))
     annotator, project = annotator_for(cfg, classes)
@@ -87,8 +131,15 @@ def step_annotate(cfg: LoopConfig, tasks: pl.DataFrame, classes: list[str],
     return pushed, pulled
 
 
-def step_version(cfg: LoopConfig, store: VersionStore, n: int, tables: dict[str, pl.DataFrame],
-                 labels: pl.DataFrame, manifest: Manifest, rep: Reporter) -> str:
+def step_version(
+    cfg: LoopConfig,
+    store: VersionStore,
+    n: int,
+    tables: dict[str, pl.DataFrame],
+    labels: pl.DataFrame,
+    manifest: Manifest,
+    rep: Reporter,
+) -> str:
     """Write the round's tables and manifest through the store and commit them as one."""
     rep.start("version", None)
     rd = round_dir(cfg, n)
@@ -101,15 +152,19 @@ def step_version(cfg: LoopConfig, store: VersionStore, n: int, tables: dict[str,
     return ref
 
 
-def eval_accuracy(cfg: LoopConfig, X: np.ndarray, y: np.ndarray, classes: list[str],
-                  rep: Reporter) -> float | None:
+def eval_accuracy(
+    cfg: LoopConfig, X: np.ndarray, y: np.ndarray, classes: list[str], rep: Reporter
+) -> float | None:
     """Accuracy on the loop's held-out set of a model fitted on ``(X, y)``."""
     if cfg.eval_dataset is None:
         return None
     c = cfg.columns
     ev = read_table(cfg.path(cfg.eval_dataset))
     require_columns(ev, {"id": c.id, "text": c.text, "label": c.label}, str(cfg.eval_dataset))
-    ev = ev.filter(pl.col(c.text).is_not_null() & (pl.col(c.text).str.strip_chars() != "")
-                   & pl.col(c.label).cast(pl.String).is_in(classes))
+    ev = ev.filter(
+        pl.col(c.text).is_not_null()
+        & (pl.col(c.text).str.strip_chars() != "")
+        & pl.col(c.label).cast(pl.String).is_in(classes)
+    )
     ev_X = step_embed(cfg, ev, rep, what="embed held-out")
     return accuracy(X, y, ev_X, codes(ev[c.label], classes), len(classes), cfg.seed, cfg.model)

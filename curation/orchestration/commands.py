@@ -31,9 +31,14 @@ class ValidationPlan:
     ray_address: str | None = None
 
 
-def validation_plan(source: str, schema: str | None = None, out: Path | None = None,
-                    engine: str | None = None, ray_address: str | None = None,
-                    **overrides: Any) -> ValidationPlan:
+def validation_plan(
+    source: str,
+    schema: str | None = None,
+    out: Path | None = None,
+    engine: str | None = None,
+    ray_address: str | None = None,
+    **overrides: Any,
+) -> ValidationPlan:
     """The plan of ``curation validate SOURCE``: a loop file (its dataset, contract, columns
     and ``validate`` section) or data with ``--schema``; given options override.
 
@@ -54,15 +59,22 @@ def validation_plan(source: str, schema: str | None = None, out: Path | None = N
     if source.endswith((".yaml", ".yml")) and Path(source).is_file():
         cfg = load_loop(source)
         base, columns = cfg.validate_.model_dump(), cfg.columns
-        plan = ValidationPlan(str(cfg.path(cfg.dataset)), schema or str(cfg.path(cfg.schema_path)),
-                              out or cfg.root / "validation" / cfg.name, ValidateConfig(), columns,
-                              "local" if cfg.engine == "local" else "auto", ray_address or cfg.ray_address)
+        plan = ValidationPlan(
+            str(cfg.path(cfg.dataset)),
+            schema or str(cfg.path(cfg.schema_path)),
+            out or cfg.root / "validation" / cfg.name,
+            ValidateConfig(),
+            columns,
+            "local" if cfg.engine == "local" else "auto",
+            ray_address or cfg.ray_address,
+        )
     elif schema is None:
         raise ConfigError("give --schema schemas/x.yaml (or a loop file instead of the data)", field="schema")
     else:
         base, columns = {"max_invalid_fraction": 1.0}, Columns(**cols)
-        plan = ValidationPlan(source, schema, out or Path("validation"), ValidateConfig(), columns,
-                              "auto", ray_address)
+        plan = ValidationPlan(
+            source, schema, out or Path("validation"), ValidateConfig(), columns, "auto", ray_address
+        )
     try:
         plan.settings = ValidateConfig(**{**base, **given})
     except ValidationError as e:

@@ -20,8 +20,22 @@ import polars as pl
 
 from curation.errors import ConfigError
 
-SKIP = {"test", "tests", "idlelib", "lib2to3", "tkinter", "turtledemo", "ensurepip", "distutils",
-        "pydoc_data", "site-packages", "__pycache__", "encodings", "__phello__", "config-3"}
+SKIP = {
+    "test",
+    "tests",
+    "idlelib",
+    "lib2to3",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "distutils",
+    "pydoc_data",
+    "site-packages",
+    "__pycache__",
+    "encodings",
+    "__phello__",
+    "config-3",
+}
 MARKER = ".curation-demo"
 
 
@@ -57,8 +71,9 @@ def stdlib_docstrings() -> dict[str, list[str]]:
     return by_module
 
 
-def build_corpus(n_classes: int = 12, per_class: int = 300, empty_per_class: int = 3,
-                 conflicting: int = 12, seed: int = 0) -> pl.DataFrame:
+def build_corpus(
+    n_classes: int = 12, per_class: int = 300, empty_per_class: int = 3, conflicting: int = 12, seed: int = 0
+) -> pl.DataFrame:
     """The labeled corpus: ``id, text, label`` for the ``n_classes`` largest modules.
 
     Each class gets at most ``per_class`` docstrings (sampled with ``seed``) and
@@ -81,13 +96,21 @@ def build_corpus(n_classes: int = 12, per_class: int = 300, empty_per_class: int
             rows.append((text, chosen[(chosen.index(label) + 1) % len(chosen)]))
     order = rng.permutation(len(rows))
     return pl.DataFrame(
-        {"id": [f"doc-{i:05d}" for i in range(len(rows))],
-         "text": [rows[i][0] for i in order], "label": [rows[i][1] for i in order]}
+        {
+            "id": [f"doc-{i:05d}" for i in range(len(rows))],
+            "text": [rows[i][0] for i in order],
+            "label": [rows[i][1] for i in order],
+        }
     )
 
 
-def split(corpus: pl.DataFrame, seed: int = 0, test_fraction: float = 0.2,
-          seed_fraction: float = 0.25, error_rate: float = 0.1) -> dict[str, pl.DataFrame]:
+def split(
+    corpus: pl.DataFrame,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    seed_fraction: float = 0.25,
+    error_rate: float = 0.1,
+) -> dict[str, pl.DataFrame]:
     """Split the corpus into a held-out test set, a labeled seed set with planted label
     errors, and an unlabeled pool whose true labels hide in ``hidden_label``.
 
@@ -100,16 +123,20 @@ def split(corpus: pl.DataFrame, seed: int = 0, test_fraction: float = 0.2,
     clean = clean.sample(fraction=1.0, shuffle=True, seed=seed)
     n_test = int(len(clean) * test_fraction)
     n_seed = int((len(clean) - n_test) * seed_fraction)
-    test, seed_rows, pool = clean[:n_test], clean[n_test:n_test + n_seed], clean[n_test + n_seed:]
+    test, seed_rows, pool = clean[:n_test], clean[n_test : n_test + n_seed], clean[n_test + n_seed :]
     classes = sorted(corpus["label"].unique().to_list())
     flip = rng.random(len(seed_rows)) < error_rate
     offsets = rng.integers(1, len(classes), size=len(seed_rows))
-    noisy = [classes[(classes.index(lab) + o) % len(classes)] if f else lab
-             for lab, f, o in zip(seed_rows["label"], flip, offsets)]
+    noisy = [
+        classes[(classes.index(lab) + o) % len(classes)] if f else lab
+        for lab, f, o in zip(seed_rows["label"], flip, offsets)
+    ]
     planted = seed_rows.filter(pl.Series(flip)).select("id", pl.col("label").alias("true_label"))
     seed_rows = seed_rows.with_columns(pl.Series("label", noisy), pl.col("label").alias("hidden_label"))
     broken = broken.with_columns(pl.col("label").alias("hidden_label"))
-    pool = pool.with_columns(pl.lit(None, dtype=pl.String).alias("label"), pl.col("label").alias("hidden_label"))
+    pool = pool.with_columns(
+        pl.lit(None, dtype=pl.String).alias("label"), pl.col("label").alias("hidden_label")
+    )
     data = pl.concat([seed_rows, broken, pool]).sort("id")
     return {"corpus": data, "test": test, "planted": planted}
 
@@ -160,8 +187,9 @@ def prepare(out: Path, seed: int = 0) -> Path:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
-            raise ConfigError(f"{out} exists and is not a curation demo folder; pick another --out",
-                              field="--out")
+            raise ConfigError(
+                f"{out} exists and is not a curation demo folder; pick another --out", field="--out"
+            )
         shutil.rmtree(out)
     parts = split(build_corpus(seed=seed), seed=seed)
     for sub in ("data", "schemas", "loops", "connectors", "truth"):
@@ -188,7 +216,9 @@ def issue_quality(issues: pl.DataFrame, planted: pl.DataFrame, labeled: pl.DataF
     truth = set(wrong["id"].to_list())
     hits = len(flagged & truth)
     return {
-        "label_issues": len(flagged), "planted_errors": len(truth), "found": hits,
+        "label_issues": len(flagged),
+        "planted_errors": len(truth),
+        "found": hits,
         "precision": hits / len(flagged) if flagged else 0.0,
         "recall": hits / len(truth) if truth else 0.0,
     }
@@ -206,10 +236,16 @@ def summary_row(result: Any, planted: pl.DataFrame) -> dict[str, Any]:
     labeled = valid.filter(pl.col("label").is_not_null()).select(pl.col("id").cast(pl.String), "label")
     m = result.metrics
     return {
-        "round": result.round, "tag": result.ref, "valid": m["valid"], "quarantined": m["quarantined"],
+        "round": result.round,
+        "tag": result.ref,
+        "valid": m["valid"],
+        "quarantined": m["quarantined"],
         **issue_quality(result.tables["issues"], planted, labeled),
-        "reviewed": m["reviews"], "corrected": corrected(result.tables["labels"], planted),
-        "selected": m["selected"], "labels": m["labels"], "accuracy": m["accuracy"],
+        "reviewed": m["reviews"],
+        "corrected": corrected(result.tables["labels"], planted),
+        "selected": m["selected"],
+        "labels": m["labels"],
+        "accuracy": m["accuracy"],
     }
 
 

@@ -115,8 +115,12 @@ class FileDiff:
         """The number of ids in each list (``None`` where not comparable)."""
         return {
             k: (None if v is None else len(v))
-            for k, v in (("added", self.added), ("removed", self.removed),
-                         ("relabeled", self.relabeled), ("changed", self.changed))
+            for k, v in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("relabeled", self.relabeled),
+                ("changed", self.changed),
+            )
         }
 
 
@@ -141,9 +145,7 @@ def _table(store: VersionStore, ref: str, path: str) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(store.read_bytes(ref, path)))
 
 
-def _compare(
-    path: str, old: pl.DataFrame | None, new: pl.DataFrame | None, key: str, label: str
-) -> FileDiff:
+def _compare(path: str, old: pl.DataFrame | None, new: pl.DataFrame | None, key: str, label: str) -> FileDiff:
     status = "added" if old is None else "removed" if new is None else "changed"
     frames = [t for t in (old, new) if t is not None]
     if any(key not in t.columns for t in frames):
@@ -181,9 +183,12 @@ def _compare(
         if set(old.columns) != set(new.columns):
             changed = sorted(set(changed) | (set(both) - set(relabeled)))
     return FileDiff(
-        path, status,
-        added=sorted(new_ids - old_ids), removed=sorted(old_ids - new_ids),
-        relabeled=relabeled, changed=changed,
+        path,
+        status,
+        added=sorted(new_ids - old_ids),
+        removed=sorted(old_ids - new_ids),
+        relabeled=relabeled,
+        changed=changed,
     )
 
 

@@ -99,39 +99,69 @@ def _round(cfg: LoopConfig, store: VersionStore, past: RoundState, rep: Reporter
     classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
     y = codes(labeled[c.label], classes)
     issues, issue_report = step.step_issues(cfg, v.valid, X, classes, review_verdicts(past.labels), rep)
-    pool_probs = (fit_predict_proba(X[is_lab], y, X[in_pool], len(classes), cfg.seed, cfg.model)
-                  if len(np.unique(y)) >= 2 and len(pool) else None)
+    pool_probs = (
+        fit_predict_proba(X[is_lab], y, X[in_pool], len(classes), cfg.seed, cfg.model)
+        if len(np.unique(y)) >= 2 and len(pool)
+        else None
+    )
     suspects = issues.filter((pl.col("issue") == "label") & ~pl.col("id").is_in(past.reviewed().implode()))
     sel = step.step_select(cfg, pool, X[in_pool], X[is_lab], pool_probs, suspects, rep)
     tasks = make_tasks(cfg, n, sel, v.valid, suggestions(pool, pool_probs, issues, c.id, classes))
     pushed, pulled = step.step_annotate(cfg, tasks, classes, past.state.get("cursor"), rep)
     labels, agreement = merge_labels(
-        past.labels, pl.concat([past.annotations, pulled.annotations], how="vertical_relaxed"),
-        pl.concat([past.tasks, tasks.select(list(TASK_STATE))], how="vertical_relaxed"), classes, n)
+        past.labels,
+        pl.concat([past.annotations, pulled.annotations], how="vertical_relaxed"),
+        pl.concat([past.tasks, tasks.select(list(TASK_STATE))], how="vertical_relaxed"),
+        classes,
+        n,
+    )
     train, acc = _accuracy(cfg, v.valid, X, labels, classes, rep)
     metrics: dict[str, Any] = {
-        "round": n, "rows": v.report["rows"], "valid": v.report["valid"],
+        "round": n,
+        "rows": v.report["rows"],
+        "valid": v.report["valid"],
         "quarantined": v.report["quarantined"],
-        "label_issues": int((issues["issue"] == "label").sum()), "issues": len(issues),
-        "selected": len(sel), "reviews": int((tasks["kind"] == "review").sum()),
-        "annotations": len(pulled.annotations), "labels": train, "accuracy": acc,
+        "label_issues": int((issues["issue"] == "label").sum()),
+        "issues": len(issues),
+        "selected": len(sel),
+        "reviews": int((tasks["kind"] == "review").sum()),
+        "annotations": len(pulled.annotations),
+        "labels": train,
+        "accuracy": acc,
     }
     if "precision" in issue_report:
         metrics["flag_precision"] = issue_report["precision"].get("precision")
-    tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel, "tasks": tasks,
-              "annotations": pulled.annotations}
-    state = {"cursor": pulled.cursor, "tasks_pushed": pushed, "issues": issue_report,
-             "reconciliation": agreement}
+    tables = {
+        "quarantine": v.quarantine,
+        "issues": issues,
+        "selection": sel,
+        "tasks": tasks,
+        "annotations": pulled.annotations,
+    }
+    state = {
+        "cursor": pulled.cursor,
+        "tasks_pushed": pushed,
+        "issues": issue_report,
+        "reconciliation": agreement,
+    }
     manifest = _manifest(cfg, n, metrics, tables, v.report, state)
     ref = step.step_version(cfg, store, n, tables, labels, manifest, rep)
     return RoundResult(n, ref, metrics, {"valid": v.valid, **tables, "labels": labels})
 
 
-def _accuracy(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray, labels: pl.DataFrame,
-              classes: list[str], rep: Reporter) -> tuple[int, float | None]:
+def _accuracy(
+    cfg: LoopConfig,
+    valid: pl.DataFrame,
+    X: np.ndarray,
+    labels: pl.DataFrame,
+    classes: list[str],
+    rep: Reporter,
+) -> tuple[int, float | None]:
     """Rows with a final label (given, or from the annotators) and the held-out accuracy."""
     c = cfg.columns
-    final = valid.select(pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.label).cast(pl.String).alias("given"))
+    final = valid.select(
+        pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.label).cast(pl.String).alias("given")
+    )
     final = final.join(labels.select("id", "label"), on="id", how="left", maintain_order="left")
     final_label = final.select(pl.coalesce("label", "given"))["label"]
     train = final_label.is_in(classes).fill_null(False).to_numpy()
@@ -139,16 +169,29 @@ def _accuracy(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray, labels: pl.Da
     return int(train.sum()), step.eval_accuracy(cfg, X[train], y, classes, rep)
 
 
-def _manifest(cfg: LoopConfig, n: int, metrics: dict[str, Any], tables: dict[str, pl.DataFrame],
-              validation: dict[str, Any], state: dict[str, Any]) -> Any:
+def _manifest(
+    cfg: LoopConfig,
+    n: int,
+    metrics: dict[str, Any],
+    tables: dict[str, pl.DataFrame],
+    validation: dict[str, Any],
+    state: dict[str, Any],
+) -> Any:
     inputs = {"dataset": cfg.path(cfg.dataset)}
     if cfg.eval_dataset is not None:
         inputs["eval"] = cfg.path(cfg.eval_dataset)
     return build_manifest(
-        round=n, loop=cfg.name, inputs=inputs, params=cfg.model_dump(mode="json", by_alias=True),
-        strategy=cfg.strategy.name, strategy_params=cfg.strategy.params(), selected=tables["selection"],
-        annotations=tables["annotations"], label_issues=tables["issues"],
+        round=n,
+        loop=cfg.name,
+        inputs=inputs,
+        params=cfg.model_dump(mode="json", by_alias=True),
+        strategy=cfg.strategy.name,
+        strategy_params=cfg.strategy.params(),
+        selected=tables["selection"],
+        annotations=tables["annotations"],
+        label_issues=tables["issues"],
         metrics={k: float(x) for k, x in metrics.items() if isinstance(x, (int, float))},
-        validation=validation, outputs={k: f"{round_dir(cfg, n)}/{k}.parquet" for k in tables},
+        validation=validation,
+        outputs={k: f"{round_dir(cfg, n)}/{k}.parquet" for k in tables},
         state=state,
     )

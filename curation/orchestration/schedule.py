@@ -34,8 +34,7 @@ def parse_every(text: str) -> float:
     """
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip().lower())
     if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([smhd])", "", text.strip().lower()).strip():
-        raise ConfigError(f"expected an interval such as 30s, 15m, 6h or 1d, found {text!r}",
-                          field="--every")
+        raise ConfigError(f"expected an interval such as 30s, 15m, 6h or 1d, found {text!r}", field="--every")
     seconds = sum(float(n) * UNITS[u] for n, u in parts)
     if seconds <= 0:
         raise ConfigError(f"expected a positive interval, found {text!r}", field="--every")
@@ -58,8 +57,10 @@ def run_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise BusyError(f"another run holds {path} (pid {holder}); this run did not start. "
-                            f"Wait for it, or lengthen the interval") from None
+            raise BusyError(
+                f"another run holds {path} (pid {holder}); this run did not start. "
+                f"Wait for it, or lengthen the interval"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
@@ -71,9 +72,14 @@ def run_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def every(seconds: float, job: Callable[[], Any], *, runs: int | None = None,
-          on_error: Callable[[Exception], None] | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> int:
+def every(
+    seconds: float,
+    job: Callable[[], Any],
+    *,
+    runs: int | None = None,
+    on_error: Callable[[Exception], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Call ``job`` now and then every ``seconds`` (from start to start); return the runs made.
 
     A run that takes longer than the interval delays the next one (runs never overlap

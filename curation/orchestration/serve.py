@@ -145,7 +145,9 @@ class WebhookReceiver:
                 if not hmac.compare_digest(given.encode(), receiver.secret.encode()):
                     with receiver._lock:
                         receiver.stats.rejected += 1
-                    log.warning("serve: rejected an event without the shared secret from %s", self.client_address[0])
+                    log.warning(
+                        "serve: rejected an event without the shared secret from %s", self.client_address[0]
+                    )
                     self._reply(401, {"error": f"missing or wrong {SECRET_HEADER}"})
                     return
                 try:
@@ -270,17 +272,23 @@ def serve_loop(
     """
     secret = os.environ.get(secret_env, "")
     if not secret:
-        raise ConfigError(f"set ${secret_env} to a shared secret for Label Studio's webhooks "
-                          f"(any long random string)")
+        raise ConfigError(
+            f"set ${secret_env} to a shared secret for Label Studio's webhooks (any long random string)"
+        )
     cfg = load_loop(loop)
     annotator, project = annotator_for(cfg, [])
     if not isinstance(annotator, LabelStudio):
-        raise ConfigError(f"curation serve needs the label_studio connector, found {annotator.name!r}",
-                          field="connector", source=str(loop))
+        raise ConfigError(
+            f"curation serve needs the label_studio connector, found {annotator.name!r}",
+            field="connector",
+            source=str(loop),
+        )
     try:
         pid = annotator.project_id_for(project)
     except ConnectorError as e:
-        raise ConnectorError(f"{e} (curation serve starts from a loop that has run at least one round)") from e
+        raise ConnectorError(
+            f"{e} (curation serve starts from a loop that has run at least one round)"
+        ) from e
     store = store_for(cfg)
 
     def count_new() -> int:
@@ -292,9 +300,11 @@ def serve_loop(
     def start_round() -> Any:
         return run_round(load_loop(loop))
 
-    receiver = WebhookReceiver(secret, count_new, start_round, threshold=threshold, host=host,
-                               port=port, project_id=pid)
+    receiver = WebhookReceiver(
+        secret, count_new, start_round, threshold=threshold, host=host, port=port, project_id=pid
+    )
     if register:
-        annotator.ensure_webhook(project, public_url or f"http://{host}:{port}{receiver.path}",
-                                 {SECRET_HEADER: secret})
+        annotator.ensure_webhook(
+            project, public_url or f"http://{host}:{port}{receiver.path}", {SECRET_HEADER: secret}
+        )
     return receiver

@@ -65,15 +65,31 @@ class Curve:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: labels, mean, std, per-seed curves, AULC, labels to 0.90."""
-        return {"labels": self.labels, "mean": self.mean.round(4).tolist(),
-                "std": self.std.round(4).tolist(), "per_seed": self.accuracy,
-                "aulc": round(self.aulc, 4), "labels_to_0.90": self.labels_to(0.90)}
+        return {
+            "labels": self.labels,
+            "mean": self.mean.round(4).tolist(),
+            "std": self.std.round(4).tolist(),
+            "per_seed": self.accuracy,
+            "aulc": round(self.aulc, 4),
+            "labels_to_0.90": self.labels_to(0.90),
+        }
 
 
-def simulate(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-             strategy: Strategy, *, rounds: int, budget: int, seeds: Sequence[int],
-             n_classes: int, answer: Answer | None = None,
-             progress: Progress | None = None, model: str = "logreg_cv") -> Curve:
+def simulate(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    strategy: Strategy,
+    *,
+    rounds: int,
+    budget: int,
+    seeds: Sequence[int],
+    n_classes: int,
+    answer: Answer | None = None,
+    progress: Progress | None = None,
+    model: str = "logreg_cv",
+) -> Curve:
     """Run ``rounds`` rounds of ``budget`` labels from a cold start, once per seed.
 
     Parameters
@@ -104,8 +120,10 @@ def simulate(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
         Accuracy after each round, per seed.
     """
     if rounds * budget > len(X):
-        raise DataError(f"{rounds} rounds of {budget} labels need {rounds * budget} pool rows, "
-                        f"the pool has {len(X)}; lower --rounds or the budget")
+        raise DataError(
+            f"{rounds} rounds of {budget} labels need {rounds * budget} pool rows, "
+            f"the pool has {len(X)}; lower --rounds or the budget"
+        )
     answer = answer or (lambda pos: y[pos])
     ids = np.arange(len(X)).astype(str)
     acc: list[list[float]] = []
@@ -125,29 +143,38 @@ def simulate(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
             lab = np.flatnonzero(labeled)
             rest = np.flatnonzero(~labeled)
             with threadpool_limits(1, "blas"):  # small dense fits: threads only add wake-ups
-                p = fit_predict_proba(X[lab], got[lab], np.concatenate([X[rest], X_test]), n_classes,
-                                      seed, model)
-            probs = p[:len(rest)]
-            row.append(float((p[len(rest):].argmax(1) == y_test).mean()))
-            log.info("%s seed %d round %d: %d labels, accuracy %.4f", strategy.name, seed, r + 1,
-                     len(lab), row[-1])
+                p = fit_predict_proba(
+                    X[lab], got[lab], np.concatenate([X[rest], X_test]), n_classes, seed, model
+                )
+            probs = p[: len(rest)]
+            row.append(float((p[len(rest) :].argmax(1) == y_test).mean()))
+            log.info(
+                "%s seed %d round %d: %d labels, accuracy %.4f", strategy.name, seed, r + 1, len(lab), row[-1]
+            )
             if progress:
                 progress(s * rounds + r + 1, len(seeds) * rounds)
         acc.append(row)
     return Curve(strategy.name, [budget * (r + 1) for r in range(rounds)], acc)
 
 
-def oracle_answer(cfg: LoopConfig, ids: np.ndarray, texts: list[str], labels: list[str],
-                  classes: list[str], state_dir: Path) -> Answer:
+def oracle_answer(
+    cfg: LoopConfig, ids: np.ndarray, texts: list[str], labels: list[str], classes: list[str], state_dir: Path
+) -> Answer:
     """An ``answer`` that asks the loop's oracle connector (push tasks, pull the answers)."""
     oracle = Oracle(label_column="truth", annotator="simulation")
     project = Project(cfg.name, classes, state_dir)
     index = {c: i for i, c in enumerate(classes)}
 
     def answer(pos: np.ndarray) -> np.ndarray:
-        tasks = pl.DataFrame({"task_id": [f"label:{ids[i]}" for i in pos], "id": ids[pos].astype(str),
-                              "kind": ["label"] * len(pos), "text": [texts[i] for i in pos],
-                              "truth": [labels[i] for i in pos]})
+        tasks = pl.DataFrame(
+            {
+                "task_id": [f"label:{ids[i]}" for i in pos],
+                "id": ids[pos].astype(str),
+                "kind": ["label"] * len(pos),
+                "text": [texts[i] for i in pos],
+                "truth": [labels[i] for i in pos],
+            }
+        )
         oracle.push(project, tasks)
         got = dict(zip(*oracle.pull(project).annotations.select("id", "label")))
         return np.array([index[got[str(ids[i])]] for i in pos], dtype=np.int64)
@@ -155,16 +182,23 @@ def oracle_answer(cfg: LoopConfig, ids: np.ndarray, texts: list[str], labels: li
     return answer
 
 
-def simulate_loop(cfg: LoopConfig, strategies: Sequence[PluginConfig], rounds: int, seeds: int,
-                  out_dir: Path, progress: Progress | None = None) -> dict[str, Curve]:
+def simulate_loop(
+    cfg: LoopConfig,
+    strategies: Sequence[PluginConfig],
+    rounds: int,
+    seeds: int,
+    out_dir: Path,
+    progress: Progress | None = None,
+) -> dict[str, Curve]:
     """Simulate the loop's data with each strategy; write ``curves.json`` and ``curves.png``.
 
     The loop's dataset is the pool (its label column is the oracle's hidden truth), its
     ``eval_dataset`` the held-out set, its ``budget`` the labels per round.
     """
     if cfg.eval_dataset is None:
-        raise ConfigError("simulation scores a held-out set; set eval_dataset in the loop file",
-                          field="eval_dataset")
+        raise ConfigError(
+            "simulation scores a held-out set; set eval_dataset in the loop file", field="eval_dataset"
+        )
     c, rep = cfg.columns, LogReporter()
     pool = step_validate(cfg, read_table(cfg.path(cfg.dataset)), rep).valid
     pool = pool.filter(pl.col(c.label).is_not_null())
@@ -179,19 +213,34 @@ def simulate_loop(cfg: LoopConfig, strategies: Sequence[PluginConfig], rounds: i
     with tempfile.TemporaryDirectory() as state:
         for k, spec in enumerate(strategies):
             strategy = STRATEGIES.create(spec.name, spec.params(), field="strategy")
-            answer = oracle_answer(cfg, pool[c.id].cast(pl.String).to_numpy(), pool[c.text].to_list(),
-                                   pool[c.label].cast(pl.String).to_list(), classes,
-                                   Path(state) / f"{k}-{spec.name}")
+            answer = oracle_answer(
+                cfg,
+                pool[c.id].cast(pl.String).to_numpy(),
+                pool[c.text].to_list(),
+                pool[c.label].cast(pl.String).to_list(),
+                classes,
+                Path(state) / f"{k}-{spec.name}",
+            )
             done = k * rounds * seeds
 
             def tick(i: int, n: int, done: int = done) -> None:
                 if progress:
                     progress(done + i, len(strategies) * rounds * seeds)
 
-            curves[spec.name] = simulate(X, y, X_test, y_test, strategy, rounds=rounds,
-                                         budget=cfg.budget, seeds=range(seeds),
-                                         n_classes=len(classes), answer=answer, progress=tick,
-                                         model=cfg.model)
+            curves[spec.name] = simulate(
+                X,
+                y,
+                X_test,
+                y_test,
+                strategy,
+                rounds=rounds,
+                budget=cfg.budget,
+                seeds=range(seeds),
+                n_classes=len(classes),
+                answer=answer,
+                progress=tick,
+                model=cfg.model,
+            )
     write_curves(curves, out_dir, title=f"{cfg.name}: {cfg.budget} labels per round, {seeds} seeds")
     return curves
 
@@ -205,7 +254,8 @@ def write_curves(curves: dict[str, Curve], out_dir: Path, title: str = "") -> No
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "curves.json").write_text(
-        json.dumps({name: cv.to_dict() for name, cv in curves.items()}, indent=2), encoding="utf-8")
+        json.dumps({name: cv.to_dict() for name, cv in curves.items()}, indent=2), encoding="utf-8"
+    )
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, cv in curves.items():
         ax.plot(cv.labels, cv.mean, marker="o", ms=3, label=f"{name} (AULC {cv.aulc:.3f})")

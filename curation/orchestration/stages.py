@@ -144,14 +144,19 @@ def apply_params(cfg: LoopConfig, params: dict[str, Any], source: str = "params.
             tree[section] = value
             continue
         if section not in (*LOOP_SECTIONS, "select"):
-            raise ConfigError("unknown section", field=section, source=source,
-                              choices=sorted([*LOOP_SECTIONS, "select", *LOOP_SCALARS]))
+            raise ConfigError(
+                "unknown section",
+                field=section,
+                source=source,
+                choices=sorted([*LOOP_SECTIONS, "select", *LOOP_SCALARS]),
+            )
         if not isinstance(value, dict):
             raise ConfigError(f"expected a mapping, found {value!r}", field=section, source=source)
         for key, v in value.items():
             if key not in params_keys(section):
-                raise ConfigError("unknown key", field=f"{section}.{key}", source=source,
-                                  choices=params_keys(section))
+                raise ConfigError(
+                    "unknown key", field=f"{section}.{key}", source=source, choices=params_keys(section)
+                )
             if section != "select":
                 if key == "detectors":
                     v = [{"name": d} if isinstance(d, str) else d for d in v]
@@ -179,8 +184,10 @@ def stage_config(loop: Path, params: Path | None = None) -> tuple[LoopConfig, di
 
 def _need(path: Path, stage: str) -> Path:
     if not path.exists():
-        raise DataError(f"missing; run the `{stage}` stage first (`dvc repro` or "
-                        f"`curation {stage} --loop LOOP.yaml`)", path=str(path))
+        raise DataError(
+            f"missing; run the `{stage}` stage first (`dvc repro` or `curation {stage} --loop LOOP.yaml`)",
+            path=str(path),
+        )
     return path
 
 
@@ -200,8 +207,11 @@ def _embeddings(cfg: LoopConfig, out: Path, valid: pl.DataFrame) -> np.ndarray:
     table = pl.read_parquet(path)
     ids = valid[cfg.columns.id].cast(pl.String)
     if len(table) != len(valid) or not table[cfg.columns.id].cast(pl.String).equals(ids):
-        raise DataError(f"expected one vector per valid row, in order ({len(valid)}), found "
-                        f"{len(table)} rows; rerun the `embed` stage", path=str(path))
+        raise DataError(
+            f"expected one vector per valid row, in order ({len(valid)}), found "
+            f"{len(table)} rows; rerun the `embed` stage",
+            path=str(path),
+        )
     return np.asarray(table["vector"].to_list(), dtype=np.float32).reshape(len(table), -1)
 
 
@@ -211,8 +221,14 @@ def _split(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray) -> dict[str, Any
     is_lab = valid[c.label].is_not_null().to_numpy()
     labeled, pool = valid.filter(is_lab), valid.filter(~is_lab)
     classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
-    return {"labeled": labeled, "pool": pool, "lab_X": X[is_lab], "pool_X": X[~is_lab],
-            "classes": classes, "y": codes(labeled[c.label], classes)}
+    return {
+        "labeled": labeled,
+        "pool": pool,
+        "lab_X": X[is_lab],
+        "pool_X": X[~is_lab],
+        "classes": classes,
+        "y": codes(labeled[c.label], classes),
+    }
 
 
 # ---------------------------------------------------------------- the stages
@@ -226,9 +242,14 @@ def run_validate(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dic
     rep = rep or LogReporter()
     rep.start("validate", None)
     report = validate_source(
-        str(cfg.path(cfg.dataset)), load_schema(cfg.path(cfg.schema_path)), out / "validation",
-        cfg.validate_, cfg.columns, ray_address=cfg.ray_address,
-        engine="local" if cfg.engine == "local" else "auto")
+        str(cfg.path(cfg.dataset)),
+        load_schema(cfg.path(cfg.schema_path)),
+        out / "validation",
+        cfg.validate_,
+        cfg.columns,
+        ray_address=cfg.ray_address,
+        engine="local" if cfg.engine == "local" else "auto",
+    )
     rep.finish(f"validate: {report['valid']} valid, {report['quarantined']} quarantined")
     return report
 
@@ -240,8 +261,9 @@ def run_embed(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[s
     """
     valid = _valid(out)
     X = step_embed(cfg, valid, rep or LogReporter())
-    write_parquet(pl.DataFrame({cfg.columns.id: valid[cfg.columns.id], "vector": X}),
-                  out / "embeddings.parquet")
+    write_parquet(
+        pl.DataFrame({cfg.columns.id: valid[cfg.columns.id], "vector": X}), out / "embeddings.parquet"
+    )
     return {"rows": int(X.shape[0]), "dim": int(X.shape[1])}
 
 
@@ -256,11 +278,15 @@ def run_issues(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[
     labels = load_state(cfg, store_for(cfg)).labels
     issues, report = step_issues(cfg, valid, X, classes, review_verdicts(labels), rep)
     write_parquet(issues, out / "issues.parquet")
-    metrics: dict[str, Any] = {"labeled": len(labeled), "flagged": len(issues),
-                               "flagged_fraction": round(len(issues) / max(len(labeled), 1), 6),
-                               "by_issue": {k: int(v) for k, v in sorted(report["flagged"].items())}}
-    metrics.update({f"accuracy_{m['name'].replace('/', '_')}": round(m["accuracy"], 6)
-                    for m in report["members"]})
+    metrics: dict[str, Any] = {
+        "labeled": len(labeled),
+        "flagged": len(issues),
+        "flagged_fraction": round(len(issues) / max(len(labeled), 1), 6),
+        "by_issue": {k: int(v) for k, v in sorted(report["flagged"].items())},
+    }
+    metrics.update(
+        {f"accuracy_{m['name'].replace('/', '_')}": round(m["accuracy"], 6) for m in report["members"]}
+    )
     _write_json(out / "issues.json", metrics)
     return metrics
 
@@ -296,21 +322,30 @@ def learning_curve(cfg: LoopConfig, s: dict[str, Any], rounds: int, rep: Reporte
             acc = accuracy(X[chosen], y[chosen], X[held], y[held], len(classes), cfg.seed, cfg.model)
         else:
             acc = eval_accuracy(cfg, X[chosen], y[chosen], classes, rep)
-        curve.append({"round": r, "labels": len(chosen), "accuracy": round(float(acc), 6),
-                      "strategy": cfg.strategy.name})
+        curve.append(
+            {
+                "round": r,
+                "labels": len(chosen),
+                "accuracy": round(float(acc), 6),
+                "strategy": cfg.strategy.name,
+            }
+        )
     return curve
 
 
-def run_select(cfg: LoopConfig, out: Path, rep: Reporter | None = None,
-               curve_rounds: int = CURVE_ROUNDS) -> dict[str, Any]:
+def run_select(
+    cfg: LoopConfig, out: Path, rep: Reporter | None = None, curve_rounds: int = CURVE_ROUNDS
+) -> dict[str, Any]:
     """Choose the next batch from the pool; write the selection, its tasks, metrics and a learning curve."""
     rep = rep or LogReporter()
     valid = _valid(out)
     s = _split(cfg, valid, _embeddings(cfg, out, valid))
     trainable = len(np.unique(s["y"])) >= 2
-    pool_probs = (fit_predict_proba(s["lab_X"], s["y"], s["pool_X"], len(s["classes"]), cfg.seed,
-                                    cfg.model)
-                  if trainable and len(s["pool"]) else None)
+    pool_probs = (
+        fit_predict_proba(s["lab_X"], s["y"], s["pool_X"], len(s["classes"]), cfg.seed, cfg.model)
+        if trainable and len(s["pool"])
+        else None
+    )
     issues = pl.read_parquet(_need(out / "issues.parquet", "issues"))
     suspects = issues.filter(pl.col("issue") == "label")
     sel = step_select(cfg, s["pool"], s["pool_X"], s["lab_X"], pool_probs, suspects, rep)
@@ -324,11 +359,16 @@ def run_select(cfg: LoopConfig, out: Path, rep: Reporter | None = None,
         w.writeheader()
         w.writerows(curve)
     accs = [p["accuracy"] for p in curve]
-    metrics = {"strategy": cfg.strategy.name, "budget": cfg.budget, "pool": len(s["pool"]),
-               "selected": len(sel), "labeled": len(s["y"]),
-               "mean_score": float(sel["score"].mean()) if len(sel) else None,
-               "curve_final_accuracy": accs[-1] if accs else None,
-               "curve_aulc": round(float(np.mean(accs)), 6) if accs else None}
+    metrics = {
+        "strategy": cfg.strategy.name,
+        "budget": cfg.budget,
+        "pool": len(s["pool"]),
+        "selected": len(sel),
+        "labeled": len(s["y"]),
+        "mean_score": float(sel["score"].mean()) if len(sel) else None,
+        "curve_final_accuracy": accs[-1] if accs else None,
+        "curve_aulc": round(float(np.mean(accs)), 6) if accs else None,
+    }
     _write_json(out / "select.json", metrics)
     return metrics
 
@@ -349,8 +389,13 @@ def run_push(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[st
     return metrics
 
 
-def run_stage(stage: str, cfg: LoopConfig, out: Path | None = None, rep: Reporter | None = None,
-              params: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_stage(
+    stage: str,
+    cfg: LoopConfig,
+    out: Path | None = None,
+    rep: Reporter | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run one stage by name into ``out`` (default :func:`stage_dir`); return its metrics.
 
     Examples

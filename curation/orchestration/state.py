@@ -28,13 +28,24 @@ from curation.support.data import read_table, require_columns
 from curation.support.manifest import read_manifest
 
 #: The loop's label table: one reconciled label per id, with where it came from.
-LABEL_TABLE: dict[str, Any] = {"id": pl.String, "label": pl.String, "kind": pl.String,
-                               "given_label": pl.String, "status": pl.String,
-                               "agreement": pl.Float64, "round": pl.Int64}
+LABEL_TABLE: dict[str, Any] = {
+    "id": pl.String,
+    "label": pl.String,
+    "kind": pl.String,
+    "given_label": pl.String,
+    "status": pl.String,
+    "agreement": pl.Float64,
+    "round": pl.Int64,
+}
 #: The task columns the next rounds read back.
-TASK_STATE: dict[str, Any] = {"task_id": pl.String, "id": pl.String, "kind": pl.String,
-                              "given_label": pl.String, "prediction": pl.String,
-                              "prediction_score": pl.Float64}
+TASK_STATE: dict[str, Any] = {
+    "task_id": pl.String,
+    "id": pl.String,
+    "kind": pl.String,
+    "given_label": pl.String,
+    "prediction": pl.String,
+    "prediction_score": pl.Float64,
+}
 
 
 def labels_path(cfg: LoopConfig) -> str:
@@ -129,16 +140,22 @@ def load_state(cfg: LoopConfig, store: VersionStore) -> RoundState:
     prefix = f"rounds/{cfg.name}/round-"
     frames: dict[str, list[pl.DataFrame]] = {"tasks": [], "annotations": []}
     for name, columns in (("tasks", TASK_STATE), ("annotations", ANNOTATION_COLUMNS)):
-        paths = sorted((p for p in files if p.startswith(prefix) and p.endswith(f"/{name}.parquet")),
-                       key=lambda p: int(p[len(prefix):].split("/")[0]))
+        paths = sorted(
+            (p for p in files if p.startswith(prefix) and p.endswith(f"/{name}.parquet")),
+            key=lambda p: int(p[len(prefix) :].split("/")[0]),
+        )
         frames[name] = [_read(store, store.head, p, columns) for p in paths]
-    labels = (_read(store, store.head, labels_path(cfg), LABEL_TABLE) if labels_path(cfg) in files
-              else pl.DataFrame(schema=LABEL_TABLE))
+    labels = (
+        _read(store, store.head, labels_path(cfg), LABEL_TABLE)
+        if labels_path(cfg) in files
+        else pl.DataFrame(schema=LABEL_TABLE)
+    )
     return RoundState(
-        n, state, labels,
+        n,
+        state,
+        labels,
         pl.concat([pl.DataFrame(schema=TASK_STATE), *frames["tasks"]], how="vertical_relaxed"),
-        pl.concat([pl.DataFrame(schema=ANNOTATION_COLUMNS), *frames["annotations"]],
-                  how="vertical_relaxed"),
+        pl.concat([pl.DataFrame(schema=ANNOTATION_COLUMNS), *frames["annotations"]], how="vertical_relaxed"),
     )
 
 
@@ -180,22 +197,28 @@ def codes(labels: pl.Series, classes: list[str]) -> np.ndarray:
     return np.array([index[str(v)] for v in labels.to_list()], dtype=np.int64)
 
 
-def suggestions(pool: pl.DataFrame, pool_probs: np.ndarray | None, issues: pl.DataFrame,
-                id_col: str, classes: list[str]) -> dict[str, tuple[str, float]]:
+def suggestions(
+    pool: pl.DataFrame, pool_probs: np.ndarray | None, issues: pl.DataFrame, id_col: str, classes: list[str]
+) -> dict[str, tuple[str, float]]:
     """The model's suggested label and its score: for pool rows from the model's
     probabilities, for suspected label errors from the label-issue detector."""
     out: dict[str, tuple[str, float]] = {}
     if pool_probs is not None and len(pool):
         best = pool_probs.argmax(1)
-        out.update(zip(pool[id_col].cast(pl.String).to_list(),
-                       [(classes[b], float(pool_probs[i, b])) for i, b in enumerate(best)]))
+        out.update(
+            zip(
+                pool[id_col].cast(pl.String).to_list(),
+                [(classes[b], float(pool_probs[i, b])) for i, b in enumerate(best)],
+            )
+        )
     lab = issues.filter(pl.col("issue") == "label")
     out.update(zip(lab["id"].to_list(), zip(lab["suggested_label"].to_list(), lab["score"].to_list())))
     return out
 
 
-def make_tasks(cfg: LoopConfig, n: int, sel: pl.DataFrame, valid: pl.DataFrame,
-               suggested: dict[str, tuple[str, float]]) -> pl.DataFrame:
+def make_tasks(
+    cfg: LoopConfig, n: int, sel: pl.DataFrame, valid: pl.DataFrame, suggested: dict[str, tuple[str, float]]
+) -> pl.DataFrame:
     """Tasks for the selected rows, in priority order, carrying every row column.
 
     Label tasks (pool rows) carry the model's suggestion; review tasks (labeled rows whose
@@ -208,20 +231,30 @@ def make_tasks(cfg: LoopConfig, n: int, sel: pl.DataFrame, valid: pl.DataFrame,
     kinds = rows["kind"].to_list() if "kind" in rows.columns else ["label"] * len(rows)
     given = rows[c.label].cast(pl.String).to_list()
     pred = [suggested.get(i, (None, None)) for i in rows["id"]]
-    base = pl.DataFrame({
-        "task_id": [task_id(k, i) for k, i in zip(kinds, rows["id"])],
-        "id": rows["id"], "text": rows[c.text].cast(pl.String), "kind": kinds,
-        "round": [n] * len(rows), "strategy": [cfg.strategy.name] * len(rows),
-        "reason": rows["reason"], "score": rows["score"], "rank": rows["rank"],
-        "prediction": [p[0] for p in pred], "prediction_score": [p[1] for p in pred],
-        "given_label": [g if k == "review" else None for k, g in zip(kinds, given)],
-    }, schema=TASK_COLUMNS)
+    base = pl.DataFrame(
+        {
+            "task_id": [task_id(k, i) for k, i in zip(kinds, rows["id"])],
+            "id": rows["id"],
+            "text": rows[c.text].cast(pl.String),
+            "kind": kinds,
+            "round": [n] * len(rows),
+            "strategy": [cfg.strategy.name] * len(rows),
+            "reason": rows["reason"],
+            "score": rows["score"],
+            "rank": rows["rank"],
+            "prediction": [p[0] for p in pred],
+            "prediction_score": [p[1] for p in pred],
+            "given_label": [g if k == "review" else None for k, g in zip(kinds, given)],
+        },
+        schema=TASK_COLUMNS,
+    )
     extra = [col for col in valid.columns if col not in (c.id, c.text, c.label) and col not in base.columns]
     return pl.concat([base, rows.select(extra)], how="horizontal")
 
 
-def merge_labels(old: pl.DataFrame, annotations: pl.DataFrame, tasks: pl.DataFrame,
-                 classes: list[str], n: int) -> tuple[pl.DataFrame, dict[str, Any]]:
+def merge_labels(
+    old: pl.DataFrame, annotations: pl.DataFrame, tasks: pl.DataFrame, classes: list[str], n: int
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The loop's label table after round ``n``: one reconciled label per id.
 
     ``old`` is the label table before the round; ``annotations`` and ``tasks`` hold every
@@ -231,13 +264,19 @@ def merge_labels(old: pl.DataFrame, annotations: pl.DataFrame, tasks: pl.DataFra
     """
     rec = reconcile(annotations, classes, tasks=tasks)
     given = tasks.select("task_id", "given_label").unique("task_id", keep="last")
-    new = (rec.labels.filter(pl.col("label").is_not_null())
-           .join(given, on="task_id", how="left")
-           .unique("id", keep="last", maintain_order=True))
+    new = (
+        rec.labels.filter(pl.col("label").is_not_null())
+        .join(given, on="task_id", how="left")
+        .unique("id", keep="last", maintain_order=True)
+    )
     before = old.select(pl.col("id"), pl.col("label").alias("_old"), pl.col("round").alias("_round"))
     new = new.join(before, on="id", how="left").with_columns(
-        pl.when(pl.col("_old") == pl.col("label")).then(pl.col("_round"))
-        .otherwise(pl.lit(n)).cast(pl.Int64).alias("round"))
+        pl.when(pl.col("_old") == pl.col("label"))
+        .then(pl.col("_round"))
+        .otherwise(pl.lit(n))
+        .cast(pl.Int64)
+        .alias("round")
+    )
     return new.select(list(LABEL_TABLE)), rec.summary()
 
 

@@ -122,20 +122,34 @@ class SweepSettings(BaseModel):
 
     def loop_config(self) -> LoopConfig:
         """The loop config the step functions take (no selection, no annotator)."""
-        cfg = LoopConfig.model_validate({
-            "name": "sweep", "dataset": self.dataset, "schema": self.schema_path,
-            "connector": "-", "columns": self.columns, "embed": self.embed,
-            "issues": self.issues.model_copy(update={"seed": self.seed}),
-            "validate": {"max_invalid_fraction": 1.0}, "engine": self.engine,
-            "seed": self.seed, "root": self.root,
-        })
+        cfg = LoopConfig.model_validate(
+            {
+                "name": "sweep",
+                "dataset": self.dataset,
+                "schema": self.schema_path,
+                "connector": "-",
+                "columns": self.columns,
+                "embed": self.embed,
+                "issues": self.issues.model_copy(update={"seed": self.seed}),
+                "validate": {"max_invalid_fraction": 1.0},
+                "engine": self.engine,
+                "seed": self.seed,
+                "root": self.root,
+            }
+        )
         bind_plugins(cfg)
         return cfg
 
 
-def sweep_settings(dataset: str, schema: Path, history: Path | None = None, *,
-                   detectors: list[str] | None = None, gates: dict[str, Any] | None = None,
-                   **options: Any) -> SweepSettings:
+def sweep_settings(
+    dataset: str,
+    schema: Path,
+    history: Path | None = None,
+    *,
+    detectors: list[str] | None = None,
+    gates: dict[str, Any] | None = None,
+    **options: Any,
+) -> SweepSettings:
     """The settings of ``curation sweep``: options laid over the config models' defaults.
 
     ``history`` defaults to ``sweeps/NAME`` (NAME the dataset's file stem); ``detectors``
@@ -158,9 +172,18 @@ def sweep_settings(dataset: str, schema: Path, history: Path | None = None, *,
         issues["detectors"] = [{"name": d} for d in detectors]
     embed = {"max_seq_length": options.pop("max_seq_length")} if "max_seq_length" in options else {}
     try:
-        return SweepSettings.model_validate({
-            "dataset": dataset, "schema": schema, "history": history or Path("sweeps") / name,
-            "columns": columns, "issues": issues, "embed": embed, "gates": gates, **options})
+        return SweepSettings.model_validate(
+            {
+                "dataset": dataset,
+                "schema": schema,
+                "history": history or Path("sweeps") / name,
+                "columns": columns,
+                "issues": issues,
+                "embed": embed,
+                "gates": gates,
+                **options,
+            }
+        )
     except ValidationError as e:
         raise config_error(e) from e
 
@@ -196,17 +219,27 @@ def duplicate_texts(df: pl.DataFrame, columns: Columns) -> pl.DataFrame:
     """
     c = columns
     key = pl.col(c.text).cast(pl.String).str.strip_chars().str.to_lowercase()
-    d = (df.filter(pl.col(c.text).is_not_null()).with_columns(key.alias("_key"))
-         .filter(pl.col("_key").is_duplicated()))
-    d = d.with_columns(pl.col("_key").rank("dense").cast(pl.Int64).alias("group"),
-                       pl.len().over("_key").cast(pl.Int64).alias("size"))
+    d = (
+        df.filter(pl.col(c.text).is_not_null())
+        .with_columns(key.alias("_key"))
+        .filter(pl.col("_key").is_duplicated())
+    )
+    d = d.with_columns(
+        pl.col("_key").rank("dense").cast(pl.Int64).alias("group"),
+        pl.len().over("_key").cast(pl.Int64).alias("size"),
+    )
     return d.sort("group", c.id).select(
-        pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.text).cast(pl.String).alias("text"),
-        pl.col(c.label).cast(pl.String).alias("label"), "group", "size")
+        pl.col(c.id).cast(pl.String).alias("id"),
+        pl.col(c.text).cast(pl.String).alias("text"),
+        pl.col(c.label).cast(pl.String).alias("label"),
+        "group",
+        "size",
+    )
 
 
-def detect(cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray,
-           rep: Reporter) -> tuple[pl.DataFrame, dict[str, Any]]:
+def detect(
+    cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray, rep: Reporter
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Run the detectors on the valid rows (the loop's issue step); add each row's text."""
     c = cfg.columns
     labeled = valid.filter(pl.col(c.label).is_not_null())
@@ -232,8 +265,9 @@ def read_history(history: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def drift_tests(prev: Path | None, counts: dict[str, int], sample: np.ndarray,
-                gates: Gates) -> list[DriftTest]:
+def drift_tests(
+    prev: Path | None, counts: dict[str, int], sample: np.ndarray, gates: Gates
+) -> list[DriftTest]:
     """Label and embedding drift against the sweep in ``prev`` (none before the first)."""
     if prev is None:
         return []
@@ -244,8 +278,9 @@ def drift_tests(prev: Path | None, counts: dict[str, int], sample: np.ndarray,
     if old.shape[1:] == sample.shape[1:]:
         tests.append(embedding_drift(old, sample, gates.alpha, gates.embedding_min_distance))
     else:
-        log.warning("embedding sizes differ (%s vs %s): embedding drift not tested",
-                    old.shape[1:], sample.shape[1:])
+        log.warning(
+            "embedding sizes differ (%s vs %s): embedding drift not tested", old.shape[1:], sample.shape[1:]
+        )
     return tests
 
 
@@ -260,8 +295,14 @@ def gate_rows(summary: dict[str, Any], drift: list[DriftTest], gates: Gates) -> 
         if limit is not None:
             rows.append({"gate": name, "value": value, "threshold": limit, "breached": value > limit})
     for t in drift:
-        rows.append({"gate": f"{t.name}_drift", "value": t.p_value, "threshold": t.alpha,
-                     "breached": gates.drift and t.drift})
+        rows.append(
+            {
+                "gate": f"{t.name}_drift",
+                "value": t.p_value,
+                "threshold": t.alpha,
+                "breached": gates.drift and t.drift,
+            }
+        )
     return rows
 
 
@@ -300,8 +341,13 @@ def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
     X = step_embed(cfg, v.valid, rep)
     issues, found = detect(cfg, v.valid, X, rep)
 
-    counts = {str(k): int(n) for k, n in v.valid.filter(pl.col(c.label).is_not_null())
-              .group_by(pl.col(c.label).cast(pl.String)).len().iter_rows()}
+    counts = {
+        str(k): int(n)
+        for k, n in v.valid.filter(pl.col(c.label).is_not_null())
+        .group_by(pl.col(c.label).cast(pl.String))
+        .len()
+        .iter_rows()
+    }
     rng = np.random.default_rng(s.seed)
     sample = X[np.sort(rng.choice(len(X), min(len(X), s.sample), replace=False))] if len(X) else X
     n_prev, prev = previous(s.history)
@@ -311,19 +357,27 @@ def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
     by_issue = {str(k): int(n) for k, n in issues.group_by("issue").len().sort("issue").iter_rows()}
     rows = v.report["rows"]
     summary: dict[str, Any] = {
-        "sweep": n_prev + 1, "dataset": str(s.dataset), "schema": str(s.schema_path),
+        "sweep": n_prev + 1,
+        "dataset": str(s.dataset),
+        "schema": str(s.schema_path),
         "started": started.isoformat(timespec="seconds"),
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "rows": rows, "valid": v.report["valid"], "quarantined": v.report["quarantined"],
+        "rows": rows,
+        "valid": v.report["valid"],
+        "quarantined": v.report["quarantined"],
         "invalid_fraction": round(v.report["quarantined"] / max(rows, 1), 6),
         "by_check": v.report.get("by_check", {}),
-        "duplicate_rows": len(dups), "duplicate_groups": int(dups["group"].n_unique()),
+        "duplicate_rows": len(dups),
+        "duplicate_groups": int(dups["group"].n_unique()),
         "duplicate_fraction": round((len(dups) - dups["group"].n_unique()) / max(rows, 1), 6),
-        "labeled": labeled, "classes": len(counts),
+        "labeled": labeled,
+        "classes": len(counts),
         "models": [{k: m[k] for k in ("name", "accuracy", "weight")} for m in found["members"]],
-        "issues": by_issue, "issue_fraction": round(len(issues) / max(labeled, 1), 6),
+        "issues": by_issue,
+        "issue_fraction": round(len(issues) / max(labeled, 1), 6),
         "detectors": [d.name for d in cfg.issues.detectors],
-        "drift": [t.to_dict() for t in drift], "compared_with": prev.name if prev else None,
+        "drift": [t.to_dict() for t in drift],
+        "compared_with": prev.name if prev else None,
     }
     summary["gates"] = gate_rows(summary, drift, s.gates)
     summary["passed"] = not any(g["breached"] for g in summary["gates"])
@@ -331,14 +385,20 @@ def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
     tables = {"quarantine": v.quarantine, "duplicates": dups, "issues": issues}
     folder = write_sweep(s, summary, tables, counts, sample)
     history = read_history(s.history)
-    (folder / "report.html").write_text(render_report(summary, tables, history, counts, prev),
-                                        encoding="utf-8")
+    (folder / "report.html").write_text(
+        render_report(summary, tables, history, counts, prev), encoding="utf-8"
+    )
     log.info("sweep %d of %s: %s", summary["sweep"], s.dataset, "passed" if summary["passed"] else "FAILED")
     return SweepResult(summary, folder, tables)
 
 
-def write_sweep(s: SweepSettings, summary: dict[str, Any], tables: dict[str, pl.DataFrame],
-                counts: dict[str, int], sample: np.ndarray) -> Path:
+def write_sweep(
+    s: SweepSettings,
+    summary: dict[str, Any],
+    tables: dict[str, pl.DataFrame],
+    counts: dict[str, int],
+    sample: np.ndarray,
+) -> Path:
     """Write the sweep's folder (via a temporary name, renamed in) and its history line."""
     folder = s.history / f"sweep-{summary['sweep']:04d}"
     tmp = s.history / f".{folder.name}.tmp"
@@ -349,10 +409,17 @@ def write_sweep(s: SweepSettings, summary: dict[str, Any], tables: dict[str, pl.
     np.save(tmp / "state" / "embeddings.npy", sample.astype(np.float32))
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(folder)
-    line = {k: summary[k] for k in ("sweep", "started", "rows", "quarantined", "duplicate_rows",
-                                    "issues", "passed")}
-    line.update({f"{t['name']}_drift_{k}": t[k] for t in summary["drift"]
-                 for k in ("statistic", "p_value", "distance")})
+    line = {
+        k: summary[k]
+        for k in ("sweep", "started", "rows", "quarantined", "duplicate_rows", "issues", "passed")
+    }
+    line.update(
+        {
+            f"{t['name']}_drift_{k}": t[k]
+            for t in summary["drift"]
+            for k in ("statistic", "p_value", "distance")
+        }
+    )
     with open(s.history / "history.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(line, default=str) + "\n")
     return folder
@@ -361,17 +428,29 @@ def write_sweep(s: SweepSettings, summary: dict[str, Any], tables: dict[str, pl.
 def one_line(summary: dict[str, Any]) -> str:
     """The sweep in one line (the webhook's ``text``)."""
     issues = ", ".join(f"{n} {k}" for k, n in summary["issues"].items()) or "no issues"
-    drift = ", ".join(f"{d['name']} drift {'YES' if d['drift'] else 'no'} (p={d['p_value']:.2g})"
-                      for d in summary["drift"]) or "no earlier sweep"
+    drift = (
+        ", ".join(
+            f"{d['name']} drift {'YES' if d['drift'] else 'no'} (p={d['p_value']:.2g})"
+            for d in summary["drift"]
+        )
+        or "no earlier sweep"
+    )
     bad = [g["gate"] for g in summary["gates"] if g["breached"]]
     verdict = f"FAILED: {', '.join(bad)}" if bad else "passed"
-    return (f"curation sweep {summary['sweep']} of {summary['dataset']}: {verdict}; "
-            f"{summary['rows']} rows, {summary['quarantined']} broken, "
-            f"{summary['duplicate_rows']} duplicate texts, {issues}; {drift}")
+    return (
+        f"curation sweep {summary['sweep']} of {summary['dataset']}: {verdict}; "
+        f"{summary['rows']} rows, {summary['quarantined']} broken, "
+        f"{summary['duplicate_rows']} duplicate texts, {issues}; {drift}"
+    )
 
 
-def sweep_once(s: SweepSettings, rep: Reporter | None = None, *, webhook: str | None = None,
-               show: Callable[[SweepResult], None] | None = None) -> SweepResult:
+def sweep_once(
+    s: SweepSettings,
+    rep: Reporter | None = None,
+    *,
+    webhook: str | None = None,
+    show: Callable[[SweepResult], None] | None = None,
+) -> SweepResult:
     """One sweep under the history's run lock; post the summary; raise on a breached gate.
 
     Raises
@@ -388,9 +467,13 @@ def sweep_once(s: SweepSettings, rep: Reporter | None = None, *, webhook: str | 
     if webhook:
         post_webhook(webhook, result.summary)
     if result.breached:
-        raise GateError(f"{result.folder.name}: sweep gates breached: " + "; ".join(
-            f"{g['gate']} = {g['value']:.4g} (threshold {g['threshold']:g})" for g in result.breached),
-            result.breached)
+        raise GateError(
+            f"{result.folder.name}: sweep gates breached: "
+            + "; ".join(
+                f"{g['gate']} = {g['value']:.4g} (threshold {g['threshold']:g})" for g in result.breached
+            ),
+            result.breached,
+        )
     return result
 
 
@@ -403,15 +486,25 @@ def post_webhook(url: str, summary: dict[str, Any], timeout: float = 10.0) -> in
         The URL did not answer with a 2xx status.
     """
     body = json.dumps({"text": one_line(summary), "summary": summary}, default=str).encode()
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return int(resp.status)
     except (urllib.error.URLError, OSError) as e:
-        raise ConnectorError(f"webhook {url} did not accept the sweep summary ({e}); check the "
-                             f"URL, or drop --webhook") from e
+        raise ConnectorError(
+            f"webhook {url} did not accept the sweep summary ({e}); check the URL, or drop --webhook"
+        ) from e
 
 
-__all__ = ["Gates", "SweepResult", "SweepSettings", "duplicate_texts", "one_line", "post_webhook",
-           "read_history", "run_sweep", "sweep_once", "sweep_settings"]
+__all__ = [
+    "Gates",
+    "SweepResult",
+    "SweepSettings",
+    "duplicate_texts",
+    "one_line",
+    "post_webhook",
+    "read_history",
+    "run_sweep",
+    "sweep_once",
+    "sweep_settings",
+]

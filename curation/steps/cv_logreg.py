@@ -44,9 +44,15 @@ class CVLogisticRegression(ClassifierMixin, BaseEstimator):
     (True, (60, 2))
     """
 
-    def __init__(self, Cs: tuple[float, ...] = (10.0, 30.0, 100.0), folds: int = 3,
-                 max_cv_rows: int = 5000, fallback_c: float = 10.0, max_iter: int = 1000,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        Cs: tuple[float, ...] = (10.0, 30.0, 100.0),
+        folds: int = 3,
+        max_cv_rows: int = 5000,
+        fallback_c: float = 10.0,
+        max_iter: int = 1000,
+        random_state: int | None = None,
+    ) -> None:
         self.Cs = Cs
         self.folds = folds
         self.max_cv_rows = max_cv_rows
@@ -57,8 +63,9 @@ class CVLogisticRegression(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: np.ndarray) -> CVLogisticRegression:
         """Choose ``C`` (attribute ``C_``), then fit on all of ``(X, y)``."""
         self.C_ = self._choose_c(X, np.asarray(y))
-        self.estimator_ = LogisticRegression(C=self.C_, max_iter=self.max_iter,
-                                             random_state=self.random_state).fit(X, y)
+        self.estimator_ = LogisticRegression(
+            C=self.C_, max_iter=self.max_iter, random_state=self.random_state
+        ).fit(X, y)
         self.classes_ = self.estimator_.classes_
         return self
 
@@ -72,9 +79,16 @@ class CVLogisticRegression(ClassifierMixin, BaseEstimator):
         splits = list(KFold(self.folds, shuffle=True, random_state=self.random_state).split(rows))
         if any(len(np.unique(y[rows[train]])) < 2 for train, _ in splits):
             return self.fallback_c
-        cv = LogisticRegressionCV(Cs=list(self.Cs), l1_ratios=(0.0,), cv=splits, scoring="accuracy",
-                                  max_iter=self.max_iter, random_state=self.random_state,
-                                  refit=False, use_legacy_attributes=False)
+        cv = LogisticRegressionCV(
+            Cs=list(self.Cs),
+            l1_ratios=(0.0,),
+            cv=splits,
+            scoring="accuracy",
+            max_iter=self.max_iter,
+            random_state=self.random_state,
+            refit=False,
+            use_legacy_attributes=False,
+        )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
             cv.fit(X[rows], y[rows])

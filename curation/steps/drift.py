@@ -62,8 +62,9 @@ class DriftTest:
         return asdict(self)
 
 
-def label_drift(before: dict[str, int], after: dict[str, int], alpha: float = 0.01,
-                min_distance: float = 0.02) -> DriftTest:
+def label_drift(
+    before: dict[str, int], after: dict[str, int], alpha: float = 0.01, min_distance: float = 0.02
+) -> DriftTest:
     """Chi-square test of homogeneity between two label-count tables.
 
     Parameters
@@ -83,23 +84,34 @@ def label_drift(before: dict[str, int], after: dict[str, int], alpha: float = 0.
     True
     """
     labels = sorted(set(before) | set(after))
-    table = np.array([[before.get(k, 0) for k in labels], [after.get(k, 0) for k in labels]],
-                     dtype=np.float64)
+    table = np.array(
+        [[before.get(k, 0) for k in labels], [after.get(k, 0) for k in labels]], dtype=np.float64
+    )
     if table.sum(axis=1).min() == 0:
-        raise DataError("expected labeled rows in both snapshots, found none in one of them; "
-                        "check the label column")
+        raise DataError(
+            "expected labeled rows in both snapshots, found none in one of them; check the label column"
+        )
     shares = table / table.sum(axis=1, keepdims=True)
     distance = float(0.5 * np.abs(shares[0] - shares[1]).sum())
     if len(labels) < 2:
         chi2, p = 0.0, 1.0
     else:
         chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
-    return DriftTest("label", "chi-square homogeneity", float(chi2), float(p), distance, alpha,
-                     min_distance, bool(p < alpha and distance >= min_distance))
+    return DriftTest(
+        "label",
+        "chi-square homogeneity",
+        float(chi2),
+        float(p),
+        distance,
+        alpha,
+        min_distance,
+        bool(p < alpha and distance >= min_distance),
+    )
 
 
-def embedding_drift(before: np.ndarray, after: np.ndarray, alpha: float = 0.01,
-                    min_distance: float = 0.1) -> DriftTest:
+def embedding_drift(
+    before: np.ndarray, after: np.ndarray, alpha: float = 0.01, min_distance: float = 0.1
+) -> DriftTest:
     """Per-dimension two-sample KS tests on embeddings, Bonferroni-corrected.
 
     Parameters
@@ -119,8 +131,10 @@ def embedding_drift(before: np.ndarray, after: np.ndarray, alpha: float = 0.01,
     (False, True)
     """
     if before.ndim != 2 or after.ndim != 2 or before.shape[1] != after.shape[1]:
-        raise DataError(f"expected two samples of vectors of one size, found shapes "
-                        f"{before.shape} and {after.shape}; sweep with the same embedding model")
+        raise DataError(
+            f"expected two samples of vectors of one size, found shapes "
+            f"{before.shape} and {after.shape}; sweep with the same embedding model"
+        )
     if len(before) < 2 or len(after) < 2:
         raise DataError("expected at least 2 vectors in each sample for a drift test")
     res = stats.ks_2samp(before, after, axis=0)
@@ -128,6 +142,13 @@ def embedding_drift(before: np.ndarray, after: np.ndarray, alpha: float = 0.01,
     p = np.asarray(res.pvalue, dtype=np.float64)
     worst = int(np.argmax(d))
     corrected = float(min(1.0, p.min() * len(p)))
-    return DriftTest("embedding", f"KS per dimension ({len(p)}, Bonferroni)", float(d[worst]),
-                     corrected, float(d[worst]), alpha, min_distance,
-                     bool(corrected < alpha and d[worst] >= min_distance))
+    return DriftTest(
+        "embedding",
+        f"KS per dimension ({len(p)}, Bonferroni)",
+        float(d[worst]),
+        corrected,
+        float(d[worst]),
+        alpha,
+        min_distance,
+        bool(corrected < alpha and d[worst] >= min_distance),
+    )

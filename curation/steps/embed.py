@@ -63,11 +63,16 @@ def weights_identity(name: str) -> str:
     """
     path = Path(resolve_model(name))
     if not path.is_dir():
-        raise ConfigError(f"expected a local sentence-transformers model folder, found {name!r}; "
-                          "give a path to a downloaded model (nothing is downloaded at run time)",
-                          field="embed.model")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix not in {".md", ".onnx"}
-                   and "onnx" not in p.relative_to(path).parts)
+        raise ConfigError(
+            f"expected a local sentence-transformers model folder, found {name!r}; "
+            "give a path to a downloaded model (nothing is downloaded at run time)",
+            field="embed.model",
+        )
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.suffix not in {".md", ".onnx"} and "onnx" not in p.relative_to(path).parts
+    )
     stamp = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return _files_digest(str(path), stamp)[:16]
 
@@ -119,13 +124,16 @@ class EmbeddingCache:
         """The cached rows among ``keys``: one row per key found (``key, vector, truncated``)."""
         shards = self.shards()
         if not shards or not len(keys):
-            return pl.DataFrame(schema={"key": pl.String, "vector": pl.Array(pl.Float32, 1),
-                                        "truncated": pl.Boolean})
+            return pl.DataFrame(
+                schema={"key": pl.String, "vector": pl.Array(pl.Float32, 1), "truncated": pl.Boolean}
+            )
         wanted = pl.Series("key", keys, dtype=pl.String).unique()
-        return (pl.scan_parquet(shards, parallel="prefiltered")
-                .filter(pl.col("key").is_in(wanted.implode()))
-                .unique(subset="key", keep="any")
-                .collect())
+        return (
+            pl.scan_parquet(shards, parallel="prefiltered")
+            .filter(pl.col("key").is_in(wanted.implode()))
+            .unique(subset="key", keep="any")
+            .collect()
+        )
 
     def put(self, keys: Sequence[str], vectors: np.ndarray, truncated: np.ndarray | None = None) -> None:
         """Store ``vectors`` (and whether each text was truncated) under ``keys`` as one new shard."""
@@ -135,8 +143,9 @@ class EmbeddingCache:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = self.path / f".{name}.tmp"
         flags = np.zeros(len(keys), bool) if truncated is None else np.asarray(truncated, bool)
-        df = pl.DataFrame({"key": list(keys), "vector": np.asarray(vectors, np.float32),
-                           "truncated": flags}).sort("key")
+        df = pl.DataFrame(
+            {"key": list(keys), "vector": np.asarray(vectors, np.float32), "truncated": flags}
+        ).sort("key")
         df.write_parquet(tmp, row_group_size=16_384, statistics=True)
         os.replace(tmp, self.path / name)
 
@@ -147,8 +156,10 @@ def _tokenizer(path: str, max_seq_length: int) -> Any:
 
     tok = AutoTokenizer.from_pretrained(path)
     if max_seq_length > tok.model_max_length:
-        raise ConfigError(f"max_seq_length must be at most {tok.model_max_length} for this model, "
-                          f"found {max_seq_length}", field="embed.max_seq_length")
+        raise ConfigError(
+            f"max_seq_length must be at most {tok.model_max_length} for this model, found {max_seq_length}",
+            field="embed.max_seq_length",
+        )
     fast = tok.backend_tokenizer
     fast.enable_truncation(max_length=max_seq_length)
     fast.enable_padding(pad_id=tok.pad_token_id, pad_token=tok.pad_token)
@@ -177,8 +188,15 @@ class Encoder:
         The exported ONNX file, for the ONNX backends (see :func:`export_onnx`).
     """
 
-    def __init__(self, model: str, max_seq_length: int, batch_size: int, threads: int = 0,
-                 backend: Backend = "torch", onnx_path: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        max_seq_length: int,
+        batch_size: int,
+        threads: int = 0,
+        backend: Backend = "torch",
+        onnx_path: str | None = None,
+    ) -> None:
         threads = threads or os.cpu_count() or 1
         path = resolve_model(model)
         self.tokenizer = _tokenizer(path, max_seq_length)
@@ -206,9 +224,11 @@ class Encoder:
 
     def _features(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         encs = self.tokenizer.encode_batch([t.strip() for t in texts])
-        feats = {"input_ids": np.array([e.ids for e in encs], np.int64),
-                 "attention_mask": np.array([e.attention_mask for e in encs], np.int64),
-                 "token_type_ids": np.array([e.type_ids for e in encs], np.int64)}
+        feats = {
+            "input_ids": np.array([e.ids for e in encs], np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encs], np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encs], np.int64),
+        }
         return feats, np.array([bool(e.overflowing) for e in encs])
 
     def _forward(self, feats: dict[str, np.ndarray]) -> np.ndarray:
@@ -227,7 +247,7 @@ class Encoder:
         """Unit-norm vectors for ``texts`` (in order), and whether each was truncated."""
         vecs, flags = [], []
         for i in range(0, len(texts), self.batch_size):
-            feats, cut = self._features(texts[i:i + self.batch_size])
+            feats, cut = self._features(texts[i : i + self.batch_size])
             vecs.append(self._forward(feats))
             flags.append(cut)
         if not vecs:
@@ -241,8 +261,9 @@ class Encoder:
 
 
 @functools.lru_cache(maxsize=4)
-def _local_encoder(model: str, max_seq_length: int, batch_size: int, threads: int, backend: Backend,
-                   onnx_path: str | None) -> Encoder:
+def _local_encoder(
+    model: str, max_seq_length: int, batch_size: int, threads: int, backend: Backend, onnx_path: str | None
+) -> Encoder:
     """One encoder per setting per process, for ``engine="local"``."""
     return Encoder(model, max_seq_length, batch_size, threads, backend, onnx_path)
 
@@ -257,8 +278,9 @@ def _traceable(st: Any) -> Any:
             self.st = st
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            out = self.st({"input_ids": input_ids, "attention_mask": attention_mask,
-                           "token_type_ids": token_type_ids})["sentence_embedding"]
+            out = self.st(
+                {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            )["sentence_embedding"]
             return torch.nn.functional.normalize(out, dim=-1)
 
     return Embedder().eval()
@@ -276,9 +298,16 @@ def _export_fp32(path: str, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     # The TorchScript exporter: the dynamo exporter of torch 2.13 writes an invalid graph
     # for this model (a duplicate output name).
-    torch.onnx.export(_traceable(st), tuple(feats[n] for n in names), str(tmp), dynamo=False,
-                      input_names=names, output_names=["embedding"], opset_version=17,
-                      dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}})
+    torch.onnx.export(
+        _traceable(st),
+        tuple(feats[n] for n in names),
+        str(tmp),
+        dynamo=False,
+        input_names=names,
+        output_names=["embedding"],
+        opset_version=17,
+        dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}},
+    )
     os.replace(tmp, dest)
 
 
@@ -302,13 +331,22 @@ def _quantize_int8(src: Path, dest: Path, variant: Literal["vnni", "avx2"]) -> N
 
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     weights = QuantType.QInt8 if variant == "vnni" else QuantType.QUInt8
-    quantize_dynamic(src, tmp, weight_type=weights, per_channel=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        src,
+        tmp,
+        weight_type=weights,
+        per_channel=True,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     os.replace(tmp, dest)
 
 
-def export_onnx(model: str, backend: Literal["onnx", "onnx_int8"], model_dir: Path,
-                variant: Literal["vnni", "avx2"] | None = None) -> Path:
+def export_onnx(
+    model: str,
+    backend: Literal["onnx", "onnx_int8"],
+    model_dir: Path,
+    variant: Literal["vnni", "avx2"] | None = None,
+) -> Path:
     """The ONNX file for ``model``, exported locally (once, then reused) into ``model_dir``.
 
     The export traces the offline model with torch and never downloads anything; the
@@ -337,8 +375,11 @@ def export_onnx(model: str, backend: Literal["onnx", "onnx_int8"], model_dir: Pa
     try:
         import onnxruntime  # noqa: F401
     except ImportError as e:
-        raise ConfigError(f"backend {backend!r} needs onnxruntime, which is not installed; "
-                          "install the extra: pip install 'curation[onnx]'", field="embed.backend") from e
+        raise ConfigError(
+            f"backend {backend!r} needs onnxruntime, which is not installed; "
+            "install the extra: pip install 'curation[onnx]'",
+            field="embed.backend",
+        ) from e
     folder = Path(model_dir) / weights_identity(model)
     folder.mkdir(parents=True, exist_ok=True)
     variant = variant or int8_variant()
@@ -362,17 +403,27 @@ def _check_texts(texts: Sequence[Any], ids: Sequence[Any] | None) -> None:
             row = ids[i] if ids is not None else i
             raise DataError(
                 f"text must be a non-empty string, found {t!r}; validation should quarantine it",
-                column="text", row=row,
+                column="text",
+                row=row,
             )
 
 
-def _encode_missing(todo: pl.DataFrame, cfg: EmbedConfig, engine: str, onnx_path: str | None,
-                    progress: Progress | None, total: int, done: int) -> pl.DataFrame:
+def _encode_missing(
+    todo: pl.DataFrame,
+    cfg: EmbedConfig,
+    engine: str,
+    onnx_path: str | None,
+    progress: Progress | None,
+    total: int,
+    done: int,
+) -> pl.DataFrame:
     todo = todo.sort(pl.col("text").str.len_chars())
     chunk = cfg.batch_size * 8
     out: list[pa.Table] = []
     if engine == "local":
-        enc = _local_encoder(cfg.model, cfg.max_seq_length, cfg.batch_size, cfg.threads, cfg.backend, onnx_path)
+        enc = _local_encoder(
+            cfg.model, cfg.max_seq_length, cfg.batch_size, cfg.threads, cfg.backend, onnx_path
+        )
         batches: Any = (enc(todo.slice(i, chunk).to_arrow()) for i in range(0, len(todo), chunk))
     else:
         import ray
@@ -380,10 +431,18 @@ def _encode_missing(todo: pl.DataFrame, cfg: EmbedConfig, engine: str, onnx_path
         cores = int(ray.cluster_resources().get("CPU", 1))
         threads = cfg.threads or max(1, cores // cfg.workers)
         ds = ray.data.from_arrow(todo.to_arrow()).map_batches(
-            Encoder, fn_constructor_kwargs={"model": cfg.model, "max_seq_length": cfg.max_seq_length,
-                                            "batch_size": cfg.batch_size, "threads": threads,
-                                            "backend": cfg.backend, "onnx_path": onnx_path},
-            batch_size=chunk, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=cfg.workers),
+            Encoder,
+            fn_constructor_kwargs={
+                "model": cfg.model,
+                "max_seq_length": cfg.max_seq_length,
+                "batch_size": cfg.batch_size,
+                "threads": threads,
+                "backend": cfg.backend,
+                "onnx_path": onnx_path,
+            },
+            batch_size=chunk,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=cfg.workers),
             num_cpus=min(threads, cores),
         )
         batches = ds.iter_batches(batch_format="pyarrow", batch_size=None)
@@ -443,10 +502,21 @@ def embed_with_report(
         cache.put(new["key"].to_list(), new["vector"].to_numpy(), new["truncated"].to_numpy())
         found = pl.concat([found, new], how="vertical_relaxed") if len(found) else new
     rows = order.select("key").join(found, on="key", how="left", maintain_order="left")
-    vectors = rows["vector"].to_numpy().astype(np.float32, copy=False) if len(rows) else np.zeros((0, 384), np.float32)
-    report = {"texts": len(texts), "unique": total, "cached": total - len(todo), "embedded": len(todo),
-              "truncated": int(rows["truncated"].sum()) if len(rows) else 0, "backend": cfg.backend,
-              "identity": identity, "seconds": round(time.perf_counter() - t0, 3)}
+    vectors = (
+        rows["vector"].to_numpy().astype(np.float32, copy=False)
+        if len(rows)
+        else np.zeros((0, 384), np.float32)
+    )
+    report = {
+        "texts": len(texts),
+        "unique": total,
+        "cached": total - len(todo),
+        "embedded": len(todo),
+        "truncated": int(rows["truncated"].sum()) if len(rows) else 0,
+        "backend": cfg.backend,
+        "identity": identity,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
     log.info("embed: %s", report)
     return EmbedResult(vectors, report)
 

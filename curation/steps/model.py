@@ -17,6 +17,7 @@ from curation.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+
 def _logreg_cv(seed: int) -> Any:
     from curation.steps.cv_logreg import CVLogisticRegression
 
@@ -62,8 +63,9 @@ def _rows(X: Any) -> int:
     return int(X.shape[0])
 
 
-def fit_predict_proba(X_train: Any, y_train: np.ndarray, X: Any, n_classes: int,
-                      seed: int = 0, model: str = "logreg") -> np.ndarray:
+def fit_predict_proba(
+    X_train: Any, y_train: np.ndarray, X: Any, n_classes: int, seed: int = 0, model: str = "logreg"
+) -> np.ndarray:
     """Fit on ``(X_train, y_train)`` (codes ``0..n_classes-1``); probabilities for ``X``.
 
     ``X_train`` and ``X`` may be dense arrays or sparse matrices. Classes absent from
@@ -90,9 +92,15 @@ def fit_predict_proba(X_train: Any, y_train: np.ndarray, X: Any, n_classes: int,
 MAX_TRAIN_ROWS = 200_000
 
 
-def cross_val_probs(X: Any, y: np.ndarray, n_classes: int, folds: int = 5,
-                    seed: int = 0, model: str = "logreg",
-                    max_train_rows: int = MAX_TRAIN_ROWS) -> np.ndarray:
+def cross_val_probs(
+    X: Any,
+    y: np.ndarray,
+    n_classes: int,
+    folds: int = 5,
+    seed: int = 0,
+    model: str = "logreg",
+    max_train_rows: int = MAX_TRAIN_ROWS,
+) -> np.ndarray:
     """Out-of-sample probabilities by stratified K-fold cross-validation.
 
     Classes with fewer examples than ``folds`` are spread over the folds they can fill;
@@ -124,8 +132,15 @@ def cross_val_probs(X: Any, y: np.ndarray, n_classes: int, folds: int = 5,
     return probs
 
 
-def choose_model(X: Any, y: np.ndarray, n_classes: int, candidates: tuple[str, ...] = AUTO_CANDIDATES,
-                 folds: int = 3, seed: int = 0, max_rows: int = 3000) -> tuple[str, dict[str, float]]:
+def choose_model(
+    X: Any,
+    y: np.ndarray,
+    n_classes: int,
+    candidates: tuple[str, ...] = AUTO_CANDIDATES,
+    folds: int = 3,
+    seed: int = 0,
+    max_rows: int = 3000,
+) -> tuple[str, dict[str, float]]:
     """The candidate with the best cross-validated accuracy on a sample of ``max_rows`` rows.
 
     Returns
@@ -154,8 +169,15 @@ def choose_model(X: Any, y: np.ndarray, n_classes: int, candidates: tuple[str, .
     return best, scores
 
 
-def accuracy(X_train: Any, y_train: np.ndarray, X_test: Any, y_test: np.ndarray,
-             n_classes: int, seed: int = 0, model: str = "logreg") -> float:
+def accuracy(
+    X_train: Any,
+    y_train: np.ndarray,
+    X_test: Any,
+    y_test: np.ndarray,
+    n_classes: int,
+    seed: int = 0,
+    model: str = "logreg",
+) -> float:
     """Accuracy on ``(X_test, y_test)`` of the model fitted on ``(X_train, y_train)``."""
     if _rows(X_train) == 0 or _rows(X_test) == 0:
         return float("nan")

@@ -103,12 +103,17 @@ class Reconciliation:
 
 def latest_answers(annotations: pl.DataFrame) -> pl.DataFrame:
     """The newest answer of each annotator on each task (annotations pulled twice count once)."""
-    return (annotations.sort("updated_at")
-            .unique(subset=["task_id", "annotator"], keep="last", maintain_order=True))
+    return annotations.sort("updated_at").unique(
+        subset=["task_id", "annotator"], keep="last", maintain_order=True
+    )
 
 
-def _pred_probs(task_ids: list[str], classes: list[str], pred_probs: Mapping[str, Sequence[float]] | None,
-                tasks: pl.DataFrame | None) -> np.ndarray:
+def _pred_probs(
+    task_ids: list[str],
+    classes: list[str],
+    pred_probs: Mapping[str, Sequence[float]] | None,
+    tasks: pl.DataFrame | None,
+) -> np.ndarray:
     """``(N, K)`` model probabilities for the tasks: given ones, else the task's suggestion
     (its score on the suggested class, the rest spread evenly), else uniform."""
     k = len(classes)
@@ -123,7 +128,9 @@ def _pred_probs(task_ids: list[str], classes: list[str], pred_probs: Mapping[str
         if pred_probs is not None and tid in pred_probs:
             p = np.asarray(pred_probs[tid], dtype=float)
             if p.shape != (k,):
-                raise DataError(f"pred_probs for task {tid!r} has {p.shape[0]} values, expected {k} (one per class)")
+                raise DataError(
+                    f"pred_probs for task {tid!r} has {p.shape[0]} values, expected {k} (one per class)"
+                )
             out[n] = p
         elif tid in sugg and k > 1:
             pred, score = sugg[tid]
@@ -177,8 +184,10 @@ def reconcile(
     if classes is not None:
         unknown = sorted(set(done["label"].to_list()) - set(classes))
         if unknown:
-            raise DataError(f"annotations use labels that are not choices of the loop: {unknown} "
-                            f"(choices: {classes}); add them to the loop's labels or fix the project")
+            raise DataError(
+                f"annotations use labels that are not choices of the loop: {unknown} "
+                f"(choices: {classes}); add them to the loop's labels or fix the project"
+            )
     labels = _majority(ans, done)
     method = "majority"
     notes: list[str] = []
@@ -190,8 +199,10 @@ def reconcile(
         labels, annotator_quality = _crowdlab(labels, done, classes, tasks, pred_probs)
         method = "crowdlab"
     elif classes is not None:
-        notes.append(f"cleanlab not used: {len(multi)} tasks with 2+ votes (needs {min_overlap}), "
-                     f"{n_annotators} annotators (needs 2)")
+        notes.append(
+            f"cleanlab not used: {len(multi)} tasks with 2+ votes (needs {min_overlap}), "
+            f"{n_annotators} annotators (needs 2)"
+        )
     annotators = _annotators(ans, labels, annotator_quality)
     return Reconciliation(labels=labels, annotators=annotators, method=method, notes=notes)
 
@@ -199,8 +210,10 @@ def reconcile(
 def _majority(ans: pl.DataFrame, done: pl.DataFrame) -> pl.DataFrame:
     """One row per task: the majority label of its done answers (``None`` on a tie)."""
     tasks_meta = ans.group_by("task_id", maintain_order=True).agg(
-        pl.col("id").first(), pl.col("kind").first(),
-        (pl.col("status") != "done").sum().cast(pl.Int64).alias("n_skipped"))
+        pl.col("id").first(),
+        pl.col("kind").first(),
+        (pl.col("status") != "done").sum().cast(pl.Int64).alias("n_skipped"),
+    )
     counts = done.group_by("task_id", "label").agg(pl.len().cast(pl.Int64).alias("n"))
     by_task: dict[str, list[tuple[str, int]]] = {}
     for tid, lab, n in counts.iter_rows():
@@ -216,35 +229,59 @@ def _majority(ans: pl.DataFrame, done: pl.DataFrame) -> pl.DataFrame:
             tie = len(votes) > 1 and votes[1][1] == top
             status = "tie" if tie else ("agreed" if len(votes) == 1 else "majority")
             majority = None if tie else votes[0][0]
-        rows.append({
-            "task_id": tid, "id": rid, "kind": kind, "label": majority, "status": status,
-            "majority_label": majority, "votes": top, "n_done": n_done, "n_skipped": int(n_skipped),
-            "agreement": (top / n_done) if n_done else None,
-            "answers": ", ".join(f"{lab}x{n}" for lab, n in votes), "quality": None, "method": "majority",
-        })
+        rows.append(
+            {
+                "task_id": tid,
+                "id": rid,
+                "kind": kind,
+                "label": majority,
+                "status": status,
+                "majority_label": majority,
+                "votes": top,
+                "n_done": n_done,
+                "n_skipped": int(n_skipped),
+                "agreement": (top / n_done) if n_done else None,
+                "answers": ", ".join(f"{lab}x{n}" for lab, n in votes),
+                "quality": None,
+                "method": "majority",
+            }
+        )
     return pl.DataFrame(rows, schema=LABEL_COLUMNS)
 
 
 def _annotators(ans: pl.DataFrame, labels: pl.DataFrame, quality: dict[str, float]) -> pl.DataFrame:
     """Per annotator: answers done and skipped, agreement with the final labels, quality."""
     final = labels.select("task_id", pl.col("label").alias("final"))
-    per = ans.join(final, on="task_id", how="left").group_by("annotator", maintain_order=True).agg(
-        (pl.col("status") == "done").sum().cast(pl.Int64).alias("n_done"),
-        (pl.col("status") != "done").sum().cast(pl.Int64).alias("n_skipped"),
-        ((pl.col("status") == "done") & (pl.col("label") == pl.col("final"))).sum().alias("_agree"),
-        ((pl.col("status") == "done") & pl.col("final").is_not_null()).sum().alias("_judged"),
+    per = (
+        ans.join(final, on="task_id", how="left")
+        .group_by("annotator", maintain_order=True)
+        .agg(
+            (pl.col("status") == "done").sum().cast(pl.Int64).alias("n_done"),
+            (pl.col("status") != "done").sum().cast(pl.Int64).alias("n_skipped"),
+            ((pl.col("status") == "done") & (pl.col("label") == pl.col("final"))).sum().alias("_agree"),
+            ((pl.col("status") == "done") & pl.col("final").is_not_null()).sum().alias("_judged"),
+        )
     )
     return per.select(
-        "annotator", "n_done", "n_skipped",
-        pl.when(pl.col("_judged") > 0).then(pl.col("_agree") / pl.col("_judged")).otherwise(None)
-        .cast(pl.Float64).alias("agreement"),
-        pl.col("annotator").replace_strict(quality, default=None, return_dtype=pl.Float64)
-        .alias("quality"),
+        "annotator",
+        "n_done",
+        "n_skipped",
+        pl.when(pl.col("_judged") > 0)
+        .then(pl.col("_agree") / pl.col("_judged"))
+        .otherwise(None)
+        .cast(pl.Float64)
+        .alias("agreement"),
+        pl.col("annotator").replace_strict(quality, default=None, return_dtype=pl.Float64).alias("quality"),
     ).cast(ANNOTATOR_COLUMNS)
 
 
-def _crowdlab(labels: pl.DataFrame, done: pl.DataFrame, classes: list[str], tasks: pl.DataFrame | None,
-              pred_probs: Mapping[str, Sequence[float]] | None) -> tuple[pl.DataFrame, dict[str, float]]:
+def _crowdlab(
+    labels: pl.DataFrame,
+    done: pl.DataFrame,
+    classes: list[str],
+    tasks: pl.DataFrame | None,
+    pred_probs: Mapping[str, Sequence[float]] | None,
+) -> tuple[pl.DataFrame, dict[str, float]]:
     """cleanlab's consensus label and quality for every task with a vote."""
     from cleanlab.multiannotator import get_label_quality_multiannotator
 
@@ -263,18 +300,27 @@ def _crowdlab(labels: pl.DataFrame, done: pl.DataFrame, classes: list[str], task
     probs = _pred_probs(tids, classes, pred_probs, tasks)
     out = get_label_quality_multiannotator(frame, probs, verbose=False, return_detailed_quality=False)
     lq = out["label_quality"]
-    consensus = pl.DataFrame({
-        "task_id": tids,
-        "_label": [classes[int(i)] for i in lq["consensus_label"].to_numpy()],
-        "_quality": lq["consensus_quality_score"].to_numpy().astype(float),
-    })
+    consensus = pl.DataFrame(
+        {
+            "task_id": tids,
+            "_label": [classes[int(i)] for i in lq["consensus_label"].to_numpy()],
+            "_quality": lq["consensus_quality_score"].to_numpy().astype(float),
+        }
+    )
     stats = out["annotator_stats"]
     quality = {str(a): float(q) for a, q in zip(stats.index, stats["annotator_quality"].to_numpy())}
-    labels = labels.join(consensus, on="task_id", how="left", maintain_order="left").with_columns(
-        pl.coalesce("_label", "label").alias("label"),
-        pl.col("_quality").alias("quality"),
-        pl.when(pl.col("_label").is_not_null()).then(pl.lit("crowdlab")).otherwise(pl.col("method")).alias("method"),
-    ).drop("_label", "_quality")
+    labels = (
+        labels.join(consensus, on="task_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce("_label", "label").alias("label"),
+            pl.col("_quality").alias("quality"),
+            pl.when(pl.col("_label").is_not_null())
+            .then(pl.lit("crowdlab"))
+            .otherwise(pl.col("method"))
+            .alias("method"),
+        )
+        .drop("_label", "_quality")
+    )
     return labels.select(list(LABEL_COLUMNS)), quality
 
 
@@ -305,10 +351,17 @@ def review_verdicts(labels: pl.DataFrame, tasks: pl.DataFrame) -> pl.DataFrame:
     ['confirmed', 'corrected']
     """
     rev = labels.filter(pl.col("kind") == "review").select("task_id", "id", "label", "agreement")
-    t = tasks.select(pl.col("task_id"), pl.col("given_label").cast(pl.String),
-                     pl.col("prediction").cast(pl.String).alias("suggested"))
+    t = tasks.select(
+        pl.col("task_id"),
+        pl.col("given_label").cast(pl.String),
+        pl.col("prediction").cast(pl.String).alias("suggested"),
+    )
     out = rev.join(t, on="task_id", how="left", maintain_order="left").with_columns(
-        pl.when(pl.col("label").is_null()).then(pl.lit("unresolved"))
-        .when(pl.col("label") == pl.col("given_label")).then(pl.lit("confirmed"))
-        .otherwise(pl.lit("corrected")).alias("verdict"))
+        pl.when(pl.col("label").is_null())
+        .then(pl.lit("unresolved"))
+        .when(pl.col("label") == pl.col("given_label"))
+        .then(pl.lit("confirmed"))
+        .otherwise(pl.lit("corrected"))
+        .alias("verdict")
+    )
     return out.select(list(VERDICT_COLUMNS)).cast(VERDICT_COLUMNS)

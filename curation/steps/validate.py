@@ -102,16 +102,23 @@ def load_schema(spec: str | Path) -> pap.DataFrameSchema:
             raise ConfigError(f"{file}.py has no class {name!r}", field="schema")
         return getattr(module, name).to_schema()
     if not Path(spec).is_file():
-        raise ConfigError(f"file not found: {spec}; expected a Pandera YAML file or "
-                          f"schemas/x.py:Model", field="schema")
+        raise ConfigError(
+            f"file not found: {spec}; expected a Pandera YAML file or schemas/x.py:Model", field="schema"
+        )
     try:
         return pap.DataFrameSchema.from_yaml(Path(spec))
     except Exception as e:  # pandera raises several types for a bad file
         raise ConfigError(f"not a Pandera polars schema: {e}", source=spec, field="schema") from e
 
 
-def make_rules(schema: pap.DataFrameSchema, *, text: str = "text", label: str = "label",
-               labels: list[str] | None = None, min_per_class: int | None = None) -> Rules:
+def make_rules(
+    schema: pap.DataFrameSchema,
+    *,
+    text: str = "text",
+    label: str = "label",
+    labels: list[str] | None = None,
+    min_per_class: int | None = None,
+) -> Rules:
     """Split a contract into block checks and cross-block checks.
 
     Column uniqueness moves out of the block schema (it spans blocks); ``labels`` adds an
@@ -121,8 +128,11 @@ def make_rules(schema: pap.DataFrameSchema, *, text: str = "text", label: str = 
     block = schema.update_columns({c: {"unique": False} for c in unique}) if unique else schema
     if labels is not None:
         if label not in block.columns:
-            raise ConfigError(f"labels given but the contract has no column {label!r}",
-                              field="labels", choices=list(block.columns))
+            raise ConfigError(
+                f"labels given but the contract has no column {label!r}",
+                field="labels",
+                choices=list(block.columns),
+            )
         checks = list(block.columns[label].checks) + [pandera.api.checks.Check.isin(labels)]
         block = block.update_column(label, checks=checks)
     return Rules(block, unique, text, label, min_per_class)
@@ -143,13 +153,21 @@ def _raise_column_failures(fc: pl.DataFrame, source: str) -> None:
     first = whole.row(0, named=True)
     check, found = str(first["check"]), first["failure_case"]
     if check == "column_in_dataframe":
-        raise DataError("missing column required by the contract; add it to the data or "
-                        "remove it from the schema", path=source, column=found)
+        raise DataError(
+            "missing column required by the contract; add it to the data or remove it from the schema",
+            path=source,
+            column=found,
+        )
     if check.startswith("dtype("):
-        raise DataError(f"expected type {check[7:-2]}, found {found}; fix the data or the "
-                        f"schema's dtype (or set coerce: true)", path=source, column=first["column"])
-    raise DataError(f"failed {check} (found {found}); fix the data or the schema",
-                    path=source, column=first["column"])
+        raise DataError(
+            f"expected type {check[7:-2]}, found {found}; fix the data or the "
+            f"schema's dtype (or set coerce: true)",
+            path=source,
+            column=first["column"],
+        )
+    raise DataError(
+        f"failed {check} (found {found}); fix the data or the schema", path=source, column=first["column"]
+    )
 
 
 def check_block(df: pl.DataFrame, rules: Rules, source: str) -> pl.DataFrame:
@@ -181,17 +199,27 @@ def check_block(df: pl.DataFrame, rules: Rules, source: str) -> pl.DataFrame:
         raw = pl.DataFrame(e.failure_cases)
     _raise_column_failures(raw, source)
     rows = df[ROW].gather(raw["index"].cast(pl.UInt32))
-    return pl.DataFrame({ROW: rows, "column": raw["column"].cast(pl.String),
-                         "check": raw["check"].cast(pl.String),
-                         "value": raw["failure_case"].cast(pl.String)}, schema=FAILURES)
+    return pl.DataFrame(
+        {
+            ROW: rows,
+            "column": raw["column"].cast(pl.String),
+            "check": raw["check"].cast(pl.String),
+            "value": raw["failure_case"].cast(pl.String),
+        },
+        schema=FAILURES,
+    )
 
 
 # ---------------------------------------------------------------- cross-block checks
 
 
 def _as_failures(df: pl.DataFrame, column: str, check: str, value: str) -> pl.DataFrame:
-    return df.select(pl.col(ROW).cast(pl.Int64), pl.lit(column).alias("column"),
-                     pl.lit(check).alias("check"), pl.col(value).cast(pl.String).alias("value"))
+    return df.select(
+        pl.col(ROW).cast(pl.Int64),
+        pl.lit(column).alias("column"),
+        pl.lit(check).alias("check"),
+        pl.col(value).cast(pl.String).alias("value"),
+    )
 
 
 def duplicated(keys: pl.DataFrame, column: str) -> pl.DataFrame:
@@ -227,8 +255,11 @@ def label_counts(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Rows per non-null label in ``df`` (columns ``label`` and ``n``)."""
     if rules.label not in df.columns:
         return pl.DataFrame(schema={rules.label: pl.String, "n": pl.Int64})
-    return (df.filter(pl.col(rules.label).is_not_null()).group_by(rules.label)
-            .agg(pl.len().cast(pl.Int64).alias("n")))
+    return (
+        df.filter(pl.col(rules.label).is_not_null())
+        .group_by(rules.label)
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+    )
 
 
 def global_failures(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
@@ -237,8 +268,9 @@ def global_failures(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     if rules.text in df.columns and rules.label in df.columns:
         keys = df.select(ROW, rules.text, rules.label).filter(pl.col(rules.text).is_not_null())
         parts.append(conflicting(keys, [rules.text], rules.label, rules.label))
-    parts.append(rare_failures(df, rules, rare_classes(label_counts(df, rules), rules.label,
-                                                       rules.min_per_class)))
+    parts.append(
+        rare_failures(df, rules, rare_classes(label_counts(df, rules), rules.label, rules.min_per_class))
+    )
     return pl.concat(parts)
 
 
@@ -251,18 +283,22 @@ def split(df: pl.DataFrame, failures: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
         pl.col("column").unique(maintain_order=True).str.join("; "),
         pl.col("check").unique(maintain_order=True).str.join("; "),
         pl.col("value").fill_null("null").first(),
-        pl.format("{}: {}", pl.col("column"), pl.col("check")).unique(maintain_order=True)
-        .str.join("; ").alias("reason"),
+        pl.format("{}: {}", pl.col("column"), pl.col("check"))
+        .unique(maintain_order=True)
+        .str.join("; ")
+        .alias("reason"),
     )
     original = [c for c in df.columns if c != ROW]
-    quarantine = (df.join(reasons, on=ROW, how="inner", maintain_order="left")
-                  .select(*original, ROW, "column", "check", "value", "reason"))
+    quarantine = df.join(reasons, on=ROW, how="inner", maintain_order="left").select(
+        *original, ROW, "column", "check", "value", "reason"
+    )
     valid = df.join(reasons, on=ROW, how="anti", maintain_order="left").drop(ROW)
     return valid, quarantine
 
 
-def make_report(rows: int, failures: pl.DataFrame, max_invalid_fraction: float,
-                **extra: Any) -> dict[str, Any]:
+def make_report(
+    rows: int, failures: pl.DataFrame, max_invalid_fraction: float, **extra: Any
+) -> dict[str, Any]:
     """Counts per check, per column and per (column, check), in rows."""
     quarantined = failures[ROW].n_unique() if len(failures) else 0
     by = failures.group_by("column", "check").agg(pl.col(ROW).n_unique().alias("rows"))
@@ -289,7 +325,9 @@ def _gate(report: dict[str, Any], source: str, quarantine: Any) -> None:
             f"{source}: {report['invalid_fraction']:.2%} of rows ({report['quarantined']} of "
             f"{report['rows']}) failed validation, above the gate max_invalid_fraction="
             f"{report['max_invalid_fraction']:.2%}; see the quarantine for the reasons, fix the "
-            f"data or raise the gate", failure_cases=quarantine)
+            f"data or raise the gate",
+            failure_cases=quarantine,
+        )
 
 
 def _pick_engine(engine: Engine, rows: int, local_below: int) -> Literal["ray", "local"]:
@@ -301,8 +339,7 @@ def _pick_engine(engine: Engine, rows: int, local_below: int) -> Literal["ray", 
 # ---------------------------------------------------------------- in memory
 
 
-def _block_failures_ray(indexed: pl.DataFrame, rules: Rules, source: str,
-                        block_rows: int) -> pl.DataFrame:
+def _block_failures_ray(indexed: pl.DataFrame, rules: Rules, source: str, block_rows: int) -> pl.DataFrame:
     import ray
 
     from curation.support.engine import ensure_ray
@@ -317,8 +354,9 @@ def _block_failures_ray(indexed: pl.DataFrame, rules: Rules, source: str,
         except CurationError as e:  # sent back whole: Ray Data keeps only a traceback's text
             return pl.DataFrame({"_error": [pickle.dumps(e)]}).to_arrow()
 
-    ds = ray.data.from_arrow(blocks).map_batches(run, batch_format="pyarrow", batch_size=None,
-                                                 zero_copy_batch=True)
+    ds = ray.data.from_arrow(blocks).map_batches(
+        run, batch_format="pyarrow", batch_size=None, zero_copy_batch=True
+    )
     tables = [pl.DataFrame(pl.from_arrow(ray.get(r))) for r in ds.to_arrow_refs()]
     for t in tables:
         if len(t) and t["_error"][0]:
@@ -425,7 +463,8 @@ def _text_keys(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Text as two 64-bit hashes (a 128-bit key) with its label, for labeled texts only."""
     t = pl.col(rules.text).cast(pl.String)
     return df.filter(t.is_not_null() & pl.col(rules.label).is_not_null()).select(
-        ROW, t.hash(seed=0).alias("_h1"), t.hash(seed=1).alias("_h2"), rules.label)
+        ROW, t.hash(seed=0).alias("_h1"), t.hash(seed=1).alias("_h2"), rules.label
+    )
 
 
 def _first_pass(i: int, block: Block, job: _Job) -> dict[str, int]:
@@ -465,10 +504,14 @@ def _second_pass(i: int, block: Block, job: _Job, rare: list[Any]) -> dict[str, 
     """Split one block into its valid part and its quarantine part."""
     df = _read(block)
     last = block.first_row + len(df)
-    cross = (pl.scan_parquet(Path(job.work, "g.parquet"))
-             .filter(pl.col(ROW).is_between(block.first_row, last, closed="left")).collect())
-    failures = pl.concat([pl.read_parquet(Path(job.work, "f", f"{i}.parquet")), cross,
-                          rare_failures(df, job.rules, rare)])
+    cross = (
+        pl.scan_parquet(Path(job.work, "g.parquet"))
+        .filter(pl.col(ROW).is_between(block.first_row, last, closed="left"))
+        .collect()
+    )
+    failures = pl.concat(
+        [pl.read_parquet(Path(job.work, "f", f"{i}.parquet")), cross, rare_failures(df, job.rules, rare)]
+    )
     valid, quarantine = split(df, failures)
     valid.write_parquet(Path(job.out, "valid", f"part-{i:05d}.parquet"))
     quarantine.write_parquet(Path(job.out, "quarantine", f"part-{i:05d}.parquet"))
@@ -476,8 +519,12 @@ def _second_pass(i: int, block: Block, job: _Job, rare: list[Any]) -> dict[str, 
     return {"block": i, "rows": len(df)}
 
 
-def _run_blocks(fn: Callable[[int, Block], dict[str, int]], blocks: list[Block],
-                engine: Literal["ray", "local"], tick: Callable[[], None]) -> list[dict[str, int]]:
+def _run_blocks(
+    fn: Callable[[int, Block], dict[str, int]],
+    blocks: list[Block],
+    engine: Literal["ray", "local"],
+    tick: Callable[[], None],
+) -> list[dict[str, int]]:
     """Run ``fn`` on every block: in this process, or as a Ray Data job (a task a block)."""
     if engine == "local":
         done = []
@@ -493,8 +540,9 @@ def _run_blocks(fn: Callable[[int, Block], dict[str, int]], blocks: list[Block],
         except CurationError as e:  # sent back whole: Ray Data keeps only a traceback's text
             return {"block": row["i"], "rows": 0, "error": pickle.dumps(e)}
 
-    ds = ray.data.from_items([{"i": i} for i in range(len(blocks))],
-                             override_num_blocks=max(len(blocks), 1)).map(task)
+    ds = ray.data.from_items(
+        [{"i": i} for i in range(len(blocks))], override_num_blocks=max(len(blocks), 1)
+    ).map(task)
     results = []
     for r in ds.iter_rows():
         if r["error"]:
@@ -598,9 +646,15 @@ def validate_source(
         cross.write_parquet(work / "g.parquet")
         _run_blocks(lambda i, b: _second_pass(i, b, job, rare), blocks, engine_used, tick)
         failures = pl.read_parquet(work / "all")
-        report = make_report(sum(d["rows"] for d in done), failures, v.max_invalid_fraction,
-                             source=str(source), engine=engine_used, blocks=len(blocks),
-                             seconds=round(time.perf_counter() - t0, 3))
+        report = make_report(
+            sum(d["rows"] for d in done),
+            failures,
+            v.max_invalid_fraction,
+            source=str(source),
+            engine=engine_used,
+            blocks=len(blocks),
+            seconds=round(time.perf_counter() - t0, 3),
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
@@ -611,6 +665,7 @@ def validate_source(
 
 def read_outputs(out: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The valid rows and the quarantine that :func:`validate_source` wrote, in input order."""
-    valid, quarantine = (pl.read_parquet(sorted(Path(out, sub).glob("*.parquet")))
-                         for sub in ("valid", "quarantine"))
+    valid, quarantine = (
+        pl.read_parquet(sorted(Path(out, sub).glob("*.parquet"))) for sub in ("valid", "quarantine")
+    )
     return valid, quarantine

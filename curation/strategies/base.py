@@ -75,8 +75,9 @@ class Ranked:
     reason: list[str]
 
 
-def selection_table(ids: np.ndarray, idx: np.ndarray, score: np.ndarray,
-                    reason: str | Sequence[str], kind: str = "label") -> pl.DataFrame:
+def selection_table(
+    ids: np.ndarray, idx: np.ndarray, score: np.ndarray, reason: str | Sequence[str], kind: str = "label"
+) -> pl.DataFrame:
     """The fixed-shape table for rows ``idx`` of ``ids`` (already in priority order)."""
     reasons = [reason] * len(idx) if isinstance(reason, str) else list(reason)
     return pl.DataFrame(
@@ -94,18 +95,25 @@ def selection_table(ids: np.ndarray, idx: np.ndarray, score: np.ndarray,
 def check_pool(pool: Pool, budget: int) -> None:
     """Raise :class:`DataError` when the pool's parts disagree or the budget is not positive."""
     if budget < 1:
-        raise DataError(f"budget must be a positive number of rows, got {budget}; "
-                        "set `budget` in the loop file")
+        raise DataError(
+            f"budget must be a positive number of rows, got {budget}; set `budget` in the loop file"
+        )
     X = pool.embeddings
     if X.ndim != 2 or len(X) != len(pool.ids):
-        raise DataError(f"pool embeddings must be (len(ids), dim) = ({len(pool.ids)}, dim), "
-                        f"got {X.shape}; embed exactly the pool rows")
+        raise DataError(
+            f"pool embeddings must be (len(ids), dim) = ({len(pool.ids)}, dim), "
+            f"got {X.shape}; embed exactly the pool rows"
+        )
     if len(pool.labeled) and pool.labeled.shape[1] != X.shape[1]:
-        raise DataError(f"labeled embeddings have dim {pool.labeled.shape[1]}, the pool {X.shape[1]}; "
-                        "embed both with the same model")
+        raise DataError(
+            f"labeled embeddings have dim {pool.labeled.shape[1]}, the pool {X.shape[1]}; "
+            "embed both with the same model"
+        )
     if pool.probs is not None and len(pool.probs) != len(pool.ids):
-        raise DataError(f"pool probabilities have {len(pool.probs)} rows for {len(pool.ids)} ids; "
-                        "predict exactly the pool rows")
+        raise DataError(
+            f"pool probabilities have {len(pool.probs)} rows for {len(pool.ids)} ids; "
+            "predict exactly the pool rows"
+        )
 
 
 class Strategy(ABC):
@@ -151,20 +159,24 @@ class Strategy(ABC):
             r = self._with_quota(self.rank(pool, min(len(pool.ids), n * self.quota_overdraw)), pool, n)
         table = selection_table(pool.ids, r.idx[:n], r.score[:n], r.reason[:n])
         return pl.concat([review, table]).with_columns(
-            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank"))
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank")
+        )
 
     def _check_params(self) -> None:
         if not 0.0 <= self.review_share <= 1.0:
-            raise ConfigError(f"expected a fraction from 0 to 1, got {self.review_share}",
-                              field="strategy.review_share")
+            raise ConfigError(
+                f"expected a fraction from 0 to 1, got {self.review_share}", field="strategy.review_share"
+            )
         if self.max_per_class is not None and self.max_per_class < 1:
-            raise ConfigError(f"expected a positive count, got {self.max_per_class}",
-                              field="strategy.max_per_class")
+            raise ConfigError(
+                f"expected a positive count, got {self.max_per_class}", field="strategy.max_per_class"
+            )
 
     def _review(self, pool: Pool, n: int) -> pl.DataFrame:
         scores = np.zeros(n) if pool.suspect_scores is None else np.asarray(pool.suspect_scores)[:n]
-        return selection_table(pool.suspects, np.arange(n), scores,
-                               "review: suspected label error", kind="review")
+        return selection_table(
+            pool.suspects, np.arange(n), scores, "review: suspected label error", kind="review"
+        )
 
     def _with_quota(self, r: Ranked, pool: Pool, n: int) -> Ranked:
         """Keep rank order but at most ``max_per_class`` per predicted class; fill up after."""
@@ -190,6 +202,13 @@ def cold_start_fallback(name: str, pool: Pool, n: int) -> Ranked:
 
 
 #: The strategies, by name (``strategy.name`` in a loop file).
-STRATEGIES: Registry[Strategy] = Registry("strategy", builtins=(
-    "curation.strategies.random_sampling", "curation.strategies.uncertainty",
-    "curation.strategies.kcenter", "curation.strategies.typiclust", "curation.strategies.hybrid"))
+STRATEGIES: Registry[Strategy] = Registry(
+    "strategy",
+    builtins=(
+        "curation.strategies.random_sampling",
+        "curation.strategies.uncertainty",
+        "curation.strategies.kcenter",
+        "curation.strategies.typiclust",
+        "curation.strategies.hybrid",
+    ),
+)

@@ -54,10 +54,17 @@ class Hybrid(Strategy):
 
     name: ClassVar[str] = "hybrid"
 
-    def __init__(self, shortlist: int = 5, diversify: Literal["kmeans", "kcenter"] = "kmeans",
-                 pick: Literal["typical", "uncertain"] = "typical", knn: int = 20,
-                 cold_start: str = "typiclust", *, max_per_class: int | None = None,
-                 review_share: float = 0.0) -> None:
+    def __init__(
+        self,
+        shortlist: int = 5,
+        diversify: Literal["kmeans", "kcenter"] = "kmeans",
+        pick: Literal["typical", "uncertain"] = "typical",
+        knn: int = 20,
+        cold_start: str = "typiclust",
+        *,
+        max_per_class: int | None = None,
+        review_share: float = 0.0,
+    ) -> None:
         super().__init__(max_per_class=max_per_class, review_share=review_share)
         self.shortlist = shortlist
         self.diversify = diversify
@@ -71,14 +78,17 @@ class Hybrid(Strategy):
             return cold_start_fallback(self.cold_start, pool, n)
         u = margin(pool.probs)
         tie = np.random.default_rng(pool.seed).random(len(u))
-        short = np.lexsort((tie, -u))[:max(n, self.shortlist * n)]
+        short = np.lexsort((tie, -u))[: max(n, self.shortlist * n)]
         if len(short) <= n:
             return Ranked(short, u[short], ["most uncertain (margin), shortlist exhausted"] * len(short))
         X = pool.embeddings[short]
         if self.diversify == "kcenter":
             pick, _ = kcenter_greedy(X, n, pool.labeled, first=0, precision="float32")
-            return Ranked(short[pick], u[short[pick]],
-                          ["uncertain (margin shortlist), farthest from labeled and selected"] * len(pick))
+            return Ranked(
+                short[pick],
+                u[short[pick]],
+                ["uncertain (margin shortlist), farthest from labeled and selected"] * len(pick),
+            )
         from sklearn.cluster import KMeans
 
         cluster = KMeans(n, n_init=1, random_state=pool.seed).fit(X).labels_

@@ -42,7 +42,7 @@ def quantize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale[scale == 0] = 1.0
     q = np.empty(X.shape, dtype=np.int8)
     for i in range(0, len(X), 65536):
-        np.rint(X[i:i + 65536] / scale[i:i + 65536, None], out=q[i:i + 65536], casting="unsafe")
+        np.rint(X[i : i + 65536] / scale[i : i + 65536, None], out=q[i : i + 65536], casting="unsafe")
     return q, scale
 
 
@@ -58,7 +58,7 @@ def min_sq_dist(X: np.ndarray, C: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """
     mind = np.full(len(X), np.inf, dtype=np.float32)
     for i in range(0, len(C), chunk):
-        sims = X @ np.ascontiguousarray(C[i:i + chunk], dtype=np.float32).T
+        sims = X @ np.ascontiguousarray(C[i : i + chunk], dtype=np.float32).T
         np.minimum(mind, 2.0 - 2.0 * sims.max(axis=1), out=mind)
     return mind
 
@@ -67,13 +67,18 @@ def covering_radius(X: np.ndarray, C: np.ndarray, chunk: int = 65536) -> float:
     """The largest distance from a row of ``X`` to its nearest row of ``C`` (exact, float32)."""
     worst = 0.0
     for i in range(0, len(X), chunk):
-        worst = max(worst, float(min_sq_dist(X[i:i + chunk], C).max()))
+        worst = max(worst, float(min_sq_dist(X[i : i + chunk], C).max()))
     return float(np.sqrt(max(worst, 0.0)))
 
 
-def kcenter_greedy(X: np.ndarray, k: int, centers: np.ndarray | None = None, first: int = 0,
-                   precision: Precision = "float32",
-                   candidates: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def kcenter_greedy(
+    X: np.ndarray,
+    k: int,
+    centers: np.ndarray | None = None,
+    first: int = 0,
+    precision: Precision = "float32",
+    candidates: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-center over unit-norm rows of ``X``.
 
     Keeps each row's squared distance to its nearest chosen center; never builds a
@@ -142,12 +147,13 @@ def _int8_greedy(X: np.ndarray, k: int, mind: np.ndarray, first: int) -> tuple[n
 def _update_many(X: np.ndarray, C: np.ndarray, mind: np.ndarray, chunk: int = 2048) -> None:
     """``mind = min(mind, squared distance to the nearest row of C)``, chunked BLAS."""
     for i in range(0, len(X), chunk):
-        sims = X[i:i + chunk] @ C.T
-        np.minimum(mind[i:i + chunk], 2.0 - 2.0 * sims.max(axis=1), out=mind[i:i + chunk])
+        sims = X[i : i + chunk] @ C.T
+        np.minimum(mind[i : i + chunk], 2.0 - 2.0 * sims.max(axis=1), out=mind[i : i + chunk])
 
 
-def _batched_greedy(X: np.ndarray, k: int, mind: np.ndarray, first: int,
-                    candidates: int) -> tuple[np.ndarray, np.ndarray]:
+def _batched_greedy(
+    X: np.ndarray, k: int, mind: np.ndarray, first: int, candidates: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact greedy, a batch of picks per pass (see the module docstring)."""
     idx: list[int] = []
     dist: list[float] = []
@@ -205,30 +211,37 @@ class KCenterGreedy(Strategy):
 
     name: ClassVar[str] = "kcenter"
 
-    def __init__(self, precision: Precision = "float32", *, max_per_class: int | None = None,
-                 review_share: float = 0.0) -> None:
+    def __init__(
+        self, precision: Precision = "float32", *, max_per_class: int | None = None, review_share: float = 0.0
+    ) -> None:
         super().__init__(max_per_class=max_per_class, review_share=review_share)
         self.precision = precision
 
     def rank(self, pool: Pool, n: int) -> Ranked:
         """Greedy picks; score is the squared distance to the nearest center at pick time."""
         first = int(np.random.default_rng(pool.seed).integers(len(pool.ids))) if len(pool.ids) else 0
-        idx, dist = kcenter_greedy(pool.embeddings, n, pool.labeled, first=first,
-                                   precision=self.precision)
-        return Ranked(idx, dist.astype(np.float64),
-                      ["farthest from labeled and selected (k-center)"] * len(idx))
+        idx, dist = kcenter_greedy(pool.embeddings, n, pool.labeled, first=first, precision=self.precision)
+        return Ranked(
+            idx, dist.astype(np.float64), ["farthest from labeled and selected (k-center)"] * len(idx)
+        )
 
 
-def _block_centers(batch: dict[str, np.ndarray], k: int, column: str,
-                   precision: Precision) -> dict[str, np.ndarray]:
+def _block_centers(
+    batch: dict[str, np.ndarray], k: int, column: str, precision: Precision
+) -> dict[str, np.ndarray]:
     X = np.stack(batch[column]).astype(np.float32) if batch[column].dtype == object else batch[column]
     idx, _ = kcenter_greedy(X, k, precision=precision)
     return {name: values[idx] for name, values in batch.items()}
 
 
-def kcenter_partitioned(ds: ray.data.Dataset, k: int, column: str = "embedding",
-                        per_block: int | None = None, block_rows: int = 250_000,
-                        precision: Precision = "float32") -> dict[str, np.ndarray]:
+def kcenter_partitioned(
+    ds: ray.data.Dataset,
+    k: int,
+    column: str = "embedding",
+    per_block: int | None = None,
+    block_rows: int = 250_000,
+    precision: Precision = "float32",
+) -> dict[str, np.ndarray]:
     """k-center over a Ray Dataset too big for one machine: greedy per block, then merge.
 
     Every batch of ``block_rows`` rows picks ``per_block`` centers by greedy k-center
@@ -256,8 +269,12 @@ def kcenter_partitioned(ds: ray.data.Dataset, k: int, column: str = "embedding",
         The ``k`` chosen rows, every column of ``ds``, in pick order.
     """
     per_block = per_block or k
-    cand = ds.map_batches(_block_centers, batch_size=block_rows, batch_format="numpy",
-                          fn_kwargs={"k": per_block, "column": column, "precision": precision})
+    cand = ds.map_batches(
+        _block_centers,
+        batch_size=block_rows,
+        batch_format="numpy",
+        fn_kwargs={"k": per_block, "column": column, "precision": precision},
+    )
     parts = list(cand.iter_batches(batch_size=None, batch_format="numpy"))
     if not parts:
         raise DataError("kcenter_partitioned: the dataset has no rows; give it a non-empty pool")

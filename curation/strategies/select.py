@@ -11,7 +11,9 @@ import polars as pl
 from curation.strategies.base import STRATEGIES, Pool, Strategy
 
 
-def make_strategy(strategy: str | Strategy | Any = "hybrid", params: dict[str, Any] | None = None) -> Strategy:
+def make_strategy(
+    strategy: str | Strategy | Any = "hybrid", params: dict[str, Any] | None = None
+) -> Strategy:
     """A strategy instance from a name (with ``params``), a ``{name, ...}`` config, or itself."""
     if isinstance(strategy, Strategy):
         return strategy
@@ -72,7 +74,8 @@ def select(
         np.asarray([str(i) for i in (ids if ids is not None else range(n))], dtype=object),
         np.asarray(embeddings, dtype=np.float32),
         np.zeros((0, embeddings.shape[1]), np.float32) if labeled is None else labeled,
-        probs, seed,
+        probs,
+        seed,
         suspects=np.asarray([str(s) for s in (suspects or [])], dtype=str),
         suspect_scores=suspect_scores,
     )

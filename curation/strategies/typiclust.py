@@ -30,9 +30,9 @@ def typicality_in(Q: np.ndarray, X: np.ndarray, knn: int, chunk: int = 1024) -> 
     out = np.empty(len(Q))
     k = min(knn + 1, len(X))
     for i in range(0, len(Q), chunk):
-        d2 = np.maximum(2.0 - 2.0 * (Q[i:i + chunk] @ X.T), 0.0)
+        d2 = np.maximum(2.0 - 2.0 * (Q[i : i + chunk] @ X.T), 0.0)
         near = np.sort(np.partition(d2, k - 1, axis=1)[:, :k], axis=1)[:, 1:]
-        out[i:i + chunk] = 1.0 / (np.sqrt(near).mean(axis=1) + 1e-8)
+        out[i : i + chunk] = 1.0 / (np.sqrt(near).mean(axis=1) + 1e-8)
     return out
 
 
@@ -63,8 +63,15 @@ class TypiClust(Strategy):
 
     name: ClassVar[str] = "typiclust"
 
-    def __init__(self, max_clusters: int = 500, knn: int = 20, min_cluster_size: int = 5, *,
-                 max_per_class: int | None = None, review_share: float = 0.0) -> None:
+    def __init__(
+        self,
+        max_clusters: int = 500,
+        knn: int = 20,
+        min_cluster_size: int = 5,
+        *,
+        max_per_class: int | None = None,
+        review_share: float = 0.0,
+    ) -> None:
         super().__init__(max_per_class=max_per_class, review_share=review_share)
         self.max_clusters = max_clusters
         self.knn = knn

@@ -39,8 +39,9 @@ class _Uncertainty(Strategy):
 
     measure: ClassVar[str]
 
-    def __init__(self, cold_start: str = "random", *, max_per_class: int | None = None,
-                 review_share: float = 0.0) -> None:
+    def __init__(
+        self, cold_start: str = "random", *, max_per_class: int | None = None, review_share: float = 0.0
+    ) -> None:
         super().__init__(max_per_class=max_per_class, review_share=review_share)
         self.cold_start = cold_start
 

@@ -62,8 +62,11 @@ def _filesystem(source: str) -> tuple[fsspec.AbstractFileSystem, str]:
         hint = f"pip install 'curation[{extra}]'" if extra else "use a local path, s3:// or lakefs://"
         raise ConfigError(f"cannot open {protocol}:// sources ({e}); {hint}", source=source) from e
     except Exception as e:  # credentials and endpoints: each client raises its own types
-        raise DataError(f"cannot connect to {protocol}:// ({type(e).__name__}: {e}); check the "
-                        f"credentials and endpoint of this filesystem", path=source) from e
+        raise DataError(
+            f"cannot connect to {protocol}:// ({type(e).__name__}: {e}); check the "
+            f"credentials and endpoint of this filesystem",
+            path=source,
+        ) from e
 
 
 def _url(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -105,8 +108,10 @@ def list_files(source: str | Path) -> list[str]:
         raise DataError(f"no data files found (expected {', '.join(FORMATS)})", path=s)
     for f in found:
         if Path(f).suffix not in FORMATS:
-            raise DataError(f"unsupported file type {Path(f).suffix!r}; expected one of "
-                            f"{', '.join(FORMATS)}", path=_url(fs, f))
+            raise DataError(
+                f"unsupported file type {Path(f).suffix!r}; expected one of {', '.join(FORMATS)}",
+                path=_url(fs, f),
+            )
     return [_url(fs, f) for f in found]
 
 
@@ -118,11 +123,14 @@ def _utf8_error(data: bytes, url: str, cause: Exception) -> DataError:
         line_no = data.count(b"\n", 0, u.start) + 1
         start = data.rfind(b"\n", 0, u.start) + 1
         header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8", "replace")]), [])
-        field = data[start:u.start].decode("utf-8", "replace").count(",")
+        field = data[start : u.start].decode("utf-8", "replace").count(",")
         column = header[field] if field < len(header) else None
         return DataError(
             f"line {line_no}: byte {data[u.start]:#04x} is not UTF-8; expected UTF-8 text, "
-            f"re-save the file as UTF-8", path=url, column=column)
+            f"re-save the file as UTF-8",
+            path=url,
+            column=column,
+        )
     return DataError(f"cannot read csv file: {_first_line(cause)}", path=url)
 
 
@@ -165,8 +173,11 @@ def read_block(block: Block, columns: list[str] | None = None) -> pa.Table:
     except DataError:
         raise
     except (pa.ArrowException, pl.exceptions.PolarsError, OSError) as e:
-        raise DataError(f"cannot read {fmt} file: {_first_line(e)}; expected a complete, "
-                        f"readable {fmt} file (re-export it)", path=block.url) from e
+        raise DataError(
+            f"cannot read {fmt} file: {_first_line(e)}; expected a complete, "
+            f"readable {fmt} file (re-export it)",
+            path=block.url,
+        ) from e
 
 
 def parquet_schema(url: str) -> pa.Schema:
@@ -175,8 +186,11 @@ def parquet_schema(url: str) -> pa.Schema:
         with fsspec.open(url, "rb") as f:
             return pq.ParquetFile(f).schema_arrow
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"cannot read parquet file: {_first_line(e)}; expected a complete "
-                        f"Parquet file (was it truncated? re-export it)", path=url) from e
+        raise DataError(
+            f"cannot read parquet file: {_first_line(e)}; expected a complete "
+            f"Parquet file (was it truncated? re-export it)",
+            path=url,
+        ) from e
 
 
 def plan_blocks(source: str | Path, block_rows: int = 262_144) -> list[Block]:
@@ -193,8 +207,11 @@ def plan_blocks(source: str | Path, block_rows: int = 262_144) -> list[Block]:
             with fsspec.open(url, "rb") as f:
                 meta = pq.ParquetFile(f).metadata
         except (pa.ArrowException, OSError) as e:
-            raise DataError(f"cannot read parquet file: {_first_line(e)}; expected a complete "
-                            f"Parquet file (was it truncated? re-export it)", path=url) from e
+            raise DataError(
+                f"cannot read parquet file: {_first_line(e)}; expected a complete "
+                f"Parquet file (was it truncated? re-export it)",
+                path=url,
+            ) from e
         groups: list[int] = []
         start = offset = 0
         for g in range(meta.num_row_groups):
@@ -268,12 +285,12 @@ def column_names(source: str | Path) -> list[str]:
     try:
         return list(json.loads(first)) if first.strip() else []
     except json.JSONDecodeError as e:
-        raise DataError(f"line 1 is not JSON ({e.msg}); expected one JSON object a line",
-                        path=url) from e
+        raise DataError(f"line 1 is not JSON ({e.msg}); expected one JSON object a line", path=url) from e
 
 
-def require_columns(columns: pl.DataFrame | list[str], wanted: dict[str, str], source: str,
-                    config: str | None = None) -> None:
+def require_columns(
+    columns: pl.DataFrame | list[str], wanted: dict[str, str], source: str, config: str | None = None
+) -> None:
     """Fail with a :class:`ConfigError` naming the loop field of the first missing column.
 
     Parameters
@@ -290,8 +307,9 @@ def require_columns(columns: pl.DataFrame | list[str], wanted: dict[str, str], s
     names = list(columns.columns) if isinstance(columns, pl.DataFrame) else list(columns)
     for field, col in wanted.items():
         if col not in names:
-            raise ConfigError(f"column {col!r} not in {source}", field=f"columns.{field}",
-                              source=config, choices=names)
+            raise ConfigError(
+                f"column {col!r} not in {source}", field=f"columns.{field}", source=config, choices=names
+            )
 
 
 def write_parquet(df: pl.DataFrame, path: Path) -> None:

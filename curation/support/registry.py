@@ -29,8 +29,13 @@ T = TypeVar("T")
 PLUGIN_GROUP = "curation.plugins"
 
 
-def config_error(e: ValidationError, source: str | None = None, prefix: str = "", what: str = "",
-                 choices: list[str] | None = None) -> ConfigError:
+def config_error(
+    e: ValidationError,
+    source: str | None = None,
+    prefix: str = "",
+    what: str = "",
+    choices: list[str] | None = None,
+) -> ConfigError:
     """One :class:`ConfigError` for a pydantic error: the first problem, its field, its file.
 
     Examples
@@ -48,8 +53,9 @@ def config_error(e: ValidationError, source: str | None = None, prefix: str = ""
     field = prefix + ".".join(str(p) for p in err["loc"])
     unknown = err["type"] == "extra_forbidden"
     msg = "unknown field" if unknown else err["msg"]
-    return ConfigError(f"{what}{msg}", field=field.rstrip(".") or None, source=source,
-                       choices=choices if unknown else None)
+    return ConfigError(
+        f"{what}{msg}", field=field.rstrip(".") or None, source=source, choices=choices if unknown else None
+    )
 
 
 class Registry(Generic[T]):
@@ -90,8 +96,7 @@ class Registry(Generic[T]):
             raise RegistryError(f"{cls.__qualname__} has no string `name`", field="name")
         if name in self._classes and self._classes[name] is not cls:
             raise RegistryError(
-                f"duplicate {self.kind} name {name!r}: already taken by "
-                f"{self._classes[name].__qualname__}"
+                f"duplicate {self.kind} name {name!r}: already taken by {self._classes[name].__qualname__}"
             )
         self._classes[name] = cls
         return cls
@@ -114,12 +119,20 @@ class Registry(Generic[T]):
         """The class registered as ``name``; an unknown name lists the known ones."""
         self._load()
         if name not in self._classes:
-            raise RegistryError(f"unknown {self.kind} {name!r}", field=field, source=source,
-                                choices=self.names())
+            raise RegistryError(
+                f"unknown {self.kind} {name!r}", field=field, source=source, choices=self.names()
+            )
         return self._classes[name]
 
-    def bind(self, name: str, params: dict[str, Any] | None = None, *, field: str | None = None,
-             source: str | None = None, provided: Iterable[str] = ()) -> dict[str, Any]:
+    def bind(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        *,
+        field: str | None = None,
+        source: str | None = None,
+        provided: Iterable[str] = (),
+    ) -> dict[str, Any]:
         """Check ``params`` against the constructor of ``name``; return them coerced.
 
         Parameters
@@ -141,18 +154,27 @@ class Registry(Generic[T]):
             An unknown argument, a missing one or a value of the wrong type, naming the
             file and the field (``loops/x.yaml: strategy.shortlst: unknown field``).
         """
-        model = _params_model(self.get(name, field=f"{field}.name" if field else None,
-                                       source=source), set(provided))
+        model = _params_model(
+            self.get(name, field=f"{field}.name" if field else None, source=source), set(provided)
+        )
         prefix = f"{field}." if field else ""
         try:
             bound = model.model_validate(params or {})
         except ValidationError as e:
-            raise config_error(e, source, prefix, f"bad parameters for {self.kind} {name!r}: ",
-                               sorted(model.model_fields)) from e
+            raise config_error(
+                e, source, prefix, f"bad parameters for {self.kind} {name!r}: ", sorted(model.model_fields)
+            ) from e
         return {k: getattr(bound, k) for k in (params or {})}
 
-    def create(self, name: str, params: dict[str, Any] | None = None, *, field: str | None = None,
-               source: str | None = None, **provided: Any) -> T:
+    def create(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        *,
+        field: str | None = None,
+        source: str | None = None,
+        **provided: Any,
+    ) -> T:
         """Instantiate ``name`` with ``params`` (checked by :meth:`bind`) and ``provided``."""
         args = self.bind(name, params, field=field, source=source, provided=provided)
         return self.get(name)(**args, **provided)

@@ -123,8 +123,9 @@ def label_shift_plot(counts: dict[str, int], before: dict[str, int] | None, n: i
     if before:
         t0 = max(sum(before.values()), 1)
         old = {k: v / t0 for k, v in before.items()}
-    keys = sorted(set(now) | set(old), key=lambda k: -abs(now.get(k, 0) - old.get(k, 0)) if old
-                  else -now.get(k, 0))[:n]
+    keys = sorted(
+        set(now) | set(old), key=lambda k: -abs(now.get(k, 0) - old.get(k, 0)) if old else -now.get(k, 0)
+    )[:n]
     fig, ax = plt.subplots(figsize=(5.5, 0.25 * max(len(keys), 4) + 1))
     y = range(len(keys))
     ax.barh([i + 0.2 for i in y], [now.get(k, 0) for k in keys], height=0.4, label="this sweep")
@@ -143,15 +144,17 @@ def drift_over_time_plot(history: list[dict[str, Any]], alpha: float | None) -> 
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     ax.set_yscale("log")
     for name in ("label", "embedding"):
-        pts = [(h["sweep"], max(h[f"{name}_drift_p_value"], 1e-300)) for h in history
-               if f"{name}_drift_p_value" in h]
+        pts = [
+            (h["sweep"], max(h[f"{name}_drift_p_value"], 1e-300))
+            for h in history
+            if f"{name}_drift_p_value" in h
+        ]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=f"{name} drift p-value")
     if alpha is not None:
         ax.axhline(alpha, color="red", linestyle="--", label=f"threshold {alpha:g}")
     else:
-        ax.text(0.5, 0.5, "first sweep: nothing to compare with", ha="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, "first sweep: nothing to compare with", ha="center", transform=ax.transAxes)
     ax.set_xlabel("sweep")
     ax.set_xticks([h["sweep"] for h in history])
     ax.set_title("Drift over time")
@@ -164,9 +167,13 @@ def _rows(df: pl.DataFrame, n: int = ROWS_SHOWN) -> list[dict[str, Any]]:
     return df.head(n).to_dicts()
 
 
-def render_report(summary: dict[str, Any], tables: dict[str, pl.DataFrame],
-                  history: list[dict[str, Any]], counts: dict[str, int],
-                  prev: Path | None = None) -> str:
+def render_report(
+    summary: dict[str, Any],
+    tables: dict[str, pl.DataFrame],
+    history: list[dict[str, Any]],
+    counts: dict[str, int],
+    prev: Path | None = None,
+) -> str:
     """The sweep's HTML report (self-contained).
 
     Parameters
@@ -186,20 +193,37 @@ def render_report(summary: dict[str, Any], tables: dict[str, pl.DataFrame],
     if prev is not None and (prev / "state" / "label_counts.json").exists():
         before = json.loads((prev / "state" / "label_counts.json").read_text(encoding="utf-8"))
     alpha = summary["drift"][0]["alpha"] if summary["drift"] else None
-    plots = [("Issue counts", issue_counts_plot(summary)),
-             ("Worst examples", worst_examples_plot(tables["issues"])),
-             ("Label shares", label_shift_plot(counts, before)),
-             ("Drift over time", drift_over_time_plot(history, alpha))]
-    keys = ("rows", "valid", "quarantined", "invalid_fraction", "duplicate_rows",
-            "duplicate_groups", "labeled", "classes", "issues", "issue_fraction", "detectors")
+    plots = [
+        ("Issue counts", issue_counts_plot(summary)),
+        ("Worst examples", worst_examples_plot(tables["issues"])),
+        ("Label shares", label_shift_plot(counts, before)),
+        ("Drift over time", drift_over_time_plot(history, alpha)),
+    ]
+    keys = (
+        "rows",
+        "valid",
+        "quarantined",
+        "invalid_fraction",
+        "duplicate_rows",
+        "duplicate_groups",
+        "labeled",
+        "classes",
+        "issues",
+        "issue_fraction",
+        "detectors",
+    )
     summary_rows = [{"figure": k, "value": summary[k]} for k in keys]
-    summary_rows += [{"figure": f"cross-validated accuracy ({m['name']})", "value": m["accuracy"]}
-                     for m in summary["models"]]
+    summary_rows += [
+        {"figure": f"cross-validated accuracy ({m['name']})", "value": m["accuracy"]}
+        for m in summary["models"]
+    ]
     checks = [{"check": k, "rows": v} for k, v in summary["by_check"].items()] or [{"check": "-", "rows": 0}]
     q = tables["quarantine"]
     q = q.select([c for c in q.columns if c not in ("_row", "column", "check", "value")])
-    sections = [("Broken rows", _rows(q), len(q), "broken"),
-                ("Duplicate texts", _rows(tables["duplicates"]), len(tables["duplicates"]), "duplicates")]
+    sections = [
+        ("Broken rows", _rows(q), len(q), "broken"),
+        ("Duplicate texts", _rows(tables["duplicates"]), len(tables["duplicates"]), "duplicates"),
+    ]
     issues = tables["issues"]
     for name in sorted(issues["issue"].unique().to_list()):
         part = issues.filter(pl.col("issue") == name).sort("rank")
@@ -209,5 +233,6 @@ def render_report(summary: dict[str, Any], tables: dict[str, pl.DataFrame],
     env.globals["fmt"] = _fmt
     table_t = env.from_string(TABLE)
     env.globals["table"] = lambda rows, id: Markup(table_t.render(rows=rows, id=id)) if rows else ""
-    return env.from_string(TEMPLATE).render(s=summary, summary_rows=summary_rows, plots=plots,
-                                            checks=checks, sections=sections)
+    return env.from_string(TEMPLATE).render(
+        s=summary, summary_rows=summary_rows, plots=plots, checks=checks, sections=sections
+    )

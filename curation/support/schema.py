@@ -65,8 +65,7 @@ def infer_schema(df: pl.DataFrame, *, max_categories: int = 200) -> pap.DataFram
         keyable = s.dtype.is_integer() or s.dtype == pl.String
         unique = bool(id_like and keyable and s.null_count() == 0 and s.n_unique() == len(s))
         checks = None if unique else _checks(s, max_categories) or None
-        columns[name] = pap.Column(s.dtype, checks=checks,
-                                   nullable=s.null_count() > 0, unique=unique)
+        columns[name] = pap.Column(s.dtype, checks=checks, nullable=s.null_count() > 0, unique=unique)
     return pap.DataFrameSchema(columns)
 
 

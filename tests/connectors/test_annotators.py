@@ -17,12 +17,23 @@ from curation.errors import ConnectorError
 
 def tasks(ids: list[str], truth: list[str]) -> pl.DataFrame:
     n = len(ids)
-    base = pl.DataFrame({
-        "task_id": [task_id("label", i) for i in ids], "id": ids, "text": [f"text {i}" for i in ids],
-        "kind": ["label"] * n, "round": [1] * n, "strategy": ["kcenter"] * n, "reason": ["far"] * n,
-        "score": [0.5] * n, "rank": list(range(1, n + 1)), "prediction": ["a"] * n,
-        "prediction_score": [0.9] * n, "given_label": [None] * n,
-    }, schema=TASK_COLUMNS)
+    base = pl.DataFrame(
+        {
+            "task_id": [task_id("label", i) for i in ids],
+            "id": ids,
+            "text": [f"text {i}" for i in ids],
+            "kind": ["label"] * n,
+            "round": [1] * n,
+            "strategy": ["kcenter"] * n,
+            "reason": ["far"] * n,
+            "score": [0.5] * n,
+            "rank": list(range(1, n + 1)),
+            "prediction": ["a"] * n,
+            "prediction_score": [0.9] * n,
+            "given_label": [None] * n,
+        },
+        schema=TASK_COLUMNS,
+    )
     return base.with_columns(pl.Series("truth", truth))
 
 
@@ -30,12 +41,26 @@ def ls_export(pushed: list[dict], labels: dict[str, list[str]]) -> list[dict]:
     """What Label Studio's JSON export holds after annotators answered ``labels`` per task_id."""
     out = []
     for n, t in enumerate(pushed):
-        anns = [{"id": 100 * n + k, "completed_by": {"id": k, "email": f"ann{k}@x"},
-                 "was_cancelled": False, "updated_at": f"2026-11-26T10:00:{k:02d}Z",
-                 "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                             "value": {"choices": [lab]}}]}
-                for k, lab in enumerate(labels.get(t["data"]["task_id"], []))]
-        out.append({"id": n + 1, "data": t["data"], "annotations": anns, "predictions": t.get("predictions", [])})
+        anns = [
+            {
+                "id": 100 * n + k,
+                "completed_by": {"id": k, "email": f"ann{k}@x"},
+                "was_cancelled": False,
+                "updated_at": f"2026-11-26T10:00:{k:02d}Z",
+                "result": [
+                    {
+                        "from_name": FROM_NAME,
+                        "to_name": TO_NAME,
+                        "type": "choices",
+                        "value": {"choices": [lab]},
+                    }
+                ],
+            }
+            for k, lab in enumerate(labels.get(t["data"]["task_id"], []))
+        ]
+        out.append(
+            {"id": n + 1, "data": t["data"], "annotations": anns, "predictions": t.get("predictions", [])}
+        )
     return out
 
 
@@ -50,7 +75,11 @@ def test_oracle_answers_from_hidden_column_once(project: Project) -> None:
     assert o.push(project, tasks(["1", "2", "3"], ["a", "b", "a"])) == 1  # idempotent
     pulled = o.pull(project)
     assert dict(pulled.annotations.schema) == ANNOTATION_COLUMNS
-    assert sorted(zip(pulled.annotations["id"], pulled.annotations["label"])) == [("1", "a"), ("2", "b"), ("3", "a")]
+    assert sorted(zip(pulled.annotations["id"], pulled.annotations["label"])) == [
+        ("1", "a"),
+        ("2", "b"),
+        ("3", "a"),
+    ]
     assert len(o.pull(project, since=pulled.cursor).annotations) == 0
 
 
@@ -72,8 +101,15 @@ def test_files_writes_label_studio_tasks_and_reads_exports(project: Project) -> 
     assert not (out / "tasks-0002.json").exists()
 
     export = ls_export(pushed, {"label:1": ["b"], "label:2": ["a", "b"]})
-    export[1]["annotations"].append({"id": 999, "completed_by": 7, "was_cancelled": True,
-                                     "updated_at": "2026-11-26T10:00:09Z", "result": []})
+    export[1]["annotations"].append(
+        {
+            "id": 999,
+            "completed_by": 7,
+            "was_cancelled": True,
+            "updated_at": "2026-11-26T10:00:09Z",
+            "result": [],
+        }
+    )
     (project.state_dir / "inbox").mkdir()
     (project.state_dir / "inbox" / "export.json").write_text(json.dumps(export))
     ann = f.pull(project).annotations
@@ -81,13 +117,16 @@ def test_files_writes_label_studio_tasks_and_reads_exports(project: Project) -> 
     assert ann.filter(pl.col("status") == "skipped")["label"].to_list() == [None]
     done = ann.filter(pl.col("status") == "done")
     assert sorted(zip(done["id"], done["label"], done["annotator"])) == [
-        ("1", "b", "ann0@x"), ("2", "a", "ann0@x"), ("2", "b", "ann1@x")]
+        ("1", "b", "ann0@x"),
+        ("2", "a", "ann0@x"),
+        ("2", "b", "ann1@x"),
+    ]
     later = f.pull(project, since="2026-11-26T10:00:00Z").annotations
     assert sorted(later["updated_at"].to_list()) == ["2026-11-26T10:00:01Z", "2026-11-26T10:00:09Z"]
 
 
 def test_files_rejects_a_file_that_is_not_an_export(project: Project) -> None:
     (project.state_dir / "inbox").mkdir(parents=True)
-    (project.state_dir / "inbox" / "bad.json").write_text("{\"not\": \"a list\"}")
+    (project.state_dir / "inbox" / "bad.json").write_text('{"not": "a list"}')
     with pytest.raises(ConnectorError, match="expected a JSON list of tasks"):
         Files().pull(project)

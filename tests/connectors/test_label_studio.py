@@ -46,20 +46,23 @@ def project(tmp_path: Path, name: str) -> Project:
 
 def make_tasks(n: int, start: int = 0, kind: str = "label", round: int = 1) -> pl.DataFrame:
     ids = [str(i) for i in range(start, start + n)]
-    return pl.DataFrame({
-        "task_id": [f"{kind}:{i}" for i in ids],
-        "id": ids,
-        "text": [f"sample text number {i}" for i in ids],
-        "kind": [kind] * n,
-        "round": [round] * n,
-        "strategy": ["kcenter"] * n,
-        "reason": [f"far from labeled data (rank {r})" for r in range(n)],
-        "score": [1.0 - r / max(n, 1) for r in range(n)],
-        "rank": list(range(n)),
-        "prediction": [LABELS[int(i) % 3] for i in ids],
-        "prediction_score": [0.5 + (int(i) % 5) / 10 for i in ids],
-        "given_label": [LABELS[(int(i) + 1) % 3] if kind == "review" else None for i in ids],
-    }, schema=TASK_COLUMNS)
+    return pl.DataFrame(
+        {
+            "task_id": [f"{kind}:{i}" for i in ids],
+            "id": ids,
+            "text": [f"sample text number {i}" for i in ids],
+            "kind": [kind] * n,
+            "round": [round] * n,
+            "strategy": ["kcenter"] * n,
+            "reason": [f"far from labeled data (rank {r})" for r in range(n)],
+            "score": [1.0 - r / max(n, 1) for r in range(n)],
+            "rank": list(range(n)),
+            "prediction": [LABELS[int(i) % 3] for i in ids],
+            "prediction_score": [0.5 + (int(i) % 5) / 10 for i in ids],
+            "given_label": [LABELS[(int(i) + 1) % 3] if kind == "review" else None for i in ids],
+        },
+        schema=TASK_COLUMNS,
+    )
 
 
 def choice(label: str) -> list[dict[str, Any]]:
@@ -74,11 +77,13 @@ def user(ls: LabelStudio, email: str) -> int:
     return int(c.users.create(username=email.split("@")[0], email=email).id)
 
 
-def annotate(ls: LabelStudio, ls_task: int, label: str | None, who: int | None = None,
-             skipped: bool = False) -> int:
+def annotate(
+    ls: LabelStudio, ls_task: int, label: str | None, who: int | None = None, skipped: bool = False
+) -> int:
     kw: dict[str, Any] = {"completed_by": who} if who is not None else {}
-    a = ls.client().annotations.create(id=ls_task, result=[] if skipped else choice(str(label)),
-                                       was_cancelled=skipped, **kw)
+    a = ls.client().annotations.create(
+        id=ls_task, result=[] if skipped else choice(str(label)), was_cancelled=skipped, **kw
+    )
     return int(a.id)
 
 
@@ -114,8 +119,9 @@ def test_backoff_retries_then_gives_up() -> None:
     assert b.call(flaky, "flaky", sleep=waits.append) == "ok"
     assert len(calls) == 3 and 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0
     with pytest.raises(Transient):
-        Backoff(retries=2, base_s=0.0).call(lambda: (_ for _ in ()).throw(Transient("down")), "x",
-                                            sleep=waits.append)
+        Backoff(retries=2, base_s=0.0).call(
+            lambda: (_ for _ in ()).throw(Transient("down")), "x", sleep=waits.append
+        )
     assert Backoff(base_s=1.0).delay(0, retry_after=3.0) >= 3.0  # Retry-After is honoured
 
 
@@ -160,7 +166,9 @@ def test_push_creates_project_config_predictions_and_priority_order(label_studio
     assert pred["score"] == pytest.approx(0.5) and pred["model_version"] == "curation"
     assert pred["result"][0]["value"]["choices"] == ["billing"]
     # the annotator's queue serves the most valuable task first
-    nxt = httpx.get(f"{label_studio.url}/api/projects/{pid}/next/", headers={"Authorization": f"Token {TOKEN}"})
+    nxt = httpx.get(
+        f"{label_studio.url}/api/projects/{pid}/next/", headers={"Authorization": f"Token {TOKEN}"}
+    )
     assert nxt.status_code == 200 and nxt.json()["data"]["rank"] == 0
     # the project id is remembered with the loop's state
     assert (p.state_dir / "label_studio.json").is_file()
@@ -245,8 +253,15 @@ def test_multi_annotator_reconciliation(label_studio, tmp_path: Path) -> None:
     assert lab["label:10"]["status"] == "tie" and lab["label:10"]["label"] is None
     assert lab["label:10"]["n_skipped"] == 1
     assert lab["label:11"]["status"] == "skipped" and lab["label:11"]["label"] is None
-    assert majority.summary() == {"tasks": 12, "agreed": 2, "majority": 8, "tie": 1, "skipped": 1,
-                                  "labeled": 10, "method": "majority"}
+    assert majority.summary() == {
+        "tasks": 12,
+        "agreed": 2,
+        "majority": 8,
+        "tie": 1,
+        "skipped": 1,
+        "labeled": 10,
+        "method": "majority",
+    }
     assert set(majority.disagreements["task_id"]) == {f"label:{i}" for i in range(8)} | {"label:10"}
 
     crowd = reconcile(pulled.annotations, LABELS, tasks=tasks, min_overlap=10)
@@ -270,13 +285,14 @@ def test_review_tasks_show_given_and_suggested_and_give_verdicts(label_studio, t
     full = {t.data["task_id"]: t for t in c.tasks.list(project=pid, fields="all", page_size=100)}
     r0 = full["review:0"]
     assert r0.data["given_label"] == "card" and r0.data["prediction"] == "billing"
-    assert r0.data["review_note"] == ('Review: the given label is "card"; the model suggests "billing" (50%). '
-                                      "Choose the correct label.")
+    assert r0.data["review_note"] == (
+        'Review: the given label is "card"; the model suggests "billing" (50%). Choose the correct label.'
+    )
     assert as_dict(r0.predictions[0])["result"][0]["value"]["choices"] == ["billing"]
     assert full["label:0"].data["review_note"] == ""
     assert "$review_note" in c.projects.get(id=pid).label_config
-    annotate(ls, r0.id, "card")                          # the given label stands
-    annotate(ls, full["review:1"].id, "card")            # corrected, as the model suggested
+    annotate(ls, r0.id, "card")  # the given label stands
+    annotate(ls, full["review:1"].id, "card")  # corrected, as the model suggested
     annotate(ls, full["review:2"].id, None, skipped=True)
     rec = reconcile(ls.pull(p).annotations, LABELS)
     verdicts = {r["task_id"]: r for r in review_verdicts(rec.labels, reviews).iter_rows(named=True)}
@@ -305,8 +321,9 @@ def test_webhook_receiver_gets_real_webhooks_and_starts_a_round(label_studio, tm
         rounds.append(state["round"])
 
     secret = "s3cret-" + "x" * 24
-    receiver = WebhookReceiver(secret, count_new, start_round, threshold=3, port=0,
-                               project_id=ls.project_id_for(p))
+    receiver = WebhookReceiver(
+        secret, count_new, start_round, threshold=3, port=0, project_id=ls.project_id_for(p)
+    )
     receiver.start()
     try:
         hook = ls.ensure_webhook(p, receiver.url, {SECRET_HEADER: secret})
@@ -331,7 +348,9 @@ def test_webhook_receiver_gets_real_webhooks_and_starts_a_round(label_studio, tm
         assert receiver.stats.rounds == 1 and receiver.stats.last_error is None
         assert "label:200" in ls.existing(p)  # the next round's tasks are in the queue
         # an event without the shared secret is refused and starts nothing
-        bad = httpx.post(receiver.url, json={"action": "ANNOTATION_CREATED"}, headers={SECRET_HEADER: "wrong"})
+        bad = httpx.post(
+            receiver.url, json={"action": "ANNOTATION_CREATED"}, headers={SECRET_HEADER: "wrong"}
+        )
         assert bad.status_code == 401 and receiver.stats.rejected == 1
         health = httpx.get(receiver.url.replace("/webhook", "/health")).json()
         assert health["rounds"] == 1 and health["status"] == "UP"
@@ -377,8 +396,9 @@ def test_faults_on_the_wire_are_retried_without_duplicates(label_studio, tmp_pat
 
 
 @pytest.mark.slow
-def test_frozen_server_mid_push_times_out_and_resumes(label_studio, tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_frozen_server_mid_push_times_out_and_resumes(
+    label_studio, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="curation")
     ls = connector(label_studio, chunk_size=50, timeout_s=3.0, retries=30, backoff_s=0.5, max_backoff_s=2.0)
     p = project(tmp_path, "frozen")
@@ -413,8 +433,9 @@ def test_frozen_server_mid_push_times_out_and_resumes(label_studio, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_killed_server_mid_push_of_2000_then_back_holds_exactly_2000(label_studio, tmp_path: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_killed_server_mid_push_of_2000_then_back_holds_exactly_2000(
+    label_studio, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="curation")
     ls = connector(label_studio, chunk_size=100, timeout_s=20.0, retries=40, backoff_s=0.5, max_backoff_s=5.0)
     p = project(tmp_path, "killed")

@@ -29,9 +29,13 @@ def lakefs() -> Iterator[LakeFSTarget]:
 def store(lakefs: LakeFSTarget) -> Iterator[LakeFSStore]:
     repo = f"uris-{uuid.uuid4().hex[:10]}"
     seen = len(lakefs.server.contract_errors) if lakefs.server else 0
-    yield LakeFSStore(repo, endpoint=lakefs.endpoint, access_key_id=lakefs.access_key_id,
-                      secret_access_key=lakefs.secret_access_key,
-                      storage_namespace=lakefs.namespace(repo))
+    yield LakeFSStore(
+        repo,
+        endpoint=lakefs.endpoint,
+        access_key_id=lakefs.access_key_id,
+        secret_access_key=lakefs.secret_access_key,
+        storage_namespace=lakefs.namespace(repo),
+    )
     if lakefs.server is None:
         lakefs.delete_repo(repo)
     else:

@@ -39,13 +39,23 @@ TOKEN_ENV = "CURATION_CONTRACT_LS_TOKEN"
 def tasks(ids: range) -> pl.DataFrame:
     """Label tasks for ``ids``, with the true label in ``truth`` (the oracle answers from it)."""
     rows = [str(i) for i in ids]
-    base = pl.DataFrame({
-        "task_id": [f"label:{i}" for i in rows], "id": rows, "text": [f"text {i}" for i in rows],
-        "kind": ["label"] * len(rows), "round": [1] * len(rows), "strategy": ["random"] * len(rows),
-        "reason": ["random"] * len(rows), "score": [0.5] * len(rows), "rank": list(range(len(rows))),
-        "prediction": [LABELS[0]] * len(rows), "prediction_score": [0.4] * len(rows),
-        "given_label": [None] * len(rows),
-    }, schema=TASK_COLUMNS)
+    base = pl.DataFrame(
+        {
+            "task_id": [f"label:{i}" for i in rows],
+            "id": rows,
+            "text": [f"text {i}" for i in rows],
+            "kind": ["label"] * len(rows),
+            "round": [1] * len(rows),
+            "strategy": ["random"] * len(rows),
+            "reason": ["random"] * len(rows),
+            "score": [0.5] * len(rows),
+            "rank": list(range(len(rows))),
+            "prediction": [LABELS[0]] * len(rows),
+            "prediction_score": [0.4] * len(rows),
+            "given_label": [None] * len(rows),
+        },
+        schema=TASK_COLUMNS,
+    )
     return base.with_columns(pl.Series("truth", [LABELS[int(i) % 3] for i in rows]))
 
 
@@ -83,11 +93,27 @@ class FilesHarness:
         a.push(p, t)
         self.exports += 1
         now = datetime.now(UTC).isoformat()
-        export = [{"id": i, "data": {"task_id": r["task_id"], "id": r["id"], "kind": r["kind"]},
-                   "annotations": [{"completed_by": {"email": "ann@example.com"}, "updated_at": now,
-                                    "result": [{"from_name": "label", "to_name": "text", "type": "choices",
-                                                "value": {"choices": [r["truth"]]}}]}]}
-                  for i, r in enumerate(t.iter_rows(named=True))]
+        export = [
+            {
+                "id": i,
+                "data": {"task_id": r["task_id"], "id": r["id"], "kind": r["kind"]},
+                "annotations": [
+                    {
+                        "completed_by": {"email": "ann@example.com"},
+                        "updated_at": now,
+                        "result": [
+                            {
+                                "from_name": "label",
+                                "to_name": "text",
+                                "type": "choices",
+                                "value": {"choices": [r["truth"]]},
+                            }
+                        ],
+                    }
+                ],
+            }
+            for i, r in enumerate(t.iter_rows(named=True))
+        ]
         inbox = p.state_dir / "inbox"
         inbox.mkdir(parents=True, exist_ok=True)
         (inbox / f"export-{self.exports}.json").write_text(json.dumps(export), encoding="utf-8")
@@ -110,8 +136,9 @@ class LabelStudioHarness:
         self.server = server
 
     def connector(self, token_env: str = TOKEN_ENV) -> Annotator:
-        return LabelStudio(url=self.server.url, token_env=token_env, backoff_s=0.05, max_backoff_s=1.0,
-                           retries=2)
+        return LabelStudio(
+            url=self.server.url, token_env=token_env, backoff_s=0.05, max_backoff_s=1.0, retries=2
+        )
 
     def answer(self, a: Annotator, p: Project, t: pl.DataFrame) -> None:
         assert isinstance(a, LabelStudio)
@@ -119,9 +146,17 @@ class LabelStudioHarness:
         existing = a.existing(p)
         for r in t.iter_rows(named=True):
             (ls_id,) = existing[r["task_id"]]
-            a.client().annotations.create(id=ls_id, result=[{
-                "from_name": "label", "to_name": "text", "type": "choices",
-                "value": {"choices": [r["truth"]]}}])
+            a.client().annotations.create(
+                id=ls_id,
+                result=[
+                    {
+                        "from_name": "label",
+                        "to_name": "text",
+                        "type": "choices",
+                        "value": {"choices": [r["truth"]]},
+                    }
+                ],
+            )
         time.sleep(1.1)  # Label Studio's timestamps: a later answer is a later second
 
     def queued(self, a: Annotator, p: Project) -> list[str]:

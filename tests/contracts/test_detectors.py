@@ -28,13 +28,13 @@ def inputs(seed: int = 0, with_knn: bool = True) -> IssueInputs:
     sizes = [40, 40, 38, 2]
     y = np.repeat(np.arange(4), sizes)
     X = centres[y] + 0.3 * rng.normal(size=(len(y), 16))
-    X[5] = X[4]                       # a near-duplicate pair
+    X[5] = X[4]  # a near-duplicate pair
     X[-1] = 10 * rng.normal(size=16)  # an outlier
     X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
     given = y.copy()
     moved = rng.choice(len(y) - 20, 6, replace=False)
     given[moved] = (given[moved] + 1) % 3
-    given[100:110] = -1               # the pool: unlabeled
+    given[100:110] = -1  # the pool: unlabeled
     lab = given >= 0
     probs = np.zeros((len(y), 4))
     probs[lab] = cross_val_probs(X[lab], given[lab], 4, 3, seed, "logreg")

@@ -54,8 +54,11 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
     repo = f"curation-{uuid.uuid4().hex[:10]}"
     seen = len(target.server.contract_errors) if target.server else 0
     yield lambda: LakeFSStore(
-        repo, endpoint=target.endpoint, access_key_id=target.access_key_id,
-        secret_access_key=target.secret_access_key, storage_namespace=target.namespace(repo),
+        repo,
+        endpoint=target.endpoint,
+        access_key_id=target.access_key_id,
+        secret_access_key=target.secret_access_key,
+        storage_namespace=target.namespace(repo),
         root=tmp_path / "checkout",
     )
     if target.server is None:
@@ -72,8 +75,13 @@ def test_a_round_is_one_commit_with_its_manifest(make_store: Callable[[], Versio
     store.write(TABLE, labeled(1))
     store.write_bytes("reports/round-1.txt", b"free text report\n")
     manifest = build_manifest(
-        round=1, loop="contract", inputs={"pool": labeled(0)}, params={"budget": 2},
-        strategy="kcenter", selected=selection(1), metrics={"accuracy": 0.75},
+        round=1,
+        loop="contract",
+        inputs={"pool": labeled(0)},
+        params={"budget": 2},
+        strategy="kcenter",
+        selected=selection(1),
+        metrics={"accuracy": 0.75},
     )
     write_manifest(store, manifest)
     assert store.commit("round 1", manifest.commit_metadata()) == "round-1"

@@ -57,8 +57,9 @@ def plant(df: pl.DataFrame, share: float, seed: int = 0) -> tuple[list[str], set
 def run(df: pl.DataFrame, X: np.ndarray, labels: list, **cfg: object) -> tuple[pl.DataFrame, dict]:
     classes = sorted(df["label"].unique().to_list())
     detectors = [PluginConfig(name=n) for n in cfg.pop("detectors", ["label"])]  # type: ignore[attr-defined]
-    return find_issues(df["text"].to_list(), df["id"].to_list(), labels, classes, X,
-                       IssuesConfig(detectors=detectors, **cfg))
+    return find_issues(
+        df["text"].to_list(), df["id"].to_list(), labels, classes, X, IssuesConfig(detectors=detectors, **cfg)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,20 +118,23 @@ def test_reference_recipe_is_selectable_and_finds_errors(banking: tuple[pl.DataF
 def test_unlabeled_rows_are_the_pool_not_errors(banking: tuple[pl.DataFrame, np.ndarray]) -> None:
     df, X = banking
     labels = [None if i % 4 == 0 else v for i, v in enumerate(df["label"].to_list())]
-    table, report = run(df, X, labels, detectors=["label", "outlier"], views=["embedding", "knn"],
-                        model="logreg")
+    table, report = run(
+        df, X, labels, detectors=["label", "outlier"], views=["embedding", "knn"], model="logreg"
+    )
     pool = {str(i) for i, v in zip(df["id"], labels) if v is None}
     assert not set(table.filter(pl.col("issue") == "label")["id"].to_list()) & pool
     probs = report["pred_probs"]
     assert probs.shape == (len(df), INTENTS) and np.allclose(probs.sum(1), 1)
     outliers = table.filter(pl.col("issue") == "outlier")
     assert outliers.filter(pl.col("id").is_in(list(pool)))["given_label"].null_count() == len(
-        outliers.filter(pl.col("id").is_in(list(pool))))
+        outliers.filter(pl.col("id").is_in(list(pool)))
+    )
 
 
 @pytest.mark.slow
-def test_near_duplicates_and_outliers_are_found(banking: tuple[pl.DataFrame, np.ndarray],
-                                                 data_dir: Path) -> None:
+def test_near_duplicates_and_outliers_are_found(
+    banking: tuple[pl.DataFrame, np.ndarray], data_dir: Path
+) -> None:
     df, X = banking
     news = pl.read_parquet(data_dir / "20news_test.parquet").head(10)
     foreign = embed(news["text"].to_list(), root=ROOT, engine="local")
@@ -139,9 +143,16 @@ def test_near_duplicates_and_outliers_are_found(banking: tuple[pl.DataFrame, np.
     ids = [str(i) for i in df["id"]] + [f"dup{i}" for i in dup_rows] + [f"news{i}" for i in range(10)]
     labels = df["label"].to_list() + df["label"].gather(dup_rows).to_list() + [None] * 10
     allX = np.concatenate([X, X[dup_rows], foreign])
-    table, _ = find_issues(texts, ids, labels, sorted(df["label"].unique().to_list()), allX,
-                           IssuesConfig(detectors=[PluginConfig(name="near_duplicate"),
-                                                   PluginConfig(name="outlier")], views=["knn"]))
+    table, _ = find_issues(
+        texts,
+        ids,
+        labels,
+        sorted(df["label"].unique().to_list()),
+        allX,
+        IssuesConfig(
+            detectors=[PluginConfig(name="near_duplicate"), PluginConfig(name="outlier")], views=["knn"]
+        ),
+    )
     dups = set(table.filter(pl.col("issue") == "near_duplicate")["id"].to_list())
     assert {f"dup{i}" for i in dup_rows} <= dups
     outliers = set(table.filter(pl.col("issue") == "outlier")["id"].to_list())
@@ -153,12 +164,24 @@ def test_rare_classes_and_a_single_class_do_not_crash() -> None:
     X = rng.normal(size=(60, 8)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     labels = ["a"] * 30 + ["b"] * 28 + ["c", None]  # "c" has one row, fewer than the folds
-    table, report = find_issues(None, range(60), labels, ["a", "b", "c"], X,
-                                IssuesConfig(detectors=[PluginConfig(name=n) for n in ALL], model="logreg"))
+    table, report = find_issues(
+        None,
+        range(60),
+        labels,
+        ["a", "b", "c"],
+        X,
+        IssuesConfig(detectors=[PluginConfig(name=n) for n in ALL], model="logreg"),
+    )
     assert report["pred_probs"].shape == (60, 3)
     assert "c" in table.filter(pl.col("issue") == "class_imbalance")["given_label"].to_list()
-    one, _ = find_issues(None, range(60), ["a"] * 60, ["a", "b"], X,
-                         IssuesConfig(detectors=[PluginConfig(name="label"), PluginConfig(name="outlier")]))
+    one, _ = find_issues(
+        None,
+        range(60),
+        ["a"] * 60,
+        ["a", "b"],
+        X,
+        IssuesConfig(detectors=[PluginConfig(name="label"), PluginConfig(name="outlier")]),
+    )
     assert one.filter(pl.col("issue") == "label").is_empty()
 
 
@@ -168,7 +191,7 @@ def test_bad_inputs_say_what_to_do() -> None:
         find_issues(None, range(3), ["a", "b", "z"], ["a", "b"], X)
     with pytest.raises(ValidationError):
         IssuesConfig(recipe="best")
-    inputs = IssueInputs(np.array(["0", "1", "2"]), np.array([0, 1, 0]), ["a", "b"], X, np.full((3, 2), .5))
+    inputs = IssueInputs(np.array(["0", "1", "2"]), np.array([0, 1, 0]), ["a", "b"], X, np.full((3, 2), 0.5))
     with pytest.raises(CurationError, match="needs the shared kNN graph"):
         DETECTORS.create("outlier").find(inputs)
 
@@ -191,11 +214,15 @@ def test_knn_graph_excludes_self_and_agrees_with_faiss() -> None:
 
 def test_flag_precision_from_review_verdicts() -> None:
     issues = pl.DataFrame({"id": ["1", "2", "3"], "issue": ["label"] * 3, "rank": [1, 2, 150]})
-    verdicts = pl.DataFrame({
-        "id": ["1", "2", "3", "2", "9"], "kind": ["review", "review", "review", "review", "label"],
-        "given_label": ["a", "a", "b", "a", None], "label": ["b", "b", "b", "a", "c"],
-        "updated_at": ["1", "1", "1", "2", "1"],
-    })
+    verdicts = pl.DataFrame(
+        {
+            "id": ["1", "2", "3", "2", "9"],
+            "kind": ["review", "review", "review", "review", "label"],
+            "given_label": ["a", "a", "b", "a", None],
+            "label": ["b", "b", "b", "a", "c"],
+            "updated_at": ["1", "1", "1", "2", "1"],
+        }
+    )
     got = flag_precision(issues, verdicts)
     assert got == {"reviewed": 3, "confirmed": 1, "precision": 1 / 3, "precision_top100": 0.5}
     with pytest.raises(DataError, match="given_label"):

@@ -37,7 +37,8 @@ def make_project(tmp: Path, data_dir: Path, n_classes: int = 5, per_class: int =
     df = pl.concat([df.filter(pl.col("label") == k).head(per_class) for k in keep])
     df = df.with_columns(pl.col("id").cast(pl.String), pl.col("label").alias("hidden_label"))
     df = df.with_columns(
-        pl.when(pl.int_range(pl.len()).over("label") < 20).then(pl.col("label")).alias("label"))
+        pl.when(pl.int_range(pl.len()).over("label") < 20).then(pl.col("label")).alias("label")
+    )
     bad = pl.DataFrame({"id": ["bad-1"], "text": [""], "label": [keep[0]], "hidden_label": [keep[0]]})
     (tmp / "data").mkdir(parents=True)
     pl.concat([df, bad]).write_parquet(tmp / "data" / "pool.parquet")
@@ -45,8 +46,14 @@ def make_project(tmp: Path, data_dir: Path, n_classes: int = 5, per_class: int =
     test.with_columns(pl.col("id").cast(pl.String)).write_parquet(tmp / "data" / "test.parquet")
     init_project(tmp)
     loop = yaml.safe_load((tmp / "loops" / "example.yaml").read_text())
-    loop.update(name="unit", dataset="data/pool.parquet", eval_dataset="data/test.parquet",
-                budget=25, connector="connectors/oracle.yaml", embed={"max_seq_length": 64})
+    loop.update(
+        name="unit",
+        dataset="data/pool.parquet",
+        eval_dataset="data/test.parquet",
+        budget=25,
+        connector="connectors/oracle.yaml",
+        embed={"max_seq_length": 64},
+    )
     (tmp / "loops" / "unit.yaml").write_text(yaml.safe_dump(loop))
     return tmp / "loops" / "unit.yaml"
 
@@ -77,8 +84,13 @@ def test_two_rounds_label_the_pool_and_are_versioned(tmp_path: Path, data_dir: P
 
     tags = subprocess.run(["git", "tag"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert tags.split() == ["round-1", "round-2"]
-    msg = subprocess.run(["git", "log", "-1", "--format=%B", "round-2"], cwd=tmp_path,
-                         capture_output=True, text=True, check=True).stdout
+    msg = subprocess.run(
+        ["git", "log", "-1", "--format=%B", "round-2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "unit round 2" in msg and '"metrics.labels": "150.0"' in msg
     old = make_store(cfg).read("round-1", "labels/unit.parquet")
     assert len(old) == 25 and set(old["id"]) == set(first.tables["selection"]["id"])
@@ -106,12 +118,17 @@ def test_suspected_label_errors_are_reviewed_and_corrected(tmp_path: Path, data_
     planted = seed.group_by("label", maintain_order=True).head(2)["id"].to_list()  # 10 flipped labels
     classes = sorted(seed["label"].unique().to_list())
     flip = {i: classes[(classes.index(lab) + 1) % len(classes)] for i, lab in zip(seed["id"], seed["label"])}
-    pool = pool.with_columns(pl.when(pl.col("id").is_in(planted)).then(pl.col("id").replace_strict(flip, default=None))
-                             .otherwise(pl.col("label")).alias("label"))
+    pool = pool.with_columns(
+        pl.when(pl.col("id").is_in(planted))
+        .then(pl.col("id").replace_strict(flip, default=None))
+        .otherwise(pl.col("label"))
+        .alias("label")
+    )
     pool.write_parquet(tmp_path / "data" / "pool.parquet")
     cfg = load_loop(loop_file)
-    cfg = cfg.model_copy(update={"engine": "local", "strategy": cfg.strategy.model_copy(
-        update={"review_share": 0.4})})  # 10 of the 25 go to reviews
+    cfg = cfg.model_copy(
+        update={"engine": "local", "strategy": cfg.strategy.model_copy(update={"review_share": 0.4})}
+    )  # 10 of the 25 go to reviews
 
     first = run_round(cfg)
     tasks = first.tables["tasks"]

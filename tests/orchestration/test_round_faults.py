@@ -72,8 +72,11 @@ def _config(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> dic
     target: LakeFSTarget = request.getfixturevalue("lakefs")
     repo = f"faults-{uuid.uuid4().hex[:10]}"
     config = {
-        "backend": "lakefs", "repository": repo, "endpoint": target.endpoint,
-        "access_key_id": target.access_key_id, "secret_access_key": target.secret_access_key,
+        "backend": "lakefs",
+        "repository": repo,
+        "endpoint": target.endpoint,
+        "access_key_id": target.access_key_id,
+        "secret_access_key": target.secret_access_key,
         "storage_namespace": target.namespace(repo),
     }
     run_round(make_store(config), 1)
@@ -84,10 +87,14 @@ def _kill_at(config: dict[str, Any], point: str, timeout: float = 300) -> None:
     """Run round 2 in a subprocess; SIGKILL it when it reports reaching ``point``."""
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), json.dumps(config), "2", point],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(WORKER.parent), os.environ.get("PYTHONPATH")) if p)},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(WORKER.parent), os.environ.get("PYTHONPATH")) if p),
+        },
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
@@ -153,8 +160,9 @@ def test_sigkill_inside_a_round(
         import lakefs
 
         target: LakeFSTarget = request.getfixturevalue("lakefs")
-        client = lakefs.Client(host=f"{target.endpoint}/api/v1", username=target.access_key_id,
-                               password=target.secret_access_key)
+        client = lakefs.Client(
+            host=f"{target.endpoint}/api/v1", username=target.access_key_id, password=target.secret_access_key
+        )
         repo = lakefs.Repository(config["repository"], client=client)
         assert [b.id for b in repo.branches()] == ["main"]
         merges = [c.metadata.get(ROUND_KEY) for c in repo.branch("main").log() if len(c.parents) > 1]

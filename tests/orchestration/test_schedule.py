@@ -57,8 +57,11 @@ def test_a_second_run_is_refused_while_the_lock_is_held(tmp_path: Path) -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(BusyError, match=f"pid {holder.pid}"), run_lock(lock):
             pass
-        res = subprocess.run([CURATION, "sweep", "x.parquet", "--schema", "s.yaml",
-                              "--history", str(tmp_path)], capture_output=True, text=True)
+        res = subprocess.run(
+            [CURATION, "sweep", "x.parquet", "--schema", "s.yaml", "--history", str(tmp_path)],
+            capture_output=True,
+            text=True,
+        )
         assert res.returncode == 5 and "another run holds" in res.stderr
     finally:
         holder.kill()
@@ -72,10 +75,29 @@ def test_sweep_every_runs_on_schedule_and_compares_with_the_last(tmp_path: Path,
     df = pl.read_parquet(data_dir / "banking77_train.parquet").filter(pl.col("id") < 600)
     df.write_parquet(tmp_path / "d.parquet")
     history = tmp_path / "sweeps"
-    res = subprocess.run([CURATION, "sweep", str(tmp_path / "d.parquet"), "--schema", "schemas/banking77.yaml",
-                          "--history", str(history), "--recipe", "reference", "--folds", "3",
-                          "--every", "1s", "--runs", "2"],
-                         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    res = subprocess.run(
+        [
+            CURATION,
+            "sweep",
+            str(tmp_path / "d.parquet"),
+            "--schema",
+            "schemas/banking77.yaml",
+            "--history",
+            str(history),
+            "--recipe",
+            "reference",
+            "--folds",
+            "3",
+            "--every",
+            "1s",
+            "--runs",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     lines = [json.loads(x) for x in (history / "history.jsonl").read_text().splitlines()]
     assert [x["sweep"] for x in lines] == [1, 2]

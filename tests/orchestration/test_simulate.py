@@ -37,14 +37,25 @@ def test_simulate_asks_the_oracle_once_per_label_and_learns() -> None:
         asked.extend(pos.tolist())
         return y[pos]
 
-    cv = simulate(X, y, X_test, y_test, STRATEGIES.create("margin"), rounds=3, budget=20,
-                  seeds=[0, 1], n_classes=4, answer=answer)
+    cv = simulate(
+        X,
+        y,
+        X_test,
+        y_test,
+        STRATEGIES.create("margin"),
+        rounds=3,
+        budget=20,
+        seeds=[0, 1],
+        n_classes=4,
+        answer=answer,
+    )
     assert cv.labels == [20, 40, 60]
     assert np.array(cv.accuracy).shape == (2, 3)
     assert len(asked) == 2 * 60 and len(set(asked[:60])) == 60
     assert cv.mean[-1] > 0.8  # four separable blobs: 60 labels are plenty
-    again = simulate(X, y, X_test, y_test, STRATEGIES.create("margin"), rounds=3, budget=20,
-                     seeds=[0, 1], n_classes=4)
+    again = simulate(
+        X, y, X_test, y_test, STRATEGIES.create("margin"), rounds=3, budget=20, seeds=[0, 1], n_classes=4
+    )
     assert again.accuracy == cv.accuracy
 
 
@@ -72,15 +83,38 @@ def test_cli_simulate_on_banking77_subset(tmp_path: Path, data_dir: Path) -> Non
     classes = ["card_arrival", "lost_or_stolen_card", "exchange_rate", "top_up_failed"]
     for name, out in (("banking77_train", "dataset"), ("banking77_test", "test")):
         rows = pl.read_parquet(data_dir / f"{name}.parquet").filter(pl.col("label").is_in(classes))
-        rows.head(100 if out == "dataset" else 40).with_columns(pl.col("id").cast(pl.String)) \
-            .write_parquet(tmp_path / "data" / f"{out}.parquet")
+        rows.head(100 if out == "dataset" else 40).with_columns(pl.col("id").cast(pl.String)).write_parquet(
+            tmp_path / "data" / f"{out}.parquet"
+        )
     loop = yaml.safe_load((tmp_path / "loops" / "example.yaml").read_text())
-    loop.update(eval_dataset="data/test.parquet", budget=10, engine="local",
-                strategy={"name": "hybrid", "shortlist": 3}, connector="connectors/oracle.yaml")
+    loop.update(
+        eval_dataset="data/test.parquet",
+        budget=10,
+        engine="local",
+        strategy={"name": "hybrid", "shortlist": 3},
+        connector="connectors/oracle.yaml",
+    )
     (tmp_path / "loops" / "sim.yaml").write_text(yaml.safe_dump(loop))
-    res = subprocess.run([*run, "simulate", "loops/sim.yaml", "--rounds", "3", "--seeds", "2",
-                          "--compare", "random", "--out", "sim"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [
+            *run,
+            "simulate",
+            "loops/sim.yaml",
+            "--rounds",
+            "3",
+            "--seeds",
+            "2",
+            "--compare",
+            "random",
+            "--out",
+            "sim",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr
     assert "AULC" in res.stdout and "hybrid" in res.stdout
     curves = json.loads((tmp_path / "sim" / "curves.json").read_text())

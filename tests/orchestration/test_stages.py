@@ -41,8 +41,10 @@ def make_project(root: Path, data_dir: Path) -> None:
     df = pl.read_parquet(data_dir / "banking77_train.parquet").drop_nulls()
     keep = sorted(df["label"].unique().to_list())[:5]
     df = pl.concat([df.filter(pl.col("label") == k).head(40) for k in keep])
-    df = df.with_columns(pl.col("id").cast(pl.String),
-                         pl.when(pl.int_range(pl.len()).over("label") < 20).then(pl.col("label")).alias("label"))
+    df = df.with_columns(
+        pl.col("id").cast(pl.String),
+        pl.when(pl.int_range(pl.len()).over("label") < 20).then(pl.col("label")).alias("label"),
+    )
     bad = pl.DataFrame({"id": ["bad-1"], "text": [""], "label": [keep[0]]})
     init_project(root)
     pl.concat([df, bad]).write_parquet(root / "data" / "dataset.parquet")
@@ -99,15 +101,22 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path: Path, data_dir: Path) -> N
 
 
 def test_params_override_the_loop_and_unknown_keys_list_the_valid_ones() -> None:
-    cfg = LoopConfig(name="x", dataset="d.parquet", schema="s.yaml", connector="c.yaml",
-                     strategy={"name": "hybrid", "shortlist": 7})
+    cfg = LoopConfig(
+        name="x",
+        dataset="d.parquet",
+        schema="s.yaml",
+        connector="c.yaml",
+        strategy={"name": "hybrid", "shortlist": 7},
+    )
     same = apply_params(cfg, {"select": {"strategy": "hybrid", "budget": 9}, "issues": {"folds": 3}})
     assert same.strategy.params() == {"shortlist": 7} and same.budget == 9 and same.issues.folds == 3
     other = apply_params(cfg, {"select": {"strategy": "margin"}, "embed": {"max_seq_length": 64}})
     assert other.strategy.name == "margin" and other.strategy.params() == {}
     assert other.embed.max_seq_length == 64 and other.model == "logreg_cv"
     assert apply_params(cfg, {"select": {"model": "logreg"}}).model == "logreg"
-    with pytest.raises(ConfigError, match=r"select\.budgets: unknown key.*budget, curve_rounds, model, strategy"):
+    with pytest.raises(
+        ConfigError, match=r"select\.budgets: unknown key.*budget, curve_rounds, model, strategy"
+    ):
         apply_params(cfg, {"select": {"budgets": 9}})
     with pytest.raises(ConfigError, match="unknown section"):
         apply_params(cfg, {"selects": {}})

@@ -27,8 +27,13 @@ DUPLICATES = [{1246, 1290}, {1711, 1725}, {4596, 4597}, {6912, 6967}]
 
 def sweep(*args: str) -> subprocess.CompletedProcess[str]:
     """`curation sweep ...` from the project root (so the embedding cache is the project's)."""
-    return subprocess.run([CURATION, "sweep", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [CURATION, "sweep", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def summary(folder: Path) -> dict:
@@ -71,7 +76,8 @@ def shift_labels(df: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
 
 @pytest.mark.slow
 def test_banking77_sweep_reports_broken_rows_duplicates_label_errors_then_drift(
-        tmp_path: Path, data_dir: Path, webhook: str) -> None:
+    tmp_path: Path, data_dir: Path, webhook: str
+) -> None:
     history = tmp_path / "sweeps"
     fast = ["--recipe", "reference", "--folds", "3", "--history", str(history)]
     first = sweep(str(data_dir / "banking77_train.parquet"), "--schema", "schemas/banking77.yaml", *fast)

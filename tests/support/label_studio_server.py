@@ -64,19 +64,21 @@ class LabelStudioServer:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
-        env.update({
-            "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
-            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-            "LABEL_STUDIO_USERNAME": USER,
-            "LABEL_STUDIO_PASSWORD": PASSWORD,
-            "LABEL_STUDIO_USER_TOKEN": TOKEN,
-            "SENTRY_DSN": "",
-            "FRONTEND_SENTRY_DSN": "",
-            "SSRF_PROTECTION_ENABLED": "false",  # test server only: lets webhooks reach 127.0.0.1
-            "LATEST_VERSION_CHECK": "false",
-            "COLLECT_ANALYTICS": "false",
-            "PATH": f"{LS_VENV / 'bin'}:{os.environ.get('PATH', '')}",
-        })
+        env.update(
+            {
+                "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
+                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+                "LABEL_STUDIO_USERNAME": USER,
+                "LABEL_STUDIO_PASSWORD": PASSWORD,
+                "LABEL_STUDIO_USER_TOKEN": TOKEN,
+                "SENTRY_DSN": "",
+                "FRONTEND_SENTRY_DSN": "",
+                "SSRF_PROTECTION_ENABLED": "false",  # test server only: lets webhooks reach 127.0.0.1
+                "LATEST_VERSION_CHECK": "false",
+                "COLLECT_ANALYTICS": "false",
+                "PATH": f"{LS_VENV / 'bin'}:{os.environ.get('PATH', '')}",
+            }
+        )
         return env
 
     def start(self, timeout: float = 300.0) -> None:
@@ -92,8 +94,12 @@ class LabelStudioServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 (the server process writes to it until stop)
         self.proc = subprocess.Popen(
             [str(LS_BIN), "start", "--no-browser", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=self.data_dir, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=self.data_dir,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         self.wait_up(timeout)
@@ -211,17 +217,24 @@ class FaultProxy:
                     self._send(503, b'{"detail": "injected 503"}', {"Content-Type": "application/json"})
                     return
                 if fault == "429":
-                    self._send(429, b'{"detail": "injected 429"}',
-                               {"Content-Type": "application/json", "Retry-After": "0"})
+                    self._send(
+                        429,
+                        b'{"detail": "injected 429"}',
+                        {"Content-Type": "application/json", "Retry-After": "0"},
+                    )
                     return
                 if fault == "reset":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length", "connection", "accept-encoding")}
-                req = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
-                                             headers=headers)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection", "accept-encoding")
+                }
+                req = urllib.request.Request(
+                    proxy.upstream + self.path, data=body, method=self.command, headers=headers
+                )
                 try:
                     with urllib.request.urlopen(req, timeout=120) as r:
                         code, data, rh = r.status, r.read(), dict(r.headers)
@@ -230,8 +243,12 @@ class FaultProxy:
                 if fault == "drop-answer":
                     self._send(502, b"<html>injected: answer lost</html>", {"Content-Type": "text/html"})
                     return
-                keep = {k: v for k, v in rh.items()
-                        if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date")}
+                keep = {
+                    k: v
+                    for k, v in rh.items()
+                    if k.lower()
+                    not in ("content-length", "connection", "transfer-encoding", "server", "date")
+                }
                 self._send(code, data, keep)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any

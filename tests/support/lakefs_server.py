@@ -306,16 +306,27 @@ class LakeFSTestServer:
             raise ApiError(404, f"repository not found: {repo}")
         return self.repos[repo]
 
-    def _new_commit(
-        self, repo: Repo, parents: list[str], message: str, metadata: dict, tree: dict
-    ) -> Commit:
+    def _new_commit(self, repo: Repo, parents: list[str], message: str, metadata: dict, tree: dict) -> Commit:
         gen = max((repo.commits[p].generation for p in parents), default=0) + 1
         seed = json.dumps(
-            [parents, message, metadata, sorted((p, e.checksum) for p, e in tree.items()),
-             next(self._clock), time.time_ns()]
+            [
+                parents,
+                message,
+                metadata,
+                sorted((p, e.checksum) for p, e in tree.items()),
+                next(self._clock),
+                time.time_ns(),
+            ]
         )
-        c = Commit(hashlib.sha256(seed.encode()).hexdigest(), parents, message, dict(metadata),
-                   self._now(), gen, dict(tree))
+        c = Commit(
+            hashlib.sha256(seed.encode()).hexdigest(),
+            parents,
+            message,
+            dict(metadata),
+            self._now(),
+            gen,
+            dict(tree),
+        )
         repo.commits[c.id] = c
         return c
 
@@ -504,10 +515,19 @@ class LakeFSTestServer:
             data, ctype = f.read(), f.mimetype or "application/octet-stream"
         checksum = hashlib.md5(data).hexdigest()
         r.blobs[checksum] = data
-        meta = {k[len("X-Lakefs-Meta-"):].lower(): v for k, v in request.headers.items()
-                if k.lower().startswith("x-lakefs-meta-")}
-        entry = Entry(checksum, len(data), self._now(), ctype,
-                      f"{r.storage_namespace.rstrip('/')}/data/{checksum}", meta)
+        meta = {
+            k[len("X-Lakefs-Meta-") :].lower(): v
+            for k, v in request.headers.items()
+            if k.lower().startswith("x-lakefs-meta-")
+        }
+        entry = Entry(
+            checksum,
+            len(data),
+            self._now(),
+            ctype,
+            f"{r.storage_namespace.rstrip('/')}/data/{checksum}",
+            meta,
+        )
         r.branches[branch].staging[path] = entry
         return self._json(self._stats(path, entry), 201)
 
@@ -546,8 +566,12 @@ class LakeFSTestServer:
         page, more = commits[:amount], len(commits) > amount
         return self._json(
             {
-                "pagination": {"has_more": more, "next_offset": page[-1].id if more else "",
-                               "results": len(page), "max_per_page": 1000},
+                "pagination": {
+                    "has_more": more,
+                    "next_offset": page[-1].id if more else "",
+                    "results": len(page),
+                    "max_per_page": 1000,
+                },
                 "results": [c.json() for c in page],
             }
         )
@@ -644,11 +668,16 @@ class LakeFSTestServer:
         for path, entry in self._view(r, ref).items():
             if not path.startswith(prefix):
                 continue
-            rest = path[len(prefix):]
+            rest = path[len(prefix) :]
             if delim and delim in rest:
                 common = prefix + rest[: rest.index(delim) + len(delim)]
-                rows[common] = {"path": common, "path_type": "common_prefix",
-                                "physical_address": "", "checksum": "", "mtime": 0}
+                rows[common] = {
+                    "path": common,
+                    "path_type": "common_prefix",
+                    "physical_address": "",
+                    "checksum": "",
+                    "mtime": 0,
+                }
             else:
                 rows[path] = self._stats(path, entry)
         items = [rows[k] for k in sorted(rows)]
@@ -707,8 +736,9 @@ class LakeFSTarget:
         import lakefs
         from lakefs.exceptions import NotFoundException
 
-        client = lakefs.Client(host=f"{self.endpoint}/api/v1", username=self.access_key_id,
-                               password=self.secret_access_key)
+        client = lakefs.Client(
+            host=f"{self.endpoint}/api/v1", username=self.access_key_id, password=self.secret_access_key
+        )
         with contextlib.suppress(NotFoundException):
             lakefs.Repository(repo, client=client).delete()
 
@@ -733,8 +763,9 @@ def lakefs_target() -> Iterator[LakeFSTarget]:
     server = LakeFSTestServer()
     server.start()
     try:
-        yield LakeFSTarget(server.endpoint, server.access_key_id, server.secret_access_key,
-                           server, "local://curation-tests")
+        yield LakeFSTarget(
+            server.endpoint, server.access_key_id, server.secret_access_key, server, "local://curation-tests"
+        )
     finally:
         server.stop()
 
@@ -782,8 +813,10 @@ def main() -> None:
 
         server._openapi = OpenAPI.from_file_path(str(server.spec))
     httpd = make_server("127.0.0.1", args.port, app, threaded=True)
-    print(f"lakeFS test server on http://127.0.0.1:{args.port} "
-          f"(key {server.access_key_id}); Ctrl-C stops it", flush=True)
+    print(
+        f"lakeFS test server on http://127.0.0.1:{args.port} (key {server.access_key_id}); Ctrl-C stops it",
+        flush=True,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         httpd.serve_forever()
 

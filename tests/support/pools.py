@@ -20,11 +20,10 @@ def blobs(n_per: int, centers: int, dim: int = 16, seed: int = 0) -> tuple[np.nd
     return unit(X), np.repeat(np.arange(centers), n_per)
 
 
-def make_pool(n: int = 120, n_labeled: int = 10, classes: int = 4, cold: bool = False,
-              seed: int = 0) -> Pool:
+def make_pool(n: int = 120, n_labeled: int = 10, classes: int = 4, cold: bool = False, seed: int = 0) -> Pool:
     X, _blob = blobs(n // classes + n_labeled, classes, seed=seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(X))
-    lab, free = order[:n_labeled], order[n_labeled:n_labeled + n]
+    lab, free = order[:n_labeled], order[n_labeled : n_labeled + n]
     probs = None if cold else rng.dirichlet(np.ones(classes), len(free))
     return Pool(np.array([f"row-{i}" for i in free]), X[free], X[lab], probs, seed=seed)

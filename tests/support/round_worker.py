@@ -38,14 +38,18 @@ def labeled(n: int) -> pl.DataFrame:
     and rows from round 2 on lack s0: round 2 adds, relabels and removes rows."""
     ids = list(range(1 if n >= 2 else 0, 3 + 2 * n))
     labels = [LABELS[(i + (1 if i == n - 1 else 0)) % 3] for i in ids]
-    return pl.DataFrame({"id": [f"s{i}" for i in ids], "text": [f"text {i}" for i in ids],
-                         "label": labels})
+    return pl.DataFrame({"id": [f"s{i}" for i in ids], "text": [f"text {i}" for i in ids], "label": labels})
 
 
 def selection(n: int) -> pl.DataFrame:
     """The samples round ``n`` selected, with a score and a reason each."""
-    return pl.DataFrame({"id": [f"s{3 + 2 * n - 2}", f"s{3 + 2 * n - 1}"], "score": [0.9, 0.7],
-                         "reason": ["farthest from the labeled set", "second farthest"]})
+    return pl.DataFrame(
+        {
+            "id": [f"s{3 + 2 * n - 2}", f"s{3 + 2 * n - 1}"],
+            "score": [0.9, 0.7],
+            "reason": ["farthest from the labeled set", "second farthest"],
+        }
+    )
 
 
 def make_store(config: dict[str, Any]) -> VersionStore:
@@ -75,8 +79,13 @@ def run_round(store: VersionStore, n: int) -> str:
     store.write("data/labeled.parquet", labeled(n))
     store.write(f"rounds/round-{n}/selection.parquet", selection(n))
     manifest = build_manifest(
-        round=n, loop="faults", inputs={"labeled": labeled(n - 1)}, params={"budget": 2},
-        strategy="kcenter", selected=selection(n), metrics={"accuracy": n / 10},
+        round=n,
+        loop="faults",
+        inputs={"labeled": labeled(n - 1)},
+        params={"budget": 2},
+        strategy="kcenter",
+        selected=selection(n),
+        metrics={"accuracy": n / 10},
         outputs={"labeled": "data/labeled.parquet"},
     )
     write_manifest(store, manifest)
@@ -118,14 +127,20 @@ def arm(backend: str, point: str) -> None:
 
             def run(cmd: list[str], cwd: Path, pass_fds: tuple[int, ...] = (), env: Any = None) -> str:
                 if "add" in cmd and "dvc" in cmd:  # start `dvc add`, then wait to be killed
-                    subprocess.Popen(cmd, cwd=cwd, env=env or dvc_mod.ENV, pass_fds=pass_fds,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    subprocess.Popen(
+                        cmd,
+                        cwd=cwd,
+                        env=env or dvc_mod.ENV,
+                        pass_fds=pass_fds,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
                     _stop(point)
                 return orig_run(cmd, cwd, pass_fds, env)
 
             dvc_mod._run = run
             return
-        git_is = lambda sub: (lambda a, k: a and a[0] == sub)  # noqa: E731
+        git_is = lambda sub: lambda a, k: a and a[0] == sub  # noqa: E731
         spots = {
             "mid-write": (DvcStore, "write", "after", None),
             "before-git-commit": (DvcStore, "_git", "before", git_is("commit")),

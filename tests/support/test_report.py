@@ -29,9 +29,19 @@ document.body.dataset.tables = [...document.querySelectorAll("table")].map(t => 
 
 def chromium(*args: str, profile: Path) -> str:
     """Run headless Chromium with a fresh profile, no network chatter; return its stdout."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
@@ -42,11 +52,20 @@ def test_sweep_report_renders_plots_and_tables_in_chromium(tmp_path: Path, data_
     df = pl.read_parquet(data_dir / "banking77_train.parquet").filter(pl.col("id") < 1300)
     df.write_parquet(tmp_path / "week1.parquet")
     classes = sorted(df["label"].drop_nulls().unique().to_list())
-    moved = df.with_columns(pl.when((pl.col("label") == classes[0]) & (pl.col("id") % 2 == 0))
-                            .then(pl.lit(classes[1])).otherwise(pl.col("label")).alias("label"))
+    moved = df.with_columns(
+        pl.when((pl.col("label") == classes[0]) & (pl.col("id") % 2 == 0))
+        .then(pl.lit(classes[1]))
+        .otherwise(pl.col("label"))
+        .alias("label")
+    )
     moved.write_parquet(tmp_path / "week2.parquet")
-    s = SweepSettings(dataset=str(tmp_path / "week1.parquet"), schema=ROOT / "schemas" / "banking77.yaml",
-                      history=tmp_path / "sweeps", issues=IssuesConfig(recipe="reference", folds=3), root=ROOT)
+    s = SweepSettings(
+        dataset=str(tmp_path / "week1.parquet"),
+        schema=ROOT / "schemas" / "banking77.yaml",
+        history=tmp_path / "sweeps",
+        issues=IssuesConfig(recipe="reference", folds=3),
+        root=ROOT,
+    )
     run_sweep(s)
     s.dataset = str(tmp_path / "week2.parquet")
     result = run_sweep(s)
@@ -69,7 +88,12 @@ def test_sweep_report_renders_plots_and_tables_in_chromium(tmp_path: Path, data_
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "sweep_report.png"
     shot.unlink(missing_ok=True)
-    chromium("--window-size=1200,3600", "--hide-scrollbars", f"--screenshot={shot}",
-             (result.folder / "report.html").as_uri(), profile=tmp_path / "p2")
+    chromium(
+        "--window-size=1200,3600",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        (result.folder / "report.html").as_uri(),
+        profile=tmp_path / "p2",
+    )
     assert shot.stat().st_size > 100_000
     print(f"screenshot: {shot}")
