@@ -308,7 +308,7 @@ class LabelStudio:
             query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
             try:
                 page = self._call(
-                    lambda: (
+                    lambda query=query: (
                         c.tasks.list(
                             project=pid,
                             fields="task_only",
@@ -317,7 +317,7 @@ class LabelStudio:
                             page=1,
                             page_size=self.page_size,
                         ).items
-                    ),  # noqa: B023 (called at once)
+                    ),
                     "list tasks",
                 )
             except _NotFound:
@@ -367,7 +367,9 @@ class LabelStudio:
             payload = [to_ls_task(r, self.model_version) for r in chunk]
             try:
                 self._once(
-                    lambda: c.projects.import_tasks(id=pid, request=payload, commit_to_project=True),  # noqa: B023 (called at once)
+                    lambda payload=payload: c.projects.import_tasks(
+                        id=pid, request=payload, commit_to_project=True
+                    ),
                     "import tasks",
                 )
             except _NotFound:
@@ -413,9 +415,9 @@ class LabelStudio:
         c = self.client()
         for batch in _chunks(extra, self.chunk_size):
             self._call(
-                lambda: c.actions.create(
+                lambda batch=batch: c.actions.create(
                     id="delete_tasks", project=pid, selected_items=Included(all_=False, included=batch)
-                ),  # noqa: B023 (called at once)
+                ),
                 "delete duplicate tasks",
             )
         return len(extra)
@@ -538,11 +540,11 @@ class LabelStudio:
         for h in hooks:
             if h.url == url and h.project == pid:
                 self._call(
-                    lambda: c.webhooks.update(
+                    lambda h=h: c.webhooks.update(
                         id=h.id,
                         url=url,
                         headers=headers,
-                        actions=actions,  # noqa: B023 (called at once)
+                        actions=actions,
                         is_active=True,
                         send_payload=True,
                         send_for_all_actions=False,
