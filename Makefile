@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LS_VENV := .venv-ls
 EXTRAS := test,onnx,scale
 
-.PHONY: demo test install install-ls install-chromium clean docs
+.PHONY: demo test lint install install-ls install-chromium clean docs
 
 # torch first, from the CPU build pinned in pyproject.toml, so that nothing pulls a CUDA build.
 $(BIN)/curation: pyproject.toml
@@ -32,7 +32,14 @@ install-chromium:
 demo: install
 	$(BIN)/curation demo
 
-test: install install-ls install-chromium
+# Style, types and the docstring examples first (seconds), then the test suite.
+lint: install
+	$(BIN)/ruff check curation tests benchmarks
+	$(BIN)/ruff format --check curation tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules curation
+
+test: install install-ls install-chromium lint
 	$(BIN)/pytest
 
 # The command reference, from the CLI's own --help.

@@ -469,9 +469,9 @@ def embed_cmd(
                 cfg,
                 ids=df[id_column].to_list(),
                 root=root,
-                engine=engine,
+                engine=engine,  # type: ignore[arg-type]
                 progress=rep.advance,
-            )  # type: ignore[arg-type]
+            )
             rep.finish(
                 f"embed: {res.report['embedded']} embedded, {res.report['cached']} from the cache, "
                 f"{res.report['truncated']} truncated"
@@ -707,4 +707,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

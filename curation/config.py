@@ -89,7 +89,7 @@ class IssuesConfig(_Strict):
     model: str = "auto"
     #: The views the ensemble may use (those it cannot build, e.g. ``tfidf`` without texts, are skipped).
     views: list[Literal["embedding", "tfidf", "knn"]] = Field(
-        default_factory=lambda: ["embedding", "tfidf", "knn"]
+        default_factory=lambda: ["embedding", "tfidf", "knn"]  # type: ignore[arg-type]
     )
     #: Neighbours per row in the shared kNN graph.
     k: int = Field(10, ge=1)
@@ -183,7 +183,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(
@@ -204,11 +204,11 @@ def read_yaml(path: Path, what: str = "file") -> dict[str, Any]:
     --------
     >>> import tempfile
     >>> p = Path(tempfile.mkdtemp()) / "l.yaml"
-    >>> _ = p.write_text("budget: 1\nbudget: 2\n")
+    >>> _ = p.write_text("budget: 1\\nbudget: 2\\n")
     >>> read_yaml(p)
     Traceback (most recent call last):
     ...
-    curation.errors.ConfigError: ...l.yaml: line 2: key 'budget' is given twice
+    curation.errors.ConfigError: ...l.yaml: not valid YAML: line 2: key 'budget' is given twice
     """
     if not path.is_file():
         raise ConfigError(f"{what} not found: {path}")

@@ -135,9 +135,10 @@ class DvcStore:
 
     Examples
     --------
-    >>> store = DvcStore(tmp, ["data"])                      # doctest: +SKIP
-    >>> store.begin(1); store.write("data/labeled.parquet", df)  # doctest: +SKIP
-    >>> store.commit("round 1", {"metrics.f1": "0.8"})       # doctest: +SKIP
+    >>> import tempfile, polars as pl
+    >>> store = DvcStore(Path(tempfile.mkdtemp()), ["data"])
+    >>> store.begin(1); store.write("data/labeled.parquet", pl.DataFrame({"id": [1]}))
+    >>> store.commit("round 1", {"metrics.f1": "0.8"})
     'round-1'
     """
 

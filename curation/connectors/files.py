@@ -81,5 +81,5 @@ class Files:
         ann = pl.concat(frames).unique(subset=["task_id", "annotator", "updated_at"], maintain_order=True)
         if since is not None:
             ann = ann.filter(pl.col("updated_at") > since)
-        cursor = ann["updated_at"].max() if len(ann) else since
+        cursor = str(ann["updated_at"].max()) if len(ann) else since
         return Pulled(annotations=ann, cursor=cursor)

@@ -308,7 +308,7 @@ class LabelStudio:
             query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
             try:
                 page = self._call(
-                    lambda query=query: (
+                    lambda query=query: (  # type: ignore[misc]
                         c.tasks.list(
                             project=pid,
                             fields="task_only",
@@ -367,7 +367,7 @@ class LabelStudio:
             payload = [to_ls_task(r, self.model_version) for r in chunk]
             try:
                 self._once(
-                    lambda payload=payload: c.projects.import_tasks(
+                    lambda payload=payload: c.projects.import_tasks(  # type: ignore[misc]
                         id=pid, request=payload, commit_to_project=True
                     ),
                     "import tasks",
@@ -415,7 +415,7 @@ class LabelStudio:
         c = self.client()
         for batch in _chunks(extra, self.chunk_size):
             self._call(
-                lambda batch=batch: c.actions.create(
+                lambda batch=batch: c.actions.create(  # type: ignore[misc]
                     id="delete_tasks", project=pid, selected_items=Included(all_=False, included=batch)
                 ),
                 "delete duplicate tasks",
@@ -540,7 +540,7 @@ class LabelStudio:
         for h in hooks:
             if h.url == url and h.project == pid:
                 self._call(
-                    lambda h=h: c.webhooks.update(
+                    lambda h=h: c.webhooks.update(  # type: ignore[misc]
                         id=h.id,
                         url=url,
                         headers=headers,

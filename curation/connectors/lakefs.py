@@ -100,12 +100,14 @@ class LakeFSStore:
 
     Examples
     --------
-    >>> store = LakeFSStore("curation", endpoint="http://localhost:8000")  # doctest: +SKIP
-    >>> store.begin(1); store.write("data/labeled.parquet", df)           # doctest: +SKIP
-    >>> store.commit("round 1", {"metrics.f1": "0.8"})                     # doctest: +SKIP
-    'round-1'
-    >>> pl.read_parquet(store.uri("round-1", "data/labeled.parquet"),
-    ...                 storage_options=store.storage_options())           # doctest: +SKIP
+    With a lakeFS server at ``http://localhost:8000`` (keys in ``LAKEFS_*``)::
+
+        store = LakeFSStore("curation", endpoint="http://localhost:8000")
+        store.begin(1)
+        store.write("data/labeled.parquet", df)
+        store.commit("round 1", {"metrics.f1": "0.8"})      # 'round-1'
+        pl.read_parquet(store.uri("round-1", "data/labeled.parquet"),
+                        storage_options=store.storage_options())
     """
 
     name: ClassVar[str] = "lakefs"
@@ -318,7 +320,7 @@ class LakeFSStore:
     def _merged(self, n: int) -> str | None:
         """The merge commit of round ``n`` on main, if a crashed run made it."""
         for commit in self._repo().branch(self.main).log(max_amount=20):
-            if commit.metadata.get(ROUND_KEY) == str(n) and len(commit.parents) > 1:
+            if (commit.metadata or {}).get(ROUND_KEY) == str(n) and len(commit.parents) > 1:
                 return commit.id
         return None
 
@@ -369,7 +371,8 @@ class LakeFSStore:
         with self._api(f"read {rel} at {ref}"):
             try:
                 with self._repo().ref(ref).object(rel).reader(mode="rb", pre_sign=False) as r:
-                    return bytes(r.read())
+                    data = r.read()
+                    return data.encode() if isinstance(data, str) else bytes(data)
             except NotFoundException as e:
                 raise VersioningError(
                     f"{rel} is not versioned at {ref} in lakeFS repository "
@@ -384,7 +387,7 @@ class LakeFSStore:
     def files(self, ref: str) -> dict[str, str]:
         """Every object as of ``ref``: path -> checksum."""
         with self._api(f"list objects at {ref}"):
-            return {o.path: o.checksum for o in self._repo().ref(ref).objects()}
+            return {o.path: getattr(o, "checksum", "") for o in self._repo().ref(ref).objects()}
 
     def history(self) -> list[RoundInfo]:
         """The committed rounds (``round-N`` tags), oldest first."""
@@ -408,7 +411,7 @@ class LakeFSStore:
             with self._api(f"read commit of {ref}"):
                 c = self._repo().commit(commit_id).get_commit()
             when = datetime.fromtimestamp(c.creation_date, UTC).isoformat()
-            rounds.append(RoundInfo(n, ref, c.id, when, c.message, dict(c.metadata)))
+            rounds.append(RoundInfo(n, ref, c.id, when, c.message, dict(c.metadata or {})))
         return rounds
 
     def checkout(self, ref: str, dest: Path | None = None) -> list[str]:

@@ -79,5 +79,5 @@ class Oracle:
         store = self._store(project)
         if since is not None:
             store = store.filter(pl.col("updated_at") > since)
-        cursor = store["updated_at"].max() if len(store) else since
+        cursor = str(store["updated_at"].max()) if len(store) else since
         return Pulled(annotations=store, cursor=cursor)

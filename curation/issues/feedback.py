@@ -60,5 +60,5 @@ def flag_precision(issues: pl.DataFrame, verdicts: pl.DataFrame, issue: str = "l
         "reviewed": n,
         "confirmed": k,
         "precision": k / n if n else None,
-        "precision_top100": float(top["confirmed"].mean()) if len(top) else None,
+        "precision_top100": float(top["confirmed"].cast(pl.Float64).mean() or 0.0) if len(top) else None,  # type: ignore[arg-type]
     }

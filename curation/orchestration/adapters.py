@@ -168,3 +168,24 @@ def eval_accuracy(
     )
     ev_X = step_embed(cfg, ev, rep, what="embed held-out")
     return accuracy(X, y, ev_X, codes(ev[c.label], classes), len(classes), cfg.seed, cfg.model)
+
+
+def step_evaluate(
+    cfg: LoopConfig,
+    valid: pl.DataFrame,
+    X: np.ndarray,
+    labels: pl.DataFrame,
+    classes: list[str],
+    rep: Reporter,
+) -> tuple[int, float | None]:
+    """Rows with a final label (given, or from the annotators) and the held-out accuracy of a
+    model fitted on them."""
+    c = cfg.columns
+    final = valid.select(
+        pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.label).cast(pl.String).alias("given")
+    )
+    final = final.join(labels.select("id", "label"), on="id", how="left", maintain_order="left")
+    final_label = final.select(pl.coalesce("label", "given"))["label"]
+    train = final_label.is_in(classes).fill_null(False).to_numpy()
+    y = codes(final_label.filter(pl.Series(train, dtype=pl.Boolean)), classes)
+    return int(train.sum()), eval_accuracy(cfg, X[train], y, classes, rep)

@@ -84,7 +84,7 @@ def build_corpus(
     by_module = stdlib_docstrings()
     sizes = {m: sum(1 for d in docs if d) for m, docs in by_module.items()}
     chosen = sorted(sorted(sizes, key=lambda m: (-sizes[m], m))[:n_classes])
-    rows = []
+    rows: list[Any] = []
     for m in chosen:
         docs = [d for d in by_module[m] if d]
         take = rng.permutation(len(docs))[:per_class]

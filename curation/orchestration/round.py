@@ -15,24 +15,11 @@ import polars as pl
 from curation.config import LoopConfig
 from curation.connectors.base import VersionStore
 from curation.orchestration import adapters as step
+from curation.orchestration import state as st
 from curation.orchestration.schedule import run_lock
-from curation.orchestration.state import (
-    TASK_STATE,
-    RoundState,
-    codes,
-    label_choices,
-    load_data,
-    load_state,
-    make_tasks,
-    merge_labels,
-    review_verdicts,
-    round_dir,
-    store_for,
-    suggestions,
-)
+from curation.orchestration.state import RoundState
 from curation.steps.model import fit_predict_proba
 from curation.steps.validate import load_schema
-from curation.support.manifest import build_manifest
 from curation.support.progress import LogReporter, Reporter
 
 
@@ -78,8 +65,8 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
             from curation.support.engine import ensure_ray
 
             ensure_ray(cfg.ray_address)
-        store = store_for(cfg)
-        past = load_state(cfg, store)
+        store = st.store_for(cfg)
+        past = st.load_state(cfg, store)
         store.begin(past.round + 1)
         try:
             return _round(cfg, store, past, rep)
@@ -90,15 +77,15 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
 
 def _round(cfg: LoopConfig, store: VersionStore, past: RoundState, rep: Reporter) -> RoundResult:
     c, n = cfg.columns, past.round + 1
-    v = step.step_validate(cfg, load_data(cfg, past.labels), rep)
+    v = step.step_validate(cfg, st.load_data(cfg, past.labels), rep)
     X = step.step_embed(cfg, v.valid, rep)
     ids = v.valid[c.id].cast(pl.String)
     is_lab = v.valid[c.label].is_not_null().to_numpy()
     in_pool = ~is_lab & ~ids.is_in(past.pending().implode()).to_numpy()  # not queued already
     labeled, pool = v.valid.filter(is_lab), v.valid.filter(in_pool)
-    classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
-    y = codes(labeled[c.label], classes)
-    issues, issue_report = step.step_issues(cfg, v.valid, X, classes, review_verdicts(past.labels), rep)
+    classes = st.label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
+    y = st.codes(labeled[c.label], classes)
+    issues, issue_report = step.step_issues(cfg, v.valid, X, classes, st.review_verdicts(past.labels), rep)
     pool_probs = (
         fit_predict_proba(X[is_lab], y, X[in_pool], len(classes), cfg.seed, cfg.model)
         if len(np.unique(y)) >= 2 and len(pool)
@@ -106,92 +93,21 @@ def _round(cfg: LoopConfig, store: VersionStore, past: RoundState, rep: Reporter
     )
     suspects = issues.filter((pl.col("issue") == "label") & ~pl.col("id").is_in(past.reviewed().implode()))
     sel = step.step_select(cfg, pool, X[in_pool], X[is_lab], pool_probs, suspects, rep)
-    tasks = make_tasks(cfg, n, sel, v.valid, suggestions(pool, pool_probs, issues, c.id, classes))
+    tasks = st.make_tasks(cfg, n, sel, v.valid, st.suggestions(pool, pool_probs, issues, c.id, classes))
     pushed, pulled = step.step_annotate(cfg, tasks, classes, past.state.get("cursor"), rep)
-    labels, agreement = merge_labels(
+    labels, agreement = st.merge_labels(
         past.labels,
         pl.concat([past.annotations, pulled.annotations], how="vertical_relaxed"),
-        pl.concat([past.tasks, tasks.select(list(TASK_STATE))], how="vertical_relaxed"),
+        pl.concat([past.tasks, tasks.select(list(st.TASK_STATE))], how="vertical_relaxed"),
         classes,
         n,
     )
-    train, acc = _accuracy(cfg, v.valid, X, labels, classes, rep)
-    metrics: dict[str, Any] = {
-        "round": n,
-        "rows": v.report["rows"],
-        "valid": v.report["valid"],
-        "quarantined": v.report["quarantined"],
-        "label_issues": int((issues["issue"] == "label").sum()),
-        "issues": len(issues),
-        "selected": len(sel),
-        "reviews": int((tasks["kind"] == "review").sum()),
-        "annotations": len(pulled.annotations),
-        "labels": train,
-        "accuracy": acc,
-    }
-    if "precision" in issue_report:
-        metrics["flag_precision"] = issue_report["precision"].get("precision")
-    tables = {
-        "quarantine": v.quarantine,
-        "issues": issues,
-        "selection": sel,
-        "tasks": tasks,
-        "annotations": pulled.annotations,
-    }
-    state = {
-        "cursor": pulled.cursor,
-        "tasks_pushed": pushed,
-        "issues": issue_report,
-        "reconciliation": agreement,
-    }
-    manifest = _manifest(cfg, n, metrics, tables, v.report, state)
+    train, acc = step.step_evaluate(cfg, v.valid, X, labels, classes, rep)
+    tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel, "tasks": tasks}
+    tables["annotations"] = pulled.annotations
+    metrics = st.round_metrics(n, v.report, tables, train, acc, issue_report)
+    state = {"cursor": pulled.cursor, "tasks_pushed": pushed, "issues": issue_report}
+    state["reconciliation"] = agreement
+    manifest = st.round_manifest(cfg, n, metrics, tables, v.report, state)
     ref = step.step_version(cfg, store, n, tables, labels, manifest, rep)
     return RoundResult(n, ref, metrics, {"valid": v.valid, **tables, "labels": labels})
-
-
-def _accuracy(
-    cfg: LoopConfig,
-    valid: pl.DataFrame,
-    X: np.ndarray,
-    labels: pl.DataFrame,
-    classes: list[str],
-    rep: Reporter,
-) -> tuple[int, float | None]:
-    """Rows with a final label (given, or from the annotators) and the held-out accuracy."""
-    c = cfg.columns
-    final = valid.select(
-        pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.label).cast(pl.String).alias("given")
-    )
-    final = final.join(labels.select("id", "label"), on="id", how="left", maintain_order="left")
-    final_label = final.select(pl.coalesce("label", "given"))["label"]
-    train = final_label.is_in(classes).fill_null(False).to_numpy()
-    y = codes(final_label.filter(pl.Series(train, dtype=pl.Boolean)), classes)
-    return int(train.sum()), step.eval_accuracy(cfg, X[train], y, classes, rep)
-
-
-def _manifest(
-    cfg: LoopConfig,
-    n: int,
-    metrics: dict[str, Any],
-    tables: dict[str, pl.DataFrame],
-    validation: dict[str, Any],
-    state: dict[str, Any],
-) -> Any:
-    inputs = {"dataset": cfg.path(cfg.dataset)}
-    if cfg.eval_dataset is not None:
-        inputs["eval"] = cfg.path(cfg.eval_dataset)
-    return build_manifest(
-        round=n,
-        loop=cfg.name,
-        inputs=inputs,
-        params=cfg.model_dump(mode="json", by_alias=True),
-        strategy=cfg.strategy.name,
-        strategy_params=cfg.strategy.params(),
-        selected=tables["selection"],
-        annotations=tables["annotations"],
-        label_issues=tables["issues"],
-        metrics={k: float(x) for k, x in metrics.items() if isinstance(x, (int, float))},
-        validation=validation,
-        outputs={k: f"{round_dir(cfg, n)}/{k}.parquet" for k in tables},
-        state=state,
-    )

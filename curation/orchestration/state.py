@@ -25,7 +25,7 @@ from curation.config import LoopConfig
 from curation.connectors.base import ANNOTATION_COLUMNS, TASK_COLUMNS, VersionStore, open_store, task_id
 from curation.steps.reconcile import reconcile
 from curation.support.data import read_table, require_columns
-from curation.support.manifest import read_manifest
+from curation.support.manifest import Manifest, build_manifest, read_manifest
 
 #: The loop's label table: one reconciled label per id, with where it came from.
 LABEL_TABLE: dict[str, Any] = {
@@ -286,3 +286,60 @@ def review_verdicts(labels: pl.DataFrame) -> pl.DataFrame | None:
         return None
     reviews = labels.filter((pl.col("kind") == "review") & pl.col("given_label").is_not_null())
     return reviews.select("id", "given_label", "label") if len(reviews) else None
+
+
+def round_metrics(
+    n: int,
+    validation: dict[str, Any],
+    tables: dict[str, pl.DataFrame],
+    labels: int,
+    accuracy: float | None,
+    issue_report: dict[str, Any],
+) -> dict[str, Any]:
+    """The figures of round ``n`` (what ``curation run`` prints and the commit carries)."""
+    issues, tasks = tables["issues"], tables["tasks"]
+    metrics: dict[str, Any] = {
+        "round": n,
+        "rows": validation["rows"],
+        "valid": validation["valid"],
+        "quarantined": validation["quarantined"],
+        "label_issues": int((issues["issue"] == "label").sum()),
+        "issues": len(issues),
+        "selected": len(tables["selection"]),
+        "reviews": int((tasks["kind"] == "review").sum()),
+        "annotations": len(tables["annotations"]),
+        "labels": labels,
+        "accuracy": accuracy,
+    }
+    if "precision" in issue_report:
+        metrics["flag_precision"] = issue_report["precision"].get("precision")
+    return metrics
+
+
+def round_manifest(
+    cfg: LoopConfig,
+    n: int,
+    metrics: dict[str, Any],
+    tables: dict[str, pl.DataFrame],
+    validation: dict[str, Any],
+    state: dict[str, Any],
+) -> Manifest:
+    """Round ``n``'s manifest: its inputs, settings, selection, answers, issues, figures and state."""
+    inputs = {"dataset": cfg.path(cfg.dataset)}
+    if cfg.eval_dataset is not None:
+        inputs["eval"] = cfg.path(cfg.eval_dataset)
+    return build_manifest(
+        round=n,
+        loop=cfg.name,
+        inputs=inputs,
+        params=cfg.model_dump(mode="json", by_alias=True),
+        strategy=cfg.strategy.name,
+        strategy_params=cfg.strategy.params(),
+        selected=tables["selection"],
+        annotations=tables["annotations"],
+        label_issues=tables["issues"],
+        metrics={k: float(x) for k, x in metrics.items() if isinstance(x, (int, float))},
+        validation=validation,
+        outputs={k: f"{round_dir(cfg, n)}/{k}.parquet" for k in tables},
+        state=state,
+    )

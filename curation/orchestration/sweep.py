@@ -167,7 +167,7 @@ def sweep_settings(
     options = {k: v for k, v in options.items() if v is not None}
     gates = {k: v for k, v in (gates or {}).items() if v is not None}
     columns = {k: options.pop(k) for k in ("id", "text", "label") if k in options}
-    issues = {k: options.pop(k) for k in ("folds", "recipe") if k in options}
+    issues: dict[str, Any] = {k: options.pop(k) for k in ("folds", "recipe") if k in options}
     if detectors:
         issues["detectors"] = [{"name": d} for d in detectors]
     embed = {"max_seq_length": options.pop("max_seq_length")} if "max_seq_length" in options else {}
@@ -324,9 +324,10 @@ def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
 
     Examples
     --------
-    >>> r = run_sweep(SweepSettings("data.parquet", Path("schema.yaml"), Path("sweeps/d")))  # doctest: +SKIP
-    >>> [g["gate"] for g in r.breached]  # doctest: +SKIP
-    ['label_drift']
+    A second sweep of relabeled data (see ``docs/sweeps.md``)::
+
+        r = run_sweep(sweep_settings("data.parquet", Path("schemas/x.yaml")))
+        [g["gate"] for g in r.breached]      # ['label_drift']
     """
     from curation.support.report import render_report
 

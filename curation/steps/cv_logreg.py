@@ -70,7 +70,7 @@ class CVLogisticRegression(ClassifierMixin, BaseEstimator):
         return self
 
     def _choose_c(self, X: Any, y: np.ndarray) -> float:
-        rows = np.arange(len(y))
+        rows: np.ndarray = np.arange(len(y))
         if len(y) > self.max_cv_rows:
             rng = np.random.default_rng(self.random_state)
             rows = np.sort(rng.choice(len(y), size=self.max_cv_rows, replace=False))

@@ -156,7 +156,7 @@ def choose_model(
     >>> choose_model(X, y, 2)[0] in AUTO_CANDIDATES
     True
     """
-    rows = np.arange(len(y))
+    rows: np.ndarray = np.arange(len(y))
     if len(y) > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(len(y), size=max_rows, replace=False))
     Xs, ys = X[rows], y[rows]

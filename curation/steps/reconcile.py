@@ -137,7 +137,7 @@ def _pred_probs(
             score = min(max(score, 1e-6), 1 - 1e-6)
             out[n] = (1 - score) / (k - 1)
             out[n, index[pred]] = score
-    out = np.clip(out, 1e-9, None)
+    out = np.clip(out, 1e-9, None)  # type: ignore[assignment]
     return out / out.sum(axis=1, keepdims=True)
 
 
@@ -272,7 +272,7 @@ def _annotators(ans: pl.DataFrame, labels: pl.DataFrame, quality: dict[str, floa
         .cast(pl.Float64)
         .alias("agreement"),
         pl.col("annotator").replace_strict(quality, default=None, return_dtype=pl.Float64).alias("quality"),
-    ).cast(ANNOTATOR_COLUMNS)
+    ).cast(ANNOTATOR_COLUMNS)  # type: ignore[arg-type]
 
 
 def _crowdlab(
@@ -364,4 +364,4 @@ def review_verdicts(labels: pl.DataFrame, tasks: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.lit("corrected"))
         .alias("verdict")
     )
-    return out.select(list(VERDICT_COLUMNS)).cast(VERDICT_COLUMNS)
+    return out.select(list(VERDICT_COLUMNS)).cast(VERDICT_COLUMNS)  # type: ignore[arg-type]

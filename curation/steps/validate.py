@@ -100,7 +100,8 @@ def load_schema(spec: str | Path) -> pap.DataFrameSchema:
         module_spec.loader.exec_module(module)
         if not hasattr(module, name):
             raise ConfigError(f"{file}.py has no class {name!r}", field="schema")
-        return getattr(module, name).to_schema()
+        schema: pap.DataFrameSchema = getattr(module, name).to_schema()
+        return schema
     if not Path(spec).is_file():
         raise ConfigError(
             f"file not found: {spec}; expected a Pandera YAML file or schemas/x.py:Model", field="schema"
@@ -361,7 +362,7 @@ def _block_failures_ray(indexed: pl.DataFrame, rules: Rules, source: str, block_
     for t in tables:
         if len(t) and t["_error"][0]:
             raise pickle.loads(t["_error"][0])
-    return pl.concat([_empty_failures(), *(t.drop("_error").cast(FAILURES) for t in tables if len(t))])
+    return pl.concat([_empty_failures(), *(t.drop("_error").cast(FAILURES) for t in tables if len(t))])  # type: ignore[arg-type]
 
 
 def validate(

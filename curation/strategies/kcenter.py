@@ -229,7 +229,7 @@ class KCenterGreedy(Strategy):
 def _block_centers(
     batch: dict[str, np.ndarray], k: int, column: str, precision: Precision
 ) -> dict[str, np.ndarray]:
-    X = np.stack(batch[column]).astype(np.float32) if batch[column].dtype == object else batch[column]
+    X = np.stack(list(batch[column])).astype(np.float32) if batch[column].dtype == object else batch[column]
     idx, _ = kcenter_greedy(X, k, precision=precision)
     return {name: values[idx] for name, values in batch.items()}
 
@@ -270,7 +270,7 @@ def kcenter_partitioned(
     """
     per_block = per_block or k
     cand = ds.map_batches(
-        _block_centers,
+        _block_centers,  # type: ignore[arg-type]
         batch_size=block_rows,
         batch_format="numpy",
         fn_kwargs={"k": per_block, "column": column, "precision": precision},

@@ -219,8 +219,8 @@ def content_hash(source: str | Path | pl.DataFrame) -> str:
         return h.hexdigest()
     if not path.is_file():
         raise DataError("cannot hash a missing input", path=str(path))
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
