@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _API: dict[str, str] = {
     "LoopConfig": "curation.config",
-    "load_loop": "curation.config",
+    "load_loop": "curation.load",
     "validate": "curation.steps.validate",
     "validate_source": "curation.steps.validate",
     "load_schema": "curation.steps.validate",

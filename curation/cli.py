@@ -122,7 +122,7 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder of the new curat
 @app.command()
 def run(loop: Annotated[Path, typer.Argument(help="A loop file, e.g. loops/banking77.yaml.")]) -> None:
     """Run one round of a loop: validate, embed, find issues, select, annotate, version."""
-    from curation.config import load_loop
+    from curation.load import load_loop
     from curation.orchestration.round import run_round
 
     quiet_libraries()
@@ -149,7 +149,7 @@ def demo(
     """
     import polars as pl
 
-    from curation.config import load_loop
+    from curation.load import load_loop
     from curation.orchestration import demo as d
     from curation.orchestration.round import run_round
 
@@ -187,37 +187,45 @@ def validation_table(report: dict[str, Any]) -> Table:
     return table
 
 
+DataArg = Annotated[
+    str,
+    typer.Argument(
+        help="A loop file (loops/x.yaml), or the data: a file, folder or "
+        "glob of Parquet/CSV/JSON Lines, local, s3:// or lakefs://."
+    ),
+]
+SchemaOpt = Annotated[
+    str | None, typer.Option(help="The contract for DATA: schemas/x.yaml or schemas/x.py:Model.")
+]
+ValidateOut = Annotated[
+    Path | None,
+    typer.Option("--out", help="Output folder (default: validation/, or validation/NAME for a loop)."),
+]
+EngineOpt = Annotated[
+    str | None, typer.Option(help="auto (in process below --local-below rows), ray or local.")
+]
+GateOpt = Annotated[
+    float | None, typer.Option(min=0.0, max=1.0, help="The gate (default 1.0, or the loop's).")
+]
+MinPerClass = Annotated[int | None, typer.Option(min=1, help="Quarantine labels with fewer rows.")]
+LocalBelow = Annotated[int | None, typer.Option(min=0, help="auto: rows below which no Ray starts.")]
+RayAddress = Annotated[str | None, typer.Option(help="Join this Ray cluster (e.g. auto).")]
+TextOpt = Annotated[str | None, typer.Option(help="The text column (for DATA; default text).")]
+LabelOpt = Annotated[str | None, typer.Option(help="The label column (for DATA; default label).")]
+
+
 @app.command("validate")
 def validate_cmd(
-    source: Annotated[
-        str,
-        typer.Argument(
-            help="A loop file (loops/x.yaml), or the data: a file, folder or "
-            "glob of Parquet/CSV/JSON Lines, local, s3:// or lakefs://."
-        ),
-    ],
-    schema: Annotated[
-        str | None, typer.Option(help="The contract for DATA: schemas/x.yaml or schemas/x.py:Model.")
-    ] = None,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out", help="Output folder (default: validation/, or validation/NAME for a loop)."),
-    ] = None,
-    engine: Annotated[
-        str | None, typer.Option(help="auto (in process below --local-below rows), ray or local.")
-    ] = None,
-    max_invalid_fraction: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="The gate (default 1.0, or the loop's).")
-    ] = None,
-    min_per_class: Annotated[
-        int | None, typer.Option(min=1, help="Quarantine labels with fewer rows.")
-    ] = None,
-    local_below: Annotated[
-        int | None, typer.Option(min=0, help="auto: rows below which no Ray starts.")
-    ] = None,
-    ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster (e.g. auto).")] = None,
-    text: Annotated[str | None, typer.Option(help="The text column (for DATA; default text).")] = None,
-    label: Annotated[str | None, typer.Option(help="The label column (for DATA; default label).")] = None,
+    source: DataArg,
+    schema: SchemaOpt = None,
+    out_dir: ValidateOut = None,
+    engine: EngineOpt = None,
+    max_invalid_fraction: GateOpt = None,
+    min_per_class: MinPerClass = None,
+    local_below: LocalBelow = None,
+    ray_address: RayAddress = None,
+    text: TextOpt = None,
+    label: LabelOpt = None,
 ) -> None:
     """Validate data against a Pandera contract: write valid rows, a quarantine and a report.
 
@@ -226,38 +234,24 @@ def validate_cmd(
     above the gate.
     """
     from curation.errors import ValidationGateError
-    from curation.orchestration.commands import validation_plan
-    from curation.steps.validate import load_schema, validate_source
+    from curation.orchestration.commands import run_validation, validation_plan
 
     quiet_libraries()
 
     def go() -> None:
-        plan = validation_plan(
-            source,
-            schema,
-            out_dir,
-            engine,
-            ray_address,
-            text=text,
-            label=label,
-            max_invalid_fraction=max_invalid_fraction,
-            min_per_class=min_per_class,
-            local_below=local_below,
-        )
+        options = {
+            "text": text,
+            "label": label,
+            "max_invalid_fraction": max_invalid_fraction,
+            "min_per_class": min_per_class,
+            "local_below": local_below,
+        }
+        plan = validation_plan(source, schema, out_dir, engine, ray_address, **options)
         with progress_bar() as p:
             rep = RichReporter(p)
             rep.start(f"validate {plan.data}", None)
             try:
-                report = validate_source(
-                    plan.data,
-                    load_schema(plan.schema),
-                    plan.out,
-                    plan.settings,
-                    plan.columns,
-                    engine=plan.engine,  # type: ignore[arg-type]
-                    ray_address=plan.ray_address,
-                    progress=lambda done, total: rep.advance(done, total),
-                )
+                report = run_validation(plan, rep.advance)
             except ValidationGateError:
                 out.print(validation_table(json.loads((plan.out / "report.json").read_text())))
                 raise
@@ -413,37 +407,37 @@ def diff_cmd(
     guarded(go)
 
 
+EmbedData = Annotated[
+    Path, typer.Argument(help="A Parquet, CSV or JSON Lines file (or folder) with the texts.")
+]
+EmbedOut = Annotated[Path | None, typer.Option("--out", help="Write id, vector rows here (Parquet).")]
+TextCol = Annotated[str, typer.Option("--text", help="The text column.")]
+IdColumn = Annotated[str, typer.Option("--id", help="The id column (named in errors).")]
+Backend = Annotated[str | None, typer.Option(help="torch (default), onnx or onnx_int8.")]
+ModelOpt = Annotated[str | None, typer.Option(help="A local sentence-transformers model folder.")]
+SeqLength = Annotated[
+    int | None, typer.Option(min=1, help="Tokens per text; longer texts are cut (default 256).")
+]
+BatchSize = Annotated[int | None, typer.Option(min=1, help="Texts per forward pass (default 64).")]
+EmbedEngine = Annotated[str, typer.Option(help="ray (an actor pool) or local (this process).")]
+RootOpt = Annotated[Path, typer.Option(help="Project root: the cache and exported models live under it.")]
+
+
 @app.command("embed")
 def embed_cmd(
-    data: Annotated[
-        Path, typer.Argument(help="A Parquet, CSV or JSON Lines file (or folder) with the texts.")
-    ],
-    out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write id, vector rows here (Parquet).")
-    ] = None,
-    text_column: Annotated[str, typer.Option("--text", help="The text column.")] = "text",
-    id_column: Annotated[str, typer.Option("--id", help="The id column (named in errors).")] = "id",
-    backend: Annotated[str | None, typer.Option(help="torch (default), onnx or onnx_int8.")] = None,
-    model: Annotated[str | None, typer.Option(help="A local sentence-transformers model folder.")] = None,
-    max_seq_length: Annotated[
-        int | None, typer.Option(min=1, help="Tokens per text; longer texts are cut (default 256).")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Texts per forward pass (default 64).")
-    ] = None,
-    engine: Annotated[str, typer.Option(help="ray (an actor pool) or local (this process).")] = "ray",
-    root: Annotated[
-        Path, typer.Option(help="Project root: the cache and exported models live under it.")
-    ] = Path("."),
+    data: EmbedData,
+    out_file: EmbedOut = None,
+    text_column: TextCol = "text",
+    id_column: IdColumn = "id",
+    backend: Backend = None,
+    model: ModelOpt = None,
+    max_seq_length: SeqLength = None,
+    batch_size: BatchSize = None,
+    engine: EmbedEngine = "ray",
+    root: RootOpt = Path("."),
 ) -> None:
     """Embed a text column (cached by content: only texts not seen before reach the model)."""
-    import polars as pl
-
-    from curation.errors import ConfigError
-    from curation.orchestration.commands import embed_settings
-    from curation.steps.embed import embed_with_report
-    from curation.support.data import read_table, write_parquet
-    from curation.support.engine import ensure_ray
+    from curation.orchestration.commands import embed_file, embed_settings
 
     quiet_libraries()
 
@@ -451,33 +445,10 @@ def embed_cmd(
         cfg = embed_settings(
             backend=backend, max_seq_length=max_seq_length, batch_size=batch_size, model=model
         )
-        if engine not in ("ray", "local"):
-            raise ConfigError(
-                f"expected ray or local, found {engine!r}", field="engine", choices=["ray", "local"]
-            )
-        df = read_table(data)
-        for col in (text_column, id_column):
-            if col not in df.columns:
-                raise ConfigError(f"column {col!r} not in {data}", field="columns", choices=df.columns)
-        if engine == "ray":
-            ensure_ray()
         with progress_bar() as p:
             rep = RichReporter(p)
-            rep.start("embed", len(df))
-            res = embed_with_report(
-                df[text_column].to_list(),
-                cfg,
-                ids=df[id_column].to_list(),
-                root=root,
-                engine=engine,  # type: ignore[arg-type]
-                progress=rep.advance,
-            )
-            rep.finish(
-                f"embed: {res.report['embedded']} embedded, {res.report['cached']} from the cache, "
-                f"{res.report['truncated']} truncated"
-            )
+            res = embed_file(data, cfg, text_column, id_column, engine, root, out_file, rep)
         if out_file is not None:
-            write_parquet(pl.DataFrame({id_column: df[id_column], "vector": res.vectors}), out_file)
             out.print(f"wrote {out_file}")
         out.print(metrics_table([res.report], f"embed {data}"))
 
@@ -549,52 +520,70 @@ def scheduled_error(e: Exception, failed: list[Any]) -> None:
 
 
 def _gate(help_text: str) -> Any:
-    return typer.Option(help=f"Gate: {help_text}", rich_help_panel="Gates (default: as in docs/sweeps.md)")
+    return typer.Option(help=f"Gate: {help_text}", rich_help_panel="Gates (defaults: docs/sweeps.md)")
 
 
-Fraction = Annotated[float | None, _gate("largest share of broken rows.")]
+SweepData = Annotated[str, typer.Argument(help="The data: a Parquet/CSV/JSON Lines file, folder or glob.")]
+SweepSchema = Annotated[Path, typer.Option(help="Its contract: schemas/x.yaml or schemas/x.py:Model.")]
+HistoryOpt = Annotated[
+    Path | None,
+    typer.Option(help="The sweep history folder (default: sweeps/NAME, NAME the dataset's file stem)."),
+]
+IdOpt = Annotated[str | None, typer.Option("--id", help="The id column (default id).")]
+Column = Annotated[str | None, typer.Option(help="The column (default: its name).")]
+DetectorOpt = Annotated[
+    list[str] | None, typer.Option(help="An issue detector to run (repeat for more; default: the loop's).")
+]
+SweepSeq = Annotated[int | None, typer.Option(min=1, help="Embedding truncation in tokens (default 256).")]
+FoldsOpt = Annotated[int | None, typer.Option(min=2, help="Cross-validation folds (default 5).")]
+RecipeOpt = Annotated[str | None, typer.Option(help="Label-issue recipe: ensemble (default) or reference.")]
+SweepEngine = Annotated[str | None, typer.Option(help="local (in process, default) or ray.")]
+Gate = Annotated[float | None, _gate("see docs/sweeps.md.")]
+DriftGate = Annotated[
+    bool | None,
+    typer.Option("--drift-gate/--no-drift-gate", help="Fail the sweep on drift (default) or only report it."),
+]
+WebhookOpt = Annotated[
+    str | None, typer.Option(help="POST the summary (JSON, with a one-line `text`) to this URL.")
+]
+EveryOpt = Annotated[str | None, typer.Option(help="Run on a schedule in this process: 30m, 6h, 1d...")]
+RunsOpt = Annotated[int | None, typer.Option(min=1, help="With --every: stop after this many runs.")]
+
+
+#: The sweep options that are fields of ``Gates`` (``--drift-gate`` is ``drift``).
+GATE_OPTIONS = (
+    "max_invalid_fraction",
+    "max_issue_fraction",
+    "max_duplicate_fraction",
+    "alpha",
+    "label_min_distance",
+    "embedding_min_distance",
+)
 
 
 @app.command("sweep")
 def sweep_cmd(
-    dataset: Annotated[str, typer.Argument(help="The data: a Parquet/CSV/JSON Lines file, folder or glob.")],
-    schema: Annotated[Path, typer.Option(help="Its contract: schemas/x.yaml or schemas/x.py:Model.")],
-    history: Annotated[
-        Path | None,
-        typer.Option(help="The sweep history folder (default: sweeps/NAME, NAME the dataset's file stem)."),
-    ] = None,
-    id_col: Annotated[str | None, typer.Option("--id", help="The id column (default id).")] = None,
-    text: Annotated[str | None, typer.Option(help="The text column (default text).")] = None,
-    label: Annotated[str | None, typer.Option(help="The label column (default label).")] = None,
-    detector: Annotated[
-        list[str] | None,
-        typer.Option(help="An issue detector to run (repeat for more; default: the loop's)."),
-    ] = None,
-    max_seq_length: Annotated[
-        int | None, typer.Option(min=1, help="Embedding truncation in tokens (default: the loop's, 256).")
-    ] = None,
-    folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds (default 5).")] = None,
-    recipe: Annotated[str | None, typer.Option(help="Label-issue recipe: ensemble or reference.")] = None,
-    engine: Annotated[str | None, typer.Option(help="local (in process, default) or ray.")] = None,
-    max_invalid_fraction: Fraction = None,
-    max_issue_fraction: Annotated[float | None, _gate("largest share of flagged rows.")] = None,
-    max_duplicate_fraction: Annotated[float | None, _gate("largest share of repeated texts.")] = None,
-    alpha: Annotated[float | None, _gate("drift tests' significance threshold.")] = None,
-    label_min_distance: Annotated[float | None, _gate("smallest label TV distance that counts.")] = None,
-    embedding_min_distance: Annotated[float | None, _gate("smallest embedding KS distance.")] = None,
-    drift_gate: Annotated[
-        bool | None,
-        typer.Option(
-            "--drift-gate/--no-drift-gate", help="Fail the sweep on drift (default) or only report it."
-        ),
-    ] = None,
-    webhook: Annotated[
-        str | None, typer.Option(help="POST the summary (JSON, with a one-line `text`) to this URL.")
-    ] = None,
-    every: Annotated[
-        str | None, typer.Option(help="Run on a schedule in this process: 30m, 6h, 1d...")
-    ] = None,
-    runs: Annotated[int | None, typer.Option(min=1, help="With --every: stop after this many runs.")] = None,
+    dataset: SweepData,
+    schema: SweepSchema,
+    history: HistoryOpt = None,
+    id_col: IdOpt = None,
+    text: Column = None,
+    label: Column = None,
+    detector: DetectorOpt = None,
+    max_seq_length: SweepSeq = None,
+    folds: FoldsOpt = None,
+    recipe: RecipeOpt = None,
+    engine: SweepEngine = None,
+    max_invalid_fraction: Gate = None,
+    max_issue_fraction: Gate = None,
+    max_duplicate_fraction: Gate = None,
+    alpha: Gate = None,
+    label_min_distance: Gate = None,
+    embedding_min_distance: Gate = None,
+    drift_gate: DriftGate = None,
+    webhook: WebhookOpt = None,
+    every: EveryOpt = None,
+    runs: RunsOpt = None,
 ) -> None:
     """Data-quality sweep: validation, duplicates, label issues, outliers, drift; an HTML report.
 
@@ -608,26 +597,13 @@ def sweep_cmd(
     from curation.orchestration.sweep import sweep_once, sweep_settings
 
     quiet_libraries()
-    gates = {
-        "max_invalid_fraction": max_invalid_fraction,
-        "max_issue_fraction": max_issue_fraction,
-        "max_duplicate_fraction": max_duplicate_fraction,
-        "alpha": alpha,
-        "label_min_distance": label_min_distance,
-        "embedding_min_distance": embedding_min_distance,
-        "drift": drift_gate,
-    }
-    options = {
-        "id": id_col,
-        "text": text,
-        "label": label,
-        "engine": engine,
-        "max_seq_length": max_seq_length,
-        "folds": folds,
-        "recipe": recipe,
-    }
+    given = dict(locals())
+    gates = {k: given[k] for k in GATE_OPTIONS} | {"drift": drift_gate}
+    options = {k: given[k] for k in ("text", "label", "engine", "max_seq_length", "folds", "recipe")}
     settings = guarded(
-        lambda: sweep_settings(dataset, schema, history, detectors=detector, gates=gates, **options)
+        lambda: sweep_settings(
+            dataset, schema, history, detectors=detector, gates=gates, id=id_col, **options
+        )
     )
 
     def once() -> None:
@@ -670,7 +646,8 @@ def simulate_cmd(
     after each round a model is fitted and scored on eval_dataset. Writes curves.json (accuracy
     against labels, mean and spread over seeds, AULC) and curves.png.
     """
-    from curation.config import PluginConfig, load_loop
+    from curation.config import PluginConfig
+    from curation.load import load_loop
     from curation.orchestration.simulate import simulate_loop
 
     quiet_libraries()

@@ -17,6 +17,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import polars as pl
 
 from curation.errors import VersioningError
+from curation.support.manifest import GATE_KEY as GATE_KEY
+from curation.support.manifest import METRIC_PREFIX as METRIC_PREFIX
+from curation.support.manifest import ROUND_KEY as ROUND_KEY
 from curation.support.registry import Registry
 
 #: Columns every task table has. ``task_id`` is stable (``"{kind}:{id}"``): pushing the
@@ -130,16 +133,6 @@ class Annotator(Protocol):
     def pull(self, project: Project, since: str | None = None) -> Pulled:
         """Annotations created or changed after the cursor ``since`` (all when ``None``)."""
         ...
-
-
-#: Commit-metadata key holding the round number; every round commit carries it.
-ROUND_KEY = "curation.round"
-#: Commit-metadata key holding the validation gate's outcome, ``"passed"`` or ``"failed"``.
-#: A round whose gate failed is committed and tagged for audit but does not become the
-#: base of the next round (lakeFS: not merged into main; DVC: not on the checked-out branch).
-GATE_KEY = "curation.gate"
-#: Commit-metadata keys starting with this prefix are the round's metrics (``metrics.f1``).
-METRIC_PREFIX = "metrics."
 
 
 def round_ref(round: int) -> str:

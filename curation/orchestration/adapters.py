@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curation.config import LoopConfig, load_connector
+from curation.config import LoopConfig
 from curation.connectors.base import ANNOTATORS, Annotator, Project, Pulled, VersionStore
 from curation.issues.find import find_issues
+from curation.load import load_connector
 from curation.orchestration.state import codes, labels_path, round_dir
 from curation.steps.embed import embed_with_report
 from curation.steps.model import accuracy

@@ -5,15 +5,21 @@ parses options and prints; the merging lives here, where it is tested without a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
-from curation.config import Columns, EmbedConfig, ValidateConfig, load_loop
+from curation.config import Columns, EmbedConfig, ValidateConfig
 from curation.errors import ConfigError
+from curation.load import load_loop
+from curation.support.progress import Reporter
 from curation.support.registry import config_error
+
+if TYPE_CHECKING:
+    from curation.steps.embed import EmbedResult
 
 ENGINES = ("auto", "ray", "local")
 
@@ -95,3 +101,64 @@ def embed_settings(**options: Any) -> EmbedConfig:
         return EmbedConfig(**{k: v for k, v in options.items() if v is not None})
     except ValidationError as e:
         raise config_error(e, prefix="embed.") from e
+
+
+def run_validation(
+    plan: ValidationPlan, progress: Callable[[int, int | None], None] | None = None
+) -> dict[str, Any]:
+    """Run a :func:`validation_plan` (see :func:`curation.steps.validate.validate_source`)."""
+    from curation.steps.validate import load_schema, validate_source
+
+    return validate_source(
+        plan.data,
+        load_schema(plan.schema),
+        plan.out,
+        plan.settings,
+        plan.columns,
+        engine=cast(Any, plan.engine),
+        ray_address=plan.ray_address,
+        progress=progress,
+    )
+
+
+def embed_file(
+    data: Path,
+    settings: EmbedConfig,
+    text: str,
+    id_column: str,
+    engine: str,
+    root: Path,
+    out: Path | None,
+    rep: Reporter,
+) -> EmbedResult:
+    """What ``curation embed DATA`` does: read, embed (cached), write ``id, vector`` rows to ``out``."""
+    import polars as pl
+
+    from curation.steps.embed import embed_with_report
+    from curation.support.data import read_table, write_parquet
+    from curation.support.engine import ensure_ray
+
+    if engine not in ("ray", "local"):
+        raise ConfigError(
+            f"expected ray or local, found {engine!r}", field="engine", choices=["ray", "local"]
+        )
+    df = read_table(data)
+    for col in (text, id_column):
+        if col not in df.columns:
+            raise ConfigError(f"column {col!r} not in {data}", field="columns", choices=df.columns)
+    if engine == "ray":
+        ensure_ray()
+    rep.start("embed", len(df))
+    res = embed_with_report(
+        df[text].to_list(),
+        settings,
+        ids=df[id_column].to_list(),
+        root=root,
+        engine=cast(Any, engine),
+        progress=rep.advance,
+    )
+    r = res.report
+    rep.finish(f"embed: {r['embedded']} embedded, {r['cached']} from the cache, {r['truncated']} truncated")
+    if out is not None:
+        write_parquet(pl.DataFrame({id_column: df[id_column], "vector": res.vectors}), out)
+    return res

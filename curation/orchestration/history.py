@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
-from curation.config import load_loop
 from curation.connectors.base import RoundInfo, VersionStore, open_store
 from curation.errors import ConfigError, VersioningError
+from curation.load import load_loop
 from curation.orchestration.state import store_for
 
 #: File suffixes compared row by row; other files are compared by content hash.

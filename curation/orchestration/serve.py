@@ -23,9 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from curation.config import load_loop
 from curation.connectors.label_studio import LabelStudio
 from curation.errors import ConfigError, ConnectorError
+from curation.load import load_loop
 from curation.orchestration.adapters import annotator_for
 from curation.orchestration.round import run_round
 from curation.orchestration.state import last_round, store_for

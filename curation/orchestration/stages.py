@@ -34,8 +34,9 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from curation.config import LoopConfig, bind_plugins, load_loop
+from curation.config import LoopConfig
 from curation.errors import ConfigError, DataError
+from curation.load import bind_plugins, load_loop
 from curation.orchestration.adapters import annotator_for, eval_accuracy, step_embed, step_issues, step_select
 from curation.orchestration.state import (
     codes,

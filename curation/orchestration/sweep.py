@@ -32,8 +32,9 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from curation.config import Columns, EmbedConfig, IssuesConfig, LoopConfig, bind_plugins
+from curation.config import Columns, EmbedConfig, IssuesConfig, LoopConfig
 from curation.errors import ConnectorError, GateError
+from curation.load import bind_plugins
 from curation.orchestration.adapters import step_embed, step_issues, step_validate
 from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import label_choices

@@ -25,13 +25,30 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.connectors.base import GATE_KEY, METRIC_PREFIX, ROUND_KEY, VersionStore
 from curation.errors import DataError, VersioningError
+
+#: Commit-metadata key holding the round number; every round commit carries it.
+ROUND_KEY = "curation.round"
+#: Commit-metadata key holding the validation gate's outcome, ``"passed"`` or ``"failed"``.
+#: A round whose gate failed is committed and tagged for audit but does not become the
+#: base of the next round (lakeFS: not merged into main; DVC: not on the checked-out branch).
+GATE_KEY = "curation.gate"
+#: Commit-metadata keys starting with this prefix are the round's metrics (``metrics.f1``).
+METRIC_PREFIX = "metrics."
+
+
+class _Store(Protocol):
+    """What reading and writing a manifest needs of a version store."""
+
+    def write_bytes(self, path: str, data: bytes) -> None: ...
+    def read_bytes(self, ref: str, path: str) -> bytes: ...
+    def history(self) -> Any: ...
+
 
 #: Version of the manifest format; bump on an incompatible change.
 SCHEMA_VERSION = 1
@@ -347,7 +364,7 @@ def build_manifest(
     )
 
 
-def write_manifest(store: VersionStore, manifest: Manifest) -> str:
+def write_manifest(store: _Store, manifest: Manifest) -> str:
     """Stage the manifest into the round being written; return its path in the store.
 
     Write it through the store (not straight into the working tree) so that a crash before
@@ -357,7 +374,7 @@ def write_manifest(store: VersionStore, manifest: Manifest) -> str:
     return manifest.path
 
 
-def read_manifest(store: VersionStore, ref: str) -> Manifest:
+def read_manifest(store: _Store, ref: str) -> Manifest:
     """The manifest of the round at ``ref`` (located through its commit metadata)."""
     for info in store.history():
         if ref in (info.ref, info.commit):

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 import yaml
 
-from curation.config import load_loop
 from curation.errors import ConnectorError
+from curation.load import load_loop
 from curation.orchestration.round import run_round
 from curation.orchestration.state import store_for as make_store
 from curation.steps.validate import load_schema, validate
