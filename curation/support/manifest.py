@@ -194,8 +194,8 @@ class Manifest(_Model):
     def commit_metadata(self) -> dict[str, str]:
         """The flat string map a round commit carries (lakeFS commit metadata, git message).
 
-        Keys: ``curation.round``, ``curation.orchestration.round``, ``curation.gate`` (``passed`` or
-        ``failed``), ``curation.strategy``, ``curation.support.manifest`` (its path) and
+        Keys: ``curation.round``, ``curation.loop``, ``curation.gate`` (``passed`` or
+        ``failed``), ``curation.strategy``, ``curation.manifest`` (its path) and
         ``curation.manifest_sha256``, ``curation.params_sha256``, ``curation.inputs``
         (JSON: name -> sha256), the counts ``curation.selected``, ``curation.annotations``,
         ``curation.label_issues``, and one ``metrics.NAME`` per metric.
@@ -203,10 +203,10 @@ class Manifest(_Model):
         params = json.dumps(self.params, sort_keys=True, default=str)
         meta = {
             ROUND_KEY: str(self.round),
-            "curation.orchestration.round": self.loop,
+            "curation.loop": self.loop,
             GATE_KEY: "passed" if self.gate.passed else "failed",
             "curation.strategy": self.strategy.name,
-            "curation.support.manifest": self.path,
+            "curation.manifest": self.path,
             "curation.manifest_sha256": self.sha256,
             "curation.params_sha256": hashlib.sha256(params.encode()).hexdigest(),
             "curation.inputs": json.dumps({i.name: i.sha256 for i in self.inputs}, sort_keys=True),
@@ -378,12 +378,12 @@ def read_manifest(store: _Store, ref: str) -> Manifest:
     """The manifest of the round at ``ref`` (located through its commit metadata)."""
     for info in store.history():
         if ref in (info.ref, info.commit):
-            if "curation.support.manifest" not in info.metadata:
+            if "curation.manifest" not in info.metadata:
                 raise VersioningError(
                     f"round {info.ref} has no manifest in its commit metadata: it was not "
                     "committed with Manifest.commit_metadata()"
                 )
-            return Manifest.load(store.read_bytes(info.ref, info.metadata["curation.support.manifest"]))
+            return Manifest.load(store.read_bytes(info.ref, info.metadata["curation.manifest"]))
     raise VersioningError(
         f"no round {ref!r}; rounds: {', '.join(r.ref for r in store.history()) or 'none yet'}"
     )
