@@ -646,17 +646,14 @@ def simulate_cmd(
     after each round a model is fitted and scored on eval_dataset. Writes curves.json (accuracy
     against labels, mean and spread over seeds, AULC) and curves.png.
     """
-    from curation.config import PluginConfig
     from curation.load import load_loop
-    from curation.orchestration.simulate import simulate_loop
+    from curation.orchestration.simulate import compared_strategies, simulate_loop
 
     quiet_libraries()
 
     def go() -> None:
         cfg = load_loop(loop)
-        specs = [cfg.strategy] + [
-            PluginConfig(name=n) for n in (compare or ["random"]) if n != cfg.strategy.name
-        ]
+        specs = compared_strategies(cfg, compare)
         dest = out_dir or cfg.root / "simulations" / cfg.name
         with progress_bar() as p:
             task = p.add_task(f"simulate {', '.join(s.name for s in specs)}", total=None)

@@ -182,6 +182,22 @@ def oracle_answer(
     return answer
 
 
+def compared_strategies(cfg: LoopConfig, compare: Sequence[str] | None = None) -> list[PluginConfig]:
+    """The loop's strategy, then each of ``compare`` (default ``random``) it is not, with its
+    default arguments (checked: an unknown name lists the known ones).
+
+    Examples
+    --------
+    >>> cfg = LoopConfig(name="x", dataset="d.parquet", schema="s.yaml", connector="c.yaml")
+    >>> [s.name for s in compared_strategies(cfg, ["margin", "hybrid"])]
+    ['hybrid', 'margin']
+    """
+    names = [n for n in (compare or ["random"]) if n != cfg.strategy.name]
+    for n in names:
+        STRATEGIES.get(n, field="--compare")
+    return [cfg.strategy, *(PluginConfig(name=n) for n in dict.fromkeys(names))]
+
+
 def simulate_loop(
     cfg: LoopConfig,
     strategies: Sequence[PluginConfig],
