@@ -61,7 +61,8 @@ class RegistryError(ConfigError):
 
 
 class DataError(CurationError):
-    """An input file cannot be read or lacks what the step needs.
+    """An input file cannot be read or lacks what the step needs (exit code 2, like a bad
+    config: the input has to change, rerunning will not help).
 
     Parameters
     ----------
@@ -74,6 +75,8 @@ class DataError(CurationError):
     row : Any, optional
         The id (or index) of the row concerned.
     """
+
+    exit_code = 2
 
     def __init__(
         self,

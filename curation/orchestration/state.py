@@ -24,6 +24,7 @@ import polars as pl
 from curation.config import LoopConfig
 from curation.connectors.base import ANNOTATION_COLUMNS, TASK_COLUMNS, VersionStore, open_store, task_id
 from curation.steps.reconcile import reconcile
+from curation.steps.validate import RESERVED
 from curation.support.data import read_table, require_columns
 from curation.support.manifest import Manifest, build_manifest, read_manifest
 
@@ -167,13 +168,14 @@ def load_data(cfg: LoopConfig, labels: pl.DataFrame | None = None) -> pl.DataFra
     require_columns(df, {"id": c.id, "text": c.text, "label": c.label}, str(cfg.dataset))
     if labels is None or len(labels) == 0:
         return df
-    given = labels.select(pl.col("id").alias("_id"), pl.col("label").alias("_given"))
-    df = df.with_columns(pl.col(c.id).cast(pl.String).alias("_id"))
-    df = df.join(given, on="_id", how="left", maintain_order="left")
+    key, given_col = f"{RESERVED}id", f"{RESERVED}given"
+    given = labels.select(pl.col("id").alias(key), pl.col("label").alias(given_col))
+    df = df.with_columns(pl.col(c.id).cast(pl.String).alias(key))
+    df = df.join(given, on=key, how="left", maintain_order="left")
     label_dtype = df.schema[c.label]
     return df.with_columns(
-        pl.coalesce(pl.col("_given").cast(label_dtype), pl.col(c.label)).alias(c.label)
-    ).drop("_id", "_given")
+        pl.coalesce(pl.col(given_col).cast(label_dtype), pl.col(c.label)).alias(c.label)
+    ).drop(key, given_col)
 
 
 def label_choices(cfg: LoopConfig, schema: Any, labeled: pl.DataFrame) -> list[str]:
@@ -219,23 +221,32 @@ def suggestions(
 def make_tasks(
     cfg: LoopConfig, n: int, sel: pl.DataFrame, valid: pl.DataFrame, suggested: dict[str, tuple[str, float]]
 ) -> pl.DataFrame:
-    """Tasks for the selected rows, in priority order, carrying every row column.
+    """Tasks for the selected rows, in priority order, carrying every row column (a column
+    whose name is a task field, e.g. ``score``, is carried as ``data.score``).
 
     Label tasks (pool rows) carry the model's suggestion; review tasks (labeled rows whose
     label is suspect) carry the given label and the suggested one. ``suggested`` maps an
     id to ``(label, score)``.
     """
     c = cfg.columns
-    rows = valid.with_columns(pl.col(c.id).cast(pl.String).alias("_sid"))
-    rows = sel.join(rows, left_on="id", right_on="_sid", how="left", maintain_order="left")
+    key, text, label = (f"{RESERVED}{n}" for n in ("id", "text", "label"))
+    extra = [col for col in valid.columns if col not in (c.id, c.text, c.label)]
+    clash = {col: f"data.{col}" for col in extra if col in TASK_COLUMNS}  # a user column is never lost
+    rows = valid.select(
+        pl.col(c.id).cast(pl.String).alias(key),
+        pl.col(c.text).alias(text),
+        pl.col(c.label).alias(label),
+        *(pl.col(x).alias(clash.get(x, x)) for x in extra),
+    )
+    rows = sel.join(rows, left_on="id", right_on=key, how="left", maintain_order="left")
     kinds = rows["kind"].to_list() if "kind" in rows.columns else ["label"] * len(rows)
-    given = rows[c.label].cast(pl.String).to_list()
+    given = rows[label].cast(pl.String).to_list()
     pred = [suggested.get(i, (None, None)) for i in rows["id"]]
     base = pl.DataFrame(
         {
             "task_id": [task_id(k, i) for k, i in zip(kinds, rows["id"])],
             "id": rows["id"],
-            "text": rows[c.text].cast(pl.String),
+            "text": rows[text].cast(pl.String),
             "kind": kinds,
             "round": [n] * len(rows),
             "strategy": [cfg.strategy.name] * len(rows),
@@ -248,8 +259,7 @@ def make_tasks(
         },
         schema=TASK_COLUMNS,
     )
-    extra = [col for col in valid.columns if col not in (c.id, c.text, c.label) and col not in base.columns]
-    return pl.concat([base, rows.select(extra)], how="horizontal")
+    return pl.concat([base, rows.select([clash.get(x, x) for x in extra])], how="horizontal")
 
 
 def merge_labels(

@@ -39,12 +39,13 @@ from curation.orchestration.adapters import step_embed, step_issues, step_valida
 from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import label_choices
 from curation.steps.drift import DriftTest, embedding_drift, label_drift
-from curation.steps.validate import load_schema
+from curation.steps.validate import RESERVED, load_schema
 from curation.support.data import read_table, require_columns, write_parquet
 from curation.support.progress import LogReporter, Reporter
 from curation.support.registry import config_error
 
 log = logging.getLogger(__name__)
+KEY = f"{RESERVED}key"
 
 
 class Gates(BaseModel):
@@ -222,12 +223,12 @@ def duplicate_texts(df: pl.DataFrame, columns: Columns) -> pl.DataFrame:
     key = pl.col(c.text).cast(pl.String).str.strip_chars().str.to_lowercase()
     d = (
         df.filter(pl.col(c.text).is_not_null())
-        .with_columns(key.alias("_key"))
-        .filter(pl.col("_key").is_duplicated())
+        .with_columns(key.alias(KEY))
+        .filter(pl.col(KEY).is_duplicated())
     )
     d = d.with_columns(
-        pl.col("_key").rank("dense").cast(pl.Int64).alias("group"),
-        pl.len().over("_key").cast(pl.Int64).alias("size"),
+        pl.col(KEY).rank("dense").cast(pl.Int64).alias("group"),
+        pl.len().over(KEY).cast(pl.Int64).alias("size"),
     )
     return d.sort("group", c.id).select(
         pl.col(c.id).cast(pl.String).alias("id"),

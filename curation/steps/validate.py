@@ -40,8 +40,13 @@ from curation.support.data import Block, estimate_rows, plan_blocks, read_block
 
 log = logging.getLogger(__name__)
 
-ROW = "_row"
-FAILURES = {ROW: pl.Int64, "column": pl.String, "check": pl.String, "value": pl.String}
+#: Columns curation adds (to the quarantine) or uses while it works all start with this
+#: prefix; a data column that does too is refused, so none ever collides with a user's.
+RESERVED = "curation_"
+ROW, COLUMN, CHECK, VALUE, REASON = (f"{RESERVED}{n}" for n in ("row", "column", "check", "value", "reason"))
+#: The columns the quarantine adds to each failing row.
+REASON_COLUMNS = (ROW, COLUMN, CHECK, VALUE, REASON)
+FAILURES: dict[str, Any] = {ROW: pl.Int64, COLUMN: pl.String, CHECK: pl.String, VALUE: pl.String}
 BUCKET_ROWS = 500_000
 """Rows of spilled keys per hash bucket in :func:`validate_source` (bounds driver memory)."""
 
@@ -57,8 +62,9 @@ class ValidationResult:
     valid : polars.DataFrame
         Rows that passed every check, in input order.
     quarantine : polars.DataFrame
-        Rows that failed: every original column plus ``_row`` (the input row number),
-        ``column``, ``check``, ``value`` (the first failing value) and ``reason``.
+        Rows that failed: every original column plus ``curation_row`` (the input row number),
+        ``curation_column``, ``curation_check``, ``curation_value`` (the first failing value)
+        and ``curation_reason`` (see :data:`REASON_COLUMNS`).
     report : dict
         Counts: ``rows``, ``valid``, ``quarantined``, ``by_check`` (check -> rows),
         ``by_column`` (column -> rows) and ``by_column_check``.
@@ -119,14 +125,17 @@ def make_rules(
     label: str = "label",
     labels: list[str] | None = None,
     min_per_class: int | None = None,
+    id: str | None = None,
 ) -> Rules:
     """Split a contract into block checks and cross-block checks.
 
-    Column uniqueness moves out of the block schema (it spans blocks); ``labels`` adds an
+    Column uniqueness moves out of the block schema (it spans blocks); the ``id`` column is
+    unique whatever the contract says (a loop keys labels and tasks by it); ``labels`` adds an
     ``isin`` check on the label column.
     """
-    unique = tuple(name for name, col in schema.columns.items() if col.unique)
-    block = schema.update_columns({c: {"unique": False} for c in unique}) if unique else schema
+    marked = tuple(name for name, col in schema.columns.items() if col.unique)
+    block = schema.update_columns({c: {"unique": False} for c in marked}) if marked else schema
+    unique = marked + ((id,) if id is not None and id not in marked else ())
     if labels is not None:
         if label not in block.columns:
             raise ConfigError(
@@ -171,13 +180,36 @@ def _raise_column_failures(fc: pl.DataFrame, source: str) -> None:
     )
 
 
+def refuse_reserved(columns: list[str], source: str) -> None:
+    """A data column whose name starts with :data:`RESERVED` is refused, naming it: curation
+    adds columns with that prefix (the quarantine's reasons), so no user column is ever lost
+    to a collision.
+
+    Examples
+    --------
+    >>> refuse_reserved(["id", "value", "check", "reason", "_row"], "ok.csv")
+    >>> refuse_reserved(["curation_row"], "bad.csv")
+    Traceback (most recent call last):
+    ...
+    curation.errors.DataError: bad.csv, column 'curation_row': names starting with 'curation_' are reserved ...
+    """
+    for name in columns:
+        if name.startswith(RESERVED):
+            raise DataError(
+                f"names starting with {RESERVED!r} are reserved for the columns curation adds "
+                f"(the quarantine's reasons); rename the column",
+                path=source,
+                column=name,
+            )
+
+
 def check_block(df: pl.DataFrame, rules: Rules, source: str) -> pl.DataFrame:
     """Run the contract's column checks on one block (lazy: every failure).
 
     Parameters
     ----------
     df : polars.DataFrame
-        The block, with the input row number in ``_row``.
+        The block, with the input row number in ``curation_row``.
     rules : Rules
         From :func:`make_rules`.
     source : str
@@ -186,7 +218,8 @@ def check_block(df: pl.DataFrame, rules: Rules, source: str) -> pl.DataFrame:
     Returns
     -------
     polars.DataFrame
-        One row per failure: ``_row``, ``column``, ``check``, ``value``.
+        One row per failure: ``curation_row``, ``curation_column``, ``curation_check``,
+        ``curation_value``.
 
     Raises
     ------
@@ -203,9 +236,9 @@ def check_block(df: pl.DataFrame, rules: Rules, source: str) -> pl.DataFrame:
     return pl.DataFrame(
         {
             ROW: rows,
-            "column": raw["column"].cast(pl.String),
-            "check": raw["check"].cast(pl.String),
-            "value": raw["failure_case"].cast(pl.String),
+            COLUMN: raw["column"].cast(pl.String),
+            CHECK: raw["check"].cast(pl.String),
+            VALUE: raw["failure_case"].cast(pl.String),
         },
         schema=FAILURES,
     )
@@ -217,9 +250,9 @@ def check_block(df: pl.DataFrame, rules: Rules, source: str) -> pl.DataFrame:
 def _as_failures(df: pl.DataFrame, column: str, check: str, value: str) -> pl.DataFrame:
     return df.select(
         pl.col(ROW).cast(pl.Int64),
-        pl.lit(column).alias("column"),
-        pl.lit(check).alias("check"),
-        pl.col(value).cast(pl.String).alias("value"),
+        pl.lit(column).alias(COLUMN),
+        pl.lit(check).alias(CHECK),
+        pl.col(value).cast(pl.String).alias(VALUE),
     )
 
 
@@ -265,7 +298,7 @@ def label_counts(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
 
 def global_failures(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Every cross-block failure of a table held whole in memory."""
-    parts = [duplicated(df.select(ROW, c), c) for c in rules.unique]
+    parts = [duplicated(df.select(ROW, c), c) for c in rules.unique if c in df.columns]
     if rules.text in df.columns and rules.label in df.columns:
         keys = df.select(ROW, rules.text, rules.label).filter(pl.col(rules.text).is_not_null())
         parts.append(conflicting(keys, [rules.text], rules.label, rules.label))
@@ -279,19 +312,19 @@ def global_failures(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
 
 
 def split(df: pl.DataFrame, failures: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Valid rows (without ``_row``) and the quarantine (original row plus reasons)."""
+    """Valid rows (without ``curation_row``) and the quarantine (original row plus reasons)."""
     reasons = failures.group_by(ROW).agg(
-        pl.col("column").unique(maintain_order=True).str.join("; "),
-        pl.col("check").unique(maintain_order=True).str.join("; "),
-        pl.col("value").fill_null("null").first(),
-        pl.format("{}: {}", pl.col("column"), pl.col("check"))
+        pl.col(COLUMN).unique(maintain_order=True).str.join("; "),
+        pl.col(CHECK).unique(maintain_order=True).str.join("; "),
+        pl.col(VALUE).fill_null("null").first(),
+        pl.format("{}: {}", pl.col(COLUMN), pl.col(CHECK))
         .unique(maintain_order=True)
         .str.join("; ")
-        .alias("reason"),
+        .alias(REASON),
     )
     original = [c for c in df.columns if c != ROW]
     quarantine = df.join(reasons, on=ROW, how="inner", maintain_order="left").select(
-        *original, ROW, "column", "check", "value", "reason"
+        *original, *REASON_COLUMNS
     )
     valid = df.join(reasons, on=ROW, how="anti", maintain_order="left").drop(ROW)
     return valid, quarantine
@@ -302,9 +335,10 @@ def make_report(
 ) -> dict[str, Any]:
     """Counts per check, per column and per (column, check), in rows."""
     quarantined = failures[ROW].n_unique() if len(failures) else 0
-    by = failures.group_by("column", "check").agg(pl.col(ROW).n_unique().alias("rows"))
-    by_check = failures.group_by("check").agg(pl.col(ROW).n_unique().alias("rows")).sort("check")
-    by_col = failures.group_by("column").agg(pl.col(ROW).n_unique().alias("rows")).sort("column")
+    named = failures.rename({COLUMN: "column", CHECK: "check"})
+    by = named.group_by("column", "check").agg(pl.col(ROW).n_unique().alias("rows"))
+    by_check = named.group_by("check").agg(pl.col(ROW).n_unique().alias("rows")).sort("check")
+    by_col = named.group_by("column").agg(pl.col(ROW).n_unique().alias("rows")).sort("column")
     fraction = quarantined / max(rows, 1)
     return {
         **extra,
@@ -351,18 +385,20 @@ def _block_failures_ray(indexed: pl.DataFrame, rules: Rules, source: str, block_
     def run(table: Any) -> Any:
         try:
             fc = check_block(pl.DataFrame(pl.from_arrow(table)), rules, source)
-            return fc.with_columns(pl.lit(b"", pl.Binary).alias("_error")).to_arrow()
+            return fc.with_columns(pl.lit(b"", pl.Binary).alias(f"{RESERVED}error")).to_arrow()
         except CurationError as e:  # sent back whole: Ray Data keeps only a traceback's text
-            return pl.DataFrame({"_error": [pickle.dumps(e)]}).to_arrow()
+            return pl.DataFrame({f"{RESERVED}error": [pickle.dumps(e)]}).to_arrow()
 
     ds = ray.data.from_arrow(blocks).map_batches(
         run, batch_format="pyarrow", batch_size=None, zero_copy_batch=True
     )
     tables = [pl.DataFrame(pl.from_arrow(ray.get(r))) for r in ds.to_arrow_refs()]
     for t in tables:
-        if len(t) and t["_error"][0]:
-            raise pickle.loads(t["_error"][0])
-    return pl.concat([_empty_failures(), *(t.drop("_error").cast(FAILURES) for t in tables if len(t))])  # type: ignore[arg-type]
+        if len(t) and t[f"{RESERVED}error"][0]:
+            raise pickle.loads(t[f"{RESERVED}error"][0])
+    return pl.concat(
+        [_empty_failures(), *(t.drop(f"{RESERVED}error").cast(pl.Schema(FAILURES)) for t in tables if len(t))]
+    )
 
 
 def validate(
@@ -419,7 +455,10 @@ def validate(
     (1, 1, {'not_nullable': 1})
     """
     v, c = settings or ValidateConfig(max_invalid_fraction=1.0), columns or Columns()
-    rules = make_rules(schema, text=c.text, label=c.label, labels=v.labels, min_per_class=v.min_per_class)
+    rules = make_rules(
+        schema, text=c.text, label=c.label, labels=v.labels, min_per_class=v.min_per_class, id=c.id
+    )
+    refuse_reserved(df.columns, source)
     indexed = df.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
     engine_used = _pick_engine(engine, len(df), v.local_below)
     if engine_used == "local":
@@ -448,23 +487,24 @@ class _Job:
 
 def _read(block: Block) -> pl.DataFrame:
     df = pl.DataFrame(pl.from_arrow(read_block(block)))
+    refuse_reserved(df.columns, block.url)
     return df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).add(block.first_row).alias(ROW))
 
 
 def _spill(keys: pl.DataFrame, on: str, name: str, i: int, job: _Job) -> None:
     """Write ``keys`` split into hash buckets of ``on``: work/NAME/bK/I.parquet."""
-    bucket = (keys[on].hash(seed=7) % job.buckets).alias("_bucket")
-    for (k,), part in keys.with_columns(bucket).partition_by("_bucket", as_dict=True).items():
+    bucket = (keys[on].hash(seed=7) % job.buckets).alias(f"{RESERVED}bucket")
+    for (k,), part in keys.with_columns(bucket).partition_by(f"{RESERVED}bucket", as_dict=True).items():
         path = Path(job.work, name, f"b{k}")
         path.mkdir(parents=True, exist_ok=True)
-        part.drop("_bucket").write_parquet(path / f"{i}.parquet")
+        part.drop(f"{RESERVED}bucket").write_parquet(path / f"{i}.parquet")
 
 
 def _text_keys(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Text as two 64-bit hashes (a 128-bit key) with its label, for labeled texts only."""
     t = pl.col(rules.text).cast(pl.String)
     return df.filter(t.is_not_null() & pl.col(rules.label).is_not_null()).select(
-        ROW, t.hash(seed=0).alias("_h1"), t.hash(seed=1).alias("_h2"), rules.label
+        ROW, t.hash(seed=0).alias(f"{RESERVED}h1"), t.hash(seed=1).alias(f"{RESERVED}h2"), rules.label
     )
 
 
@@ -474,9 +514,10 @@ def _first_pass(i: int, block: Block, job: _Job) -> dict[str, int]:
     check_block(df, job.rules, block.url).write_parquet(Path(job.work, "f", f"{i}.parquet"))
     label_counts(df, job.rules).write_parquet(Path(job.work, "c", f"{i}.parquet"))
     for c in job.rules.unique:
-        _spill(df.select(ROW, c), c, f"u_{c}", i, job)
+        if c in df.columns:
+            _spill(df.select(ROW, c), c, f"u_{c}", i, job)
     if job.rules.text in df.columns and job.rules.label in df.columns:
-        _spill(_text_keys(df, job.rules), "_h1", "t", i, job)
+        _spill(_text_keys(df, job.rules), f"{RESERVED}h1", "t", i, job)
     return {"block": i, "rows": len(df)}
 
 
@@ -495,7 +536,9 @@ def _cross_block(job: _Job) -> tuple[pl.DataFrame, list[Any]]:
                 parts.append(duplicated(keys, c))
         keys = _read_dir(Path(job.work, "t", f"b{k}"))
         if keys is not None:
-            parts.append(conflicting(keys, ["_h1", "_h2"], job.rules.label, job.rules.label))
+            parts.append(
+                conflicting(keys, [f"{RESERVED}h1", f"{RESERVED}h2"], job.rules.label, job.rules.label)
+            )
     counts = _read_dir(Path(job.work, "c"))
     rare = [] if counts is None else rare_classes(counts, job.rules.label, job.rules.min_per_class)
     return pl.concat(parts), rare
@@ -625,7 +668,9 @@ def validate_source(
     t0 = time.perf_counter()
     out = Path(out)
     v, c = settings or ValidateConfig(max_invalid_fraction=1.0), columns or Columns()
-    rules = make_rules(schema, text=c.text, label=c.label, labels=v.labels, min_per_class=v.min_per_class)
+    rules = make_rules(
+        schema, text=c.text, label=c.label, labels=v.labels, min_per_class=v.min_per_class, id=c.id
+    )
     blocks = plan_blocks(source, block_rows)
     rows = estimate_rows(blocks)
     engine_used = _pick_engine(engine, rows, v.local_below)

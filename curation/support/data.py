@@ -116,7 +116,7 @@ def list_files(source: str | Path) -> list[str]:
 
 
 def _utf8_error(data: bytes, url: str, cause: Exception) -> DataError:
-    """Where in a CSV file the first byte that is not UTF-8 sits: line and column."""
+    """Where in a text file the first byte that is not UTF-8 sits: its line (and CSV column)."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as u:
@@ -124,14 +124,14 @@ def _utf8_error(data: bytes, url: str, cause: Exception) -> DataError:
         start = data.rfind(b"\n", 0, u.start) + 1
         header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8", "replace")]), [])
         field = data[start : u.start].decode("utf-8", "replace").count(",")
-        column = header[field] if field < len(header) else None
+        column = header[field] if field < len(header) and url.endswith(".csv") else None
         return DataError(
             f"line {line_no}: byte {data[u.start]:#04x} is not UTF-8; expected UTF-8 text, "
             f"re-save the file as UTF-8",
             path=url,
             column=column,
         )
-    return DataError(f"cannot read csv file: {_first_line(cause)}", path=url)
+    return DataError(f"cannot read the file: {_first_line(cause)}", path=url)
 
 
 def _first_line(e: BaseException) -> str:
@@ -142,14 +142,109 @@ def _first_line(e: BaseException) -> str:
 def _read_text_file(url: str, fmt: str) -> pl.DataFrame:
     with fsspec.open(url, "rb") as f:
         data = f.read()
+    if not data.strip():
+        raise DataError(
+            f"the file is empty; expected {'a header line and rows' if fmt == 'csv' else 'one JSON object a line'}",
+            path=url,
+        )
     try:
-        if fmt == "csv":
-            return pl.read_csv(io.BytesIO(data))
-        return pl.read_ndjson(io.BytesIO(data))
-    except pl.exceptions.ComputeError as e:
-        if "utf-8" in str(e).lower() or "utf8" in str(e).lower():
-            raise _utf8_error(data, url, e) from e
-        raise DataError(f"cannot read {fmt} file: {_first_line(e)}", path=url) from e
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _utf8_error(data, url, e) from e
+    if fmt == "csv":
+        check_csv(data, url)
+    try:
+        df = pl.read_csv(io.BytesIO(data)) if fmt == "csv" else pl.read_ndjson(io.BytesIO(data))
+    except pl.exceptions.PolarsError as e:
+        raise (_csv_error(data, url, e) if fmt == "csv" else _jsonl_error(data, url, e)) from e
+    return df
+
+
+def check_header(names: list[str], url: str) -> None:
+    """A column named twice in a file's header is an error naming the file and the column.
+
+    Examples
+    --------
+    >>> check_header(["id", "text", "label", "label"], "a.csv")
+    Traceback (most recent call last):
+    ...
+    curation.errors.DataError: a.csv, column 'label': appears 2 times in the header; expected each column once (rename or drop the copy)
+    """
+    for name in dict.fromkeys(names):
+        if names.count(name) > 1:
+            raise DataError(
+                f"appears {names.count(name)} times in the header; expected each column "
+                f"once (rename or drop the copy)",
+                path=url,
+                column=name,
+            )
+
+
+def check_csv(data: bytes, url: str) -> None:
+    """Every record of a CSV file has as many fields as its header, and there is one record.
+
+    Raises
+    ------
+    DataError
+        A column named twice, a row with more or fewer fields (naming the row and the line),
+        or a header with no rows.
+    """
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+    header = next(reader, [])
+    check_header(header, url)
+    rows = 0
+    for rec in reader:
+        if not rec:
+            continue  # a blank line
+        rows += 1
+        if len(rec) != len(header):
+            raise DataError(
+                f"has {len(rec)} fields, the header has {len(header)} (line {reader.line_num}); "
+                f"expected one field per column: quote fields that hold a comma",
+                path=url,
+                row=rows,
+            )
+    if rows == 0:
+        raise DataError("has a header but no rows; expected at least one row of data", path=url)
+
+
+def _csv_error(data: bytes, url: str, cause: Exception) -> DataError:
+    """A value of another type than the rows before it (``could not parse`` ...), with its row."""
+    import re
+
+    m = re.search(r"could not parse `(.*?)` as dtype `(.*?)` at column '(.*?)'", str(cause))
+    if m is None:
+        return DataError(f"cannot read csv file: {_first_line(cause)}", path=url)
+    value, dtype, column = m.groups()
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
+    row = next((i for i, r in enumerate(reader, 1) if r.get(column) == value), None)
+    return DataError(
+        f"holds {value!r} where the rows before it are {dtype}; expected one type per "
+        f"column (fix the row, or quote every value)",
+        path=url,
+        column=column,
+        row=row,
+    )
+
+
+def _jsonl_error(data: bytes, url: str, cause: Exception) -> DataError:
+    """The first line of a JSON Lines file that is not one JSON object, with its number."""
+    for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            return DataError(
+                f"line {n} is not JSON ({e.msg} at column {e.colno}); expected one JSON object a line",
+                path=url,
+                row=n,
+            )
+        if not isinstance(obj, dict):
+            return DataError(
+                f"line {n} is a JSON {type(obj).__name__}; expected one JSON object a line", path=url, row=n
+            )
+    return DataError(f"cannot read jsonl file: {_first_line(cause)}", path=url)
 
 
 def read_block(block: Block, columns: list[str] | None = None) -> pa.Table:
@@ -167,7 +262,10 @@ def read_block(block: Block, columns: list[str] | None = None) -> pa.Table:
             return df.to_arrow() if columns is None else df.select(columns).to_arrow()
         with fsspec.open(block.url, "rb") as f:
             pf = pq.ParquetFile(f)
+            check_header(list(pf.schema_arrow.names), block.url)
             if block.row_groups is None:
+                if pf.metadata.num_rows == 0:
+                    raise DataError("has no rows; expected at least one row of data", path=block.url)
                 return pf.read(columns=columns)
             return pf.read_row_groups(list(block.row_groups), columns=columns)
     except DataError:
@@ -264,9 +362,33 @@ def read_table(source: str | Path) -> pl.DataFrame:
     2
     """
     frames: list[Any] = []
-    for url in list_files(source):
+    files = list_files(source)
+    for url in files:
         frames.append(pl.from_arrow(read_block(Block(url, 0, None, 0, None))))
+        same_columns(frames[0].columns, frames[-1].columns, files[0], url)
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+
+def same_columns(first: list[str], these: list[str], first_url: str, url: str) -> None:
+    """Every file of a dataset has the first file's columns: a missing (misspelled) or extra
+    column is an error naming the file and the column, never a column of nulls."""
+    missing = [c for c in first if c not in these]
+    extra = [c for c in these if c not in first]
+    if missing:
+        hint = f" (it has {extra[0]!r}: misspelled?)" if extra else ""
+        raise DataError(
+            f"has no column {missing[0]!r}{hint}; every file of the dataset must have the "
+            f"columns of {first_url}: {', '.join(first)}",
+            path=url,
+            column=missing[0],
+        )
+    if extra:
+        raise DataError(
+            f"has a column {extra[0]!r} that {first_url} lacks; every file of the dataset "
+            f"must have the same columns: {', '.join(first)}",
+            path=url,
+            column=extra[0],
+        )
 
 
 def column_names(source: str | Path) -> list[str]:

@@ -219,7 +219,7 @@ def render_report(
     ]
     checks = [{"check": k, "rows": v} for k, v in summary["by_check"].items()] or [{"check": "-", "rows": 0}]
     q = tables["quarantine"]
-    q = q.select([c for c in q.columns if c not in ("_row", "column", "check", "value")])
+    q = q.select([c for c in q.columns if not c.startswith("curation_") or c == "curation_reason"])
     sections = [
         ("Broken rows", _rows(q), len(q), "broken"),
         ("Duplicate texts", _rows(tables["duplicates"]), len(tables["duplicates"]), "duplicates"),

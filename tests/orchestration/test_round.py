@@ -27,7 +27,7 @@ def test_banking77_every_row_is_valid_or_quarantined(data_dir: Path) -> None:
     broken = df.filter(pl.col("text").is_null() | pl.col("label").is_null())
     assert len(broken) > 0
     assert sorted(res.quarantine["id"].to_list()) == sorted(broken["id"].to_list())
-    assert res.quarantine["reason"].str.contains("not_nullable").all()
+    assert res.quarantine["curation_reason"].str.contains("not_nullable").all()
 
 
 def make_project(tmp: Path, data_dir: Path, n_classes: int = 5, per_class: int = 60) -> Path:

@@ -189,4 +189,4 @@ def test_cli_embeds_a_file_and_reports(tmp_path: Path) -> None:
 
     pl.DataFrame({"id": [10, 11], "text": ["fine", None]}).write_parquet(data)
     bad = CliRunner().invoke(app, args)
-    assert bad.exit_code == 1 and "row 11" in bad.output
+    assert bad.exit_code == 2 and "row 11" in bad.output  # bad input: exit 2 (issue 14)

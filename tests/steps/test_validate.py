@@ -15,12 +15,22 @@ from curation.cli import app
 from curation.config import ValidateConfig
 from curation.errors import DataError, ValidationGateError
 from curation.steps import validate as v
-from curation.steps.validate import ROW, load_schema, read_outputs, validate, validate_source
+from curation.steps.validate import (
+    CHECK,
+    COLUMN,
+    REASON,
+    REASON_COLUMNS,
+    ROW,
+    VALUE,
+    load_schema,
+    read_outputs,
+    validate,
+    validate_source,
+)
 from curation.support.data import ROW_BITS
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["a", "b", "c", "d", "rare"]
-REASON_COLUMNS = ["column", "check", "value", "reason"]
 
 
 def contract() -> pap.DataFrameSchema:
@@ -97,7 +107,7 @@ def assert_nothing_lost(df: pl.DataFrame, valid: pl.DataFrame, quarantine: pl.Da
 
 
 def checks_by_row(quarantine: pl.DataFrame) -> dict[int, set[str]]:
-    return {r[ROW]: set(r["check"].split("; ")) for r in quarantine.select(ROW, "check").to_dicts()}
+    return {r[ROW]: set(r[CHECK].split("; ")) for r in quarantine.select(ROW, CHECK).to_dicts()}
 
 
 def test_banking77_nothing_lost(data_dir: Path, tmp_path: Path) -> None:
@@ -124,7 +134,7 @@ def test_every_kind_of_failure_in_memory() -> None:
     assert res.report["by_check"]["unique"] == 2
     assert res.report["by_check"]["min_per_class(3)"] == 3
     row = res.quarantine.filter(pl.col(ROW) == 25).row(0, named=True)
-    assert (row["column"], row["value"], row["reason"]) == ("x", "7.5", "x: in_range(0, 1)")
+    assert (row[COLUMN], row[VALUE], row[REASON]) == ("x", "7.5", "x: in_range(0, 1)")
 
 
 def write_parts(df: pl.DataFrame, folder: Path, files: int = 3) -> None:
