@@ -356,6 +356,8 @@ class LabelStudio:
         pid = self.project_id_for(project)
         rows = tasks.unique(subset=["task_id"], keep="first", maintain_order=True).to_dicts()
         have = self.existing(project)
+        if any(len(ids) > 1 for ids in have.values()):  # left by an earlier push's lost answers
+            self._delete_duplicates(project, pid)
         todo = [r for r in rows if r["task_id"] not in have]
         if not todo:
             return 0
@@ -402,13 +404,21 @@ class LabelStudio:
         return len(todo)
 
     def _delete_duplicates(self, project: Project, pid: int) -> int:
-        """Delete the later copies of any ``task_id`` held twice (an import whose answer was
-        lost but which the server still committed); return how many were deleted."""
+        """Delete the extra copies of any ``task_id`` held twice (an import whose answer was
+        lost but which the server still committed), keeping the copy with the most answers;
+        return how many were deleted. Every push ends with one task per ``task_id``."""
         from label_studio_sdk.actions.types.prepare_params_request_request_selected_items_included import (
             PrepareParamsRequestRequestSelectedItemsIncluded as Included,
         )
 
-        extra = sorted(i for ids in self.existing(project).values() for i in sorted(ids)[1:])
+        copies: dict[str, list[tuple[int, int]]] = {}
+        for t in self._scan(project, pid, [], "id,data,total_annotations,cancelled_annotations"):
+            tid = (t.data or {}).get("task_id")
+            if tid is not None:
+                done = (t.total_annotations or 0) + (t.cancelled_annotations or 0)
+                copies.setdefault(str(tid), []).append((-done, int(t.id)))
+        # keep the copy annotators worked on (the most answers; else the first): drop the rest
+        extra = sorted(i for found in copies.values() for _, i in sorted(found)[1:])
         if not extra:
             return 0
         log.warning("label_studio: deleting %d duplicate tasks left by lost answers", len(extra))

@@ -12,6 +12,7 @@ Only the standard library serves HTTP (:mod:`http.server`), on a thread per requ
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -36,6 +37,41 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Curation-Secret"
 #: The events that count: annotation created, updated, deleted.
 ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+
+
+#: The shortest shared secret the receiver accepts.
+MIN_SECRET = 16
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per request, at most ``limit`` at once (more get 503), a long listen queue, and
+    errors logged (never a traceback on the terminal)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("serve: a request from %s failed", client_address, exc_info=True)
 
 
 @dataclass
@@ -71,10 +107,17 @@ class WebhookReceiver:
         The URL path events are posted to.
     project_id : int, optional
         Ignore events about other Label Studio projects.
+    max_body_bytes : int
+        A larger event is answered 413 without being read.
+    client_timeout_s : float
+        A client that sends nothing for this long is dropped.
+    max_connections : int
+        Requests served at once; more are refused (503) at once, so stalled clients cannot
+        hold a thread each.
 
     Examples
     --------
-    >>> r = WebhookReceiver("s3cret", count_new=lambda: 0, start_round=lambda: None, port=0)
+    >>> r = WebhookReceiver("a-long-shared-secret", count_new=lambda: 0, start_round=lambda: None, port=0)
     >>> r.start(); r.url.startswith("http://127.0.0.1:"); r.stop()
     True
     """
@@ -89,8 +132,19 @@ class WebhookReceiver:
         port: int = 8765,
         path: str = "/webhook",
         project_id: int | None = None,
+        max_body_bytes: int = 1_000_000,
+        client_timeout_s: float = 10.0,
+        max_connections: int = 64,
     ) -> None:
+        if len(secret) < MIN_SECRET:
+            raise ConfigError(
+                f"the shared secret has {len(secret)} characters; use at least {MIN_SECRET} "
+                f"(for example: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+            )
         self.secret = secret
+        self.max_body_bytes = max_body_bytes
+        self.client_timeout_s = client_timeout_s
+        self.max_connections = max_connections
         self.count_new = count_new
         self.start_round = start_round
         self.threshold = threshold
@@ -102,7 +156,7 @@ class WebhookReceiver:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -117,6 +171,8 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = receiver.client_timeout_s  # a stalled client is dropped, its thread freed
+
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("serve: " + format, *args)
 
@@ -125,6 +181,7 @@ class WebhookReceiver:
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -136,28 +193,35 @@ class WebhookReceiver:
                     self._reply(404, {"error": "not found"})
 
             def do_POST(self) -> None:
-                size = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(size) if size else b""
-                if self.path.split("?")[0] != receiver.path:
-                    self._reply(404, {"error": "not found"})
-                    return
-                given = self.headers.get(SECRET_HEADER) or ""
-                if not hmac.compare_digest(given.encode(), receiver.secret.encode()):
-                    with receiver._lock:
-                        receiver.stats.rejected += 1
-                    log.warning(
-                        "serve: rejected an event without the shared secret from %s", self.client_address[0]
-                    )
-                    self._reply(401, {"error": f"missing or wrong {SECRET_HEADER}"})
-                    return
-                try:
-                    event = json.loads(raw or b"{}")
-                except json.JSONDecodeError:
-                    self._reply(400, {"error": "body is not JSON"})
-                    return
-                self._reply(200, {"ok": True, "queued": receiver.accept(event)})
+                code, body = receiver.respond(self.path, self.headers, self.rfile, self.client_address[0])
+                self._reply(code, body)
 
         return Handler
+
+    def respond(self, path: str, headers: Any, body: Any, client: str) -> tuple[int, dict[str, Any]]:
+        """The answer to one POST: the path and the secret are checked before the body is read;
+        the body is capped at ``max_body_bytes`` and must be one UTF-8 JSON object."""
+        if path.split("?")[0] != self.path:
+            return 404, {"error": "not found"}
+        given = headers.get(SECRET_HEADER) or ""
+        if not hmac.compare_digest(given.encode(), self.secret.encode()):
+            with self._lock:
+                self.stats.rejected += 1
+            log.warning("serve: rejected an event without the shared secret from %s", client)
+            return 401, {"error": f"missing or wrong {SECRET_HEADER}"}
+        try:
+            size = int(headers.get("Content-Length") or 0)
+        except ValueError:
+            return 400, {"error": "Content-Length is not a number"}
+        if size < 0 or size > self.max_body_bytes:
+            return 413, {"error": f"body of {size} bytes; at most {self.max_body_bytes}"}
+        try:
+            event = json.loads(body.read(size).decode("utf-8")) if size else {}
+        except (UnicodeDecodeError, json.JSONDecodeError, OSError):
+            return 400, {"error": "expected a UTF-8 JSON object"}
+        if not isinstance(event, dict):
+            return 400, {"error": f"expected a JSON object, found a {type(event).__name__}"}
+        return 200, {"ok": True, "queued": self.accept(event)}
 
     def accept(self, event: dict[str, Any]) -> bool:
         """Count one event; wake the worker if it is an annotation event of our project."""
@@ -210,8 +274,7 @@ class WebhookReceiver:
 
     def start(self) -> None:
         """Listen and work in background threads."""
-        self._server = ThreadingHTTPServer((self.host, self.port), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server((self.host, self.port), self._handler(), self.max_connections)
         self._stop.clear()
         self._threads = [
             threading.Thread(target=self._server.serve_forever, name="curation-serve-http", daemon=True),

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
 from curation.errors import ConnectorError
 from curation.load import load_loop
 from curation.orchestration.round import run_round
 from curation.orchestration.state import store_for as make_store
 from curation.steps.validate import load_schema, validate
-from curation.support.project import init_project
+from tests.support.projects import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,34 +27,6 @@ def test_banking77_every_row_is_valid_or_quarantined(data_dir: Path) -> None:
     assert len(broken) > 0
     assert sorted(res.quarantine["id"].to_list()) == sorted(broken["id"].to_list())
     assert res.quarantine["curation_reason"].str.contains("not_nullable").all()
-
-
-def make_project(tmp: Path, data_dir: Path, n_classes: int = 5, per_class: int = 60) -> Path:
-    """A small curation project on real BANKING77 rows: some labeled, the rest a pool."""
-    df = pl.read_parquet(data_dir / "banking77_train.parquet").drop_nulls()
-    keep = sorted(df["label"].unique().to_list())[:n_classes]
-    df = pl.concat([df.filter(pl.col("label") == k).head(per_class) for k in keep])
-    df = df.with_columns(pl.col("id").cast(pl.String), pl.col("label").alias("hidden_label"))
-    df = df.with_columns(
-        pl.when(pl.int_range(pl.len()).over("label") < 20).then(pl.col("label")).alias("label")
-    )
-    bad = pl.DataFrame({"id": ["bad-1"], "text": [""], "label": [keep[0]], "hidden_label": [keep[0]]})
-    (tmp / "data").mkdir(parents=True)
-    pl.concat([df, bad]).write_parquet(tmp / "data" / "pool.parquet")
-    test = pl.read_parquet(data_dir / "banking77_test.parquet").filter(pl.col("label").is_in(keep))
-    test.with_columns(pl.col("id").cast(pl.String)).write_parquet(tmp / "data" / "test.parquet")
-    init_project(tmp)
-    loop = yaml.safe_load((tmp / "loops" / "example.yaml").read_text())
-    loop.update(
-        name="unit",
-        dataset="data/pool.parquet",
-        eval_dataset="data/test.parquet",
-        budget=25,
-        connector="connectors/oracle.yaml",
-        embed={"max_seq_length": 64},
-    )
-    (tmp / "loops" / "unit.yaml").write_text(yaml.safe_dump(loop))
-    return tmp / "loops" / "unit.yaml"
 
 
 @pytest.mark.slow

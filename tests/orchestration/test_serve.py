@@ -90,3 +90,66 @@ def test_events_during_a_round_are_coalesced_and_failures_reported() -> None:
     finally:
         gate.set()
         r.stop()
+
+
+def raw(r: WebhookReceiver, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes to the receiver; what it answers (b"" if it closed without a word)."""
+    import socket
+
+    host, port = r.url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_secret_is_checked_before_the_body_is_read_and_the_body_is_capped() -> None:
+    r = WebhookReceiver(SECRET, lambda: 0, lambda: None, port=0, max_body_bytes=1000)
+    r.start()
+    try:
+        huge = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n{"
+        assert raw(r, huge).startswith(b"HTTP/1.0 401")  # answered at once: the body was never read
+        with_secret = huge.replace(b"\r\n\r\n", f"\r\n{SECRET_HEADER}: {SECRET}\r\n\r\n".encode())
+        assert raw(r, with_secret).startswith(b"HTTP/1.0 413")
+        headers = {SECRET_HEADER: SECRET}
+        assert httpx.post(r.url, content=b"[1, 2]", headers=headers).status_code == 400
+        assert httpx.post(r.url, content=b'{"action": "\xff\xfe"}', headers=headers).status_code == 400
+        assert httpx.post(r.url, content=b"{not json", headers=headers).status_code == 400
+        bad_length = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n"
+        assert raw(r, bad_length + f"{SECRET_HEADER}: {SECRET}\r\n\r\n".encode()).startswith(b"HTTP/1.0 400")
+        assert post(r, {"action": "ANNOTATION_CREATED"}).status_code == 200  # still serving
+        assert r.stats.rejected == 1
+    finally:
+        r.stop()
+
+
+def test_stalled_clients_are_dropped_and_hold_no_more_than_the_connection_limit() -> None:
+    import socket
+
+    r = WebhookReceiver(SECRET, lambda: 0, lambda: None, port=0, client_timeout_s=1.0, max_connections=16)
+    r.start()
+    host, port = r.url.split("//")[1].split("/")[0].split(":")
+    before = threading.active_count()
+    stalled = [socket.create_connection((host, int(port))) for _ in range(200)]
+    try:
+        for s in stalled:
+            s.sendall(b"POST /webhook HTTP/1.1\r\n")  # and then nothing
+        time.sleep(0.5)
+        assert threading.active_count() <= before + 16
+        wait(lambda: threading.active_count() <= before + 1, timeout=10)  # all timed out
+        assert post(r, {"action": "ANNOTATION_CREATED"}).status_code == 200
+    finally:
+        for s in stalled:
+            s.close()
+        r.stop()
+
+
+def test_a_short_secret_is_refused() -> None:
+    import pytest
+
+    from curation.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 16"):
+        WebhookReceiver("short", lambda: 0, lambda: None, port=0)

@@ -8,11 +8,11 @@ import polars as pl
 import pytest
 import ray
 from ray.cluster_utils import Cluster
-from test_validate import contract, make_data, write_parts
 
 from curation.config import ValidateConfig
 from curation.steps.validate import read_outputs, validate_source
 from curation.support.engine import ensure_ray
+from tests.steps.test_validate import contract, make_data, write_parts
 
 
 def run_job(src: Path, out: Path) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
