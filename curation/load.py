@@ -18,6 +18,7 @@ from curation.issues.base import DETECTORS
 from curation.steps.model import MODELS
 from curation.strategies.base import STRATEGIES
 from curation.support.data import column_names, require_columns
+from curation.support.redact import refuse_credentials
 from curation.support.registry import config_error
 
 
@@ -152,6 +153,8 @@ def bind_plugins(cfg: LoopConfig, source: str | None = None) -> None:
         source=source,
         provided=getattr(store, "context", ("root",)),
     )
+    for key, value in params.items():
+        refuse_credentials(value, f"version.{key}", source)
     cfg.version = VersionConfig(name=cfg.version.name, **params)
     if cfg.connector != Path("-"):
         load_connector(cfg.path(cfg.connector))
@@ -172,4 +175,6 @@ def load_connector(path: str | Path) -> ConnectorConfig:
     except ValidationError as e:
         raise config_error(e, str(path)) from e
     params = ANNOTATORS.bind(cfg.name, cfg.params(), source=str(path))
+    for key, value in params.items():
+        refuse_credentials(value, key, str(path))
     return ConnectorConfig(name=cfg.name, **params)

@@ -134,6 +134,11 @@ class Annotator(Protocol):
         """Annotations created or changed after the cursor ``since`` (all when ``None``)."""
         ...
 
+    def check(self) -> None:
+        """Raise :class:`ConnectorError` if the connector cannot work (a missing token, a
+        missing folder), without any request: a round calls it before its first step."""
+        ...
+
 
 def round_ref(round: int) -> str:
     """The ref (tag) of a committed round: ``round-3``."""

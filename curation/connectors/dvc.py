@@ -51,6 +51,8 @@ from curation.connectors.base import (
     round_ref,
 )
 from curation.errors import VersioningError
+from curation.support.faults import checkpoint
+from curation.support.redact import redact_text
 
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
 
@@ -83,9 +85,8 @@ def _run(cmd: list[str], cwd: Path, pass_fds: tuple[int, ...] = (), env: dict[st
         ]
         errors = [ln for ln in lines if ln.startswith(("ERROR", "error:", "fatal:"))]
         detail = (errors or lines or [f"exit status {e.returncode}"])[-1]
-        raise VersioningError(
-            f"`{' '.join(cmd[2:] if cmd[0] == sys.executable else cmd)}` failed in {cwd}: {detail}"
-        ) from e
+        shown = " ".join(cmd[2:] if cmd[0] == sys.executable else cmd)
+        raise VersioningError(redact_text(f"`{shown}` failed in {cwd}: {detail}")) from e
     return out.stdout
 
 
@@ -384,6 +385,7 @@ class DvcStore:
         elif dest.is_dir():
             raise VersioningError(f"cannot write {rel}: it is a folder")
         atomic_write(dest, data)
+        checkpoint("store-write")
 
     def write(self, path: str, table: pl.DataFrame) -> None:
         """Write ``table`` as Parquet at ``path`` in the working tree."""
@@ -425,6 +427,7 @@ class DvcStore:
         self._save_journal(journal)
         try:
             sha = self._commit_round(journal, targets, message, meta, passed)
+            checkpoint("dvc:after-git-commit")
         except BaseException:
             made = None
             with contextlib.suppress(VersioningError):
@@ -453,9 +456,11 @@ class DvcStore:
         passed: bool,
     ) -> str:
         n = journal["round"]
+        checkpoint("dvc:before-add")
         if targets:
             self._dvc("add", "-q", *targets)
             self._dvc("push", "-q", *targets)
+        checkpoint("dvc:before-git-commit")
         files = [f for f in self._meta_files(targets) if (self.root / f).exists()]
         files += [f for f in (".dvc/config", ".gitignore") if (self.root / f).exists()]
         files = list(dict.fromkeys(files))
@@ -478,6 +483,7 @@ class DvcStore:
 
     def _finish(self, journal: dict[str, Any]) -> None:
         self._git("tag", "-f", round_ref(journal["round"]), journal["commit"])
+        checkpoint("dvc:after-tag")
         if not journal.get("passed", True):
             self._discard(journal)
         self._clear_journal()

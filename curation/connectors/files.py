@@ -39,6 +39,9 @@ class Files:
         self.outbox = outbox
         self.inbox = inbox
 
+    def check(self) -> None:
+        """Nothing to check before a round: the folders are made when first used."""
+
     def _dir(self, project: Project, sub: str) -> Path:
         p = Path(sub)
         p = p if p.is_absolute() else project.state_dir / p

@@ -147,19 +147,23 @@ class LabelStudio:
         """The retry policy built from ``retries``, ``backoff_s`` and ``max_backoff_s``."""
         return Backoff(self.retries, self.backoff_s, self.max_backoff_s)
 
+    def check(self) -> None:
+        """Fail now, before any compute, if the token is missing (no request is made)."""
+        if not os.environ.get(self.token_env, "").strip():
+            raise ConnectorError(
+                f"label_studio: no token in ${self.token_env}; set it to a Label Studio access "
+                f"token (Account & Settings > Personal Access Token), or name another variable "
+                f"with token_env in the connector profile"
+            )
+
     def client(self) -> Any:
         """The ``label_studio_sdk.LabelStudio`` client (made once; the SDK's own retries off)."""
         c = getattr(self, "_client_", None)
         if c is None:
             from label_studio_sdk import LabelStudio as SDK
 
-            token = os.environ.get(self.token_env, "").strip()
-            if not token:
-                raise ConnectorError(
-                    f"label_studio: no token in ${self.token_env}; set it to a Label Studio access "
-                    f"token (Account & Settings > Personal Access Token), or name another variable "
-                    f"with token_env in the connector profile"
-                )
+            self.check()
+            token = os.environ[self.token_env].strip()
             try:
                 c = SDK(base_url=self.url.rstrip("/"), api_key=token, timeout=self.timeout_s, max_retries=0)
             except Exception as e:  # the SDK rejects an expired JWT here

@@ -42,6 +42,7 @@ from curation.connectors.base import (
     round_ref,
 )
 from curation.errors import ConfigError, VersioningError
+from curation.support.faults import checkpoint
 
 if TYPE_CHECKING:
     import lakefs
@@ -272,6 +273,7 @@ class LakeFSStore:
         branch = self._branch()
         with self._api(f"upload {rel}"):
             branch.object(rel).upload(data, mode="wb", pre_sign=False)
+        checkpoint("store-write")
 
     def write(self, path: str, table: pl.DataFrame) -> None:
         """Upload ``table`` as Parquet to ``path`` on the round's branch."""
@@ -296,6 +298,7 @@ class LakeFSStore:
         with self._api(f"commit {round_ref(n)}"):
             branch.commit(summary, metadata=meta, allow_empty=True)
         self.round_ = None  # the round exists; if what follows fails, the next begin finishes it
+        checkpoint("lakefs:after-commit")
         self._finish(n)
         return round_ref(n)
 
@@ -313,8 +316,10 @@ class LakeFSStore:
                     metadata=dict(head.metadata),
                     allow_empty=True,
                 )
+                checkpoint("lakefs:after-merge")
             if n not in self._tags():
                 repo.tag(ref).create(target)
+            checkpoint("lakefs:after-tag")
             repo.branch(ref).delete()
 
     def _merged(self, n: int) -> str | None:

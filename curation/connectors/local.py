@@ -42,6 +42,7 @@ from curation.connectors.base import (
     round_ref,
 )
 from curation.errors import VersioningError
+from curation.support.faults import checkpoint
 
 #: The store's folder, relative to the project root.
 STORE_DIR = ".curation/store"
@@ -166,6 +167,7 @@ class LocalStore:
             atomic_write(obj, data)
         journal["written"][rel] = sha
         self._save_journal(journal)
+        checkpoint("store-write")
 
     def write(self, path: str, table: pl.DataFrame) -> None:
         """Stage ``table`` as Parquet at ``path``."""
@@ -191,6 +193,7 @@ class LocalStore:
                 self._dir / "commits" / f"{round_ref(n)}.json",
                 json.dumps(record, indent=1, sort_keys=True).encode(),
             )
+            checkpoint("local:after-commit")
             self._finish(record)
         finally:
             self.round_ = None

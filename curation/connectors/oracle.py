@@ -45,6 +45,9 @@ class Oracle:
         self.label_column = label_column
         self.annotator = annotator
 
+    def check(self) -> None:
+        """Nothing to check before a round: the answers come with the tasks."""
+
     def _store(self, project: Project) -> pl.DataFrame:
         path = project.state_dir / "oracle.parquet"
         return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=ANNOTATION_COLUMNS)

@@ -20,6 +20,7 @@ from curation.steps.model import accuracy
 from curation.steps.validate import ValidationResult, load_schema, validate
 from curation.strategies.select import select
 from curation.support.data import read_table, require_columns
+from curation.support.faults import checkpoint
 from curation.support.manifest import Manifest, write_manifest
 from curation.support.progress import Reporter
 
@@ -36,6 +37,7 @@ def step_validate(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter) -> Validatio
         engine="auto" if cfg.engine == "ray" else "local",
     )
     rep.finish(f"validate: {res.report['valid']} valid, {res.report['quarantined']} quarantined")
+    checkpoint("after-validate")
     return res
 
 
@@ -55,6 +57,7 @@ def step_embed(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter, what: str = "em
         f"{what}: {len(df)} texts, {r['embedded']} embedded, {r['cached']} from the cache, "
         f"{r['truncated']} truncated at {cfg.embed.max_seq_length} tokens"
     )
+    checkpoint(f"after-{what.replace(' ', '-')}")
     return res.vectors
 
 
@@ -83,6 +86,7 @@ def step_issues(
     rep.finish(
         f"issues: {len(issues)} flagged ({', '.join(f'{k} {v}' for k, v in report['flagged'].items())})"
     )
+    checkpoint("after-issues")
     return issues, report
 
 
@@ -110,6 +114,7 @@ def step_select(
         suspect_scores=1.0 - suspects["score"].to_numpy(),
     )
     rep.finish(f"select: {len(sel)} of {len(pool)} with {cfg.strategy.name}")
+    checkpoint("after-select")
     return sel
 
 
@@ -123,12 +128,18 @@ def annotator_for(cfg: LoopConfig, classes: list[str]) -> tuple[Annotator, Proje
 def step_annotate(
     cfg: LoopConfig, tasks: pl.DataFrame, classes: list[str], cursor: str | None, rep: Reporter
 ) -> tuple[int, Pulled]:
-    """Push the tasks (idempotent), pull what changed since ``cursor``."""
+    """Push the tasks (idempotent: a rerun after a crash queues nothing twice), pull what changed
+    since ``cursor``; return how many tasks were new and what was pulled."""
     rep.start("annotate", len(tasks))
     annotator, project = annotator_for(cfg, classes)
     pushed = annotator.push(project, tasks)
+    checkpoint("after-push")
     pulled = annotator.pull(project, since=cursor)
-    rep.finish(f"annotate: {pushed} tasks pushed, {len(pulled.annotations)} annotations pulled")
+    again = f" ({len(tasks) - pushed} already queued)" if pushed < len(tasks) else ""
+    rep.finish(
+        f"annotate: {len(tasks)} tasks in the queue{again}, {len(pulled.annotations)} annotations pulled"
+    )
+    checkpoint("after-annotate")
     return pushed, pulled
 
 
@@ -143,6 +154,7 @@ def step_version(
 ) -> str:
     """Write the round's tables and manifest through the store and commit them as one."""
     rep.start("version", None)
+    checkpoint("before-version")
     rd = round_dir(cfg, n)
     for name, table in tables.items():
         store.write(f"{rd}/{name}.parquet", table)

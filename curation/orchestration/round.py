@@ -60,6 +60,7 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
     place; the next ``run_round`` discards the half-written one and starts it again.
     """
     rep = rep or LogReporter()
+    step.annotator_for(cfg, [])[0].check()  # a missing token fails before any compute
     with run_lock(cfg.root / ".curation" / "locks" / f"{cfg.name}.lock"):
         if cfg.engine == "ray":
             from curation.support.engine import ensure_ray
@@ -106,7 +107,7 @@ def _round(cfg: LoopConfig, store: VersionStore, past: RoundState, rep: Reporter
     tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel, "tasks": tasks}
     tables["annotations"] = pulled.annotations
     metrics = st.round_metrics(n, v.report, tables, train, acc, issue_report)
-    state = {"cursor": pulled.cursor, "tasks_pushed": pushed, "issues": issue_report}
+    state = {"cursor": pulled.cursor, "tasks_pushed": len(tasks), "tasks_new": pushed, "issues": issue_report}
     state["reconciliation"] = agreement
     manifest = st.round_manifest(cfg, n, metrics, tables, v.report, state)
     ref = step.step_version(cfg, store, n, tables, labels, manifest, rep)

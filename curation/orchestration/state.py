@@ -27,6 +27,7 @@ from curation.steps.reconcile import reconcile
 from curation.steps.validate import RESERVED
 from curation.support.data import read_table, require_columns
 from curation.support.manifest import Manifest, build_manifest, read_manifest
+from curation.support.redact import redact_tree
 
 #: The loop's label table: one reconciled label per id, with where it came from.
 LABEL_TABLE: dict[str, Any] = {
@@ -342,7 +343,7 @@ def round_manifest(
         round=n,
         loop=cfg.name,
         inputs=inputs,
-        params=cfg.model_dump(mode="json", by_alias=True),
+        params=redact_tree(cfg.model_dump(mode="json", by_alias=True)),
         strategy=cfg.strategy.name,
         strategy_params=cfg.strategy.params(),
         selected=tables["selection"],

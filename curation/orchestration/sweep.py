@@ -42,6 +42,7 @@ from curation.steps.drift import DriftTest, embedding_drift, label_drift
 from curation.steps.validate import RESERVED, load_schema
 from curation.support.data import read_table, require_columns, write_parquet
 from curation.support.progress import LogReporter, Reporter
+from curation.support.redact import redact_text, redact_url
 from curation.support.registry import config_error
 
 log = logging.getLogger(__name__)
@@ -495,7 +496,8 @@ def post_webhook(url: str, summary: dict[str, Any], timeout: float = 10.0) -> in
             return int(resp.status)
     except (urllib.error.URLError, OSError) as e:
         raise ConnectorError(
-            f"webhook {url} did not accept the sweep summary ({e}); check the URL, or drop --webhook"
+            f"webhook {redact_url(url, path=True)} did not accept the sweep summary "
+            f"({redact_text(str(e))}); check the URL, or drop --webhook"
         ) from e
 
 

@@ -36,7 +36,7 @@ import polars as pl
 
 from curation.config import Columns, ValidateConfig
 from curation.errors import ConfigError, CurationError, DataError, ValidationGateError
-from curation.support.data import Block, estimate_rows, plan_blocks, read_block
+from curation.support.data import Block, column_names, estimate_rows, plan_blocks, read_block, same_columns
 
 log = logging.getLogger(__name__)
 
@@ -483,10 +483,14 @@ class _Job:
     out: str
     work: str
     buckets: int
+    columns: tuple[str, ...] = ()
+    first: str = ""
 
 
-def _read(block: Block) -> pl.DataFrame:
+def _read(block: Block, job: _Job | None = None) -> pl.DataFrame:
     df = pl.DataFrame(pl.from_arrow(read_block(block)))
+    if job is not None and job.first:
+        same_columns(list(job.columns), df.columns, job.first, block.url)
     refuse_reserved(df.columns, block.url)
     return df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).add(block.first_row).alias(ROW))
 
@@ -510,7 +514,7 @@ def _text_keys(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
 
 def _first_pass(i: int, block: Block, job: _Job) -> dict[str, int]:
     """Column checks of one block; spill its keys for the cross-block checks."""
-    df = _read(block)
+    df = _read(block, job)
     check_block(df, job.rules, block.url).write_parquet(Path(job.work, "f", f"{i}.parquet"))
     label_counts(df, job.rules).write_parquet(Path(job.work, "c", f"{i}.parquet"))
     for c in job.rules.unique:
@@ -546,7 +550,7 @@ def _cross_block(job: _Job) -> tuple[pl.DataFrame, list[Any]]:
 
 def _second_pass(i: int, block: Block, job: _Job, rare: list[Any]) -> dict[str, int]:
     """Split one block into its valid part and its quarantine part."""
-    df = _read(block)
+    df = _read(block, job)
     last = block.first_row + len(df)
     cross = (
         pl.scan_parquet(Path(job.work, "g.parquet"))
@@ -680,7 +684,9 @@ def validate_source(
         ensure_ray(ray_address)
     work = _prepare_out(out, Path(work_dir) if work_dir else None)
     try:
-        job = _Job(rules, str(out), str(work), max(1, math.ceil(rows / BUCKET_ROWS)))
+        first = blocks[0].url if blocks else ""
+        names = tuple(column_names(first)) if first else ()
+        job = _Job(rules, str(out), str(work), max(1, math.ceil(rows / BUCKET_ROWS)), names, first)
         count = iter(range(1, 2 * len(blocks) + 1))
 
         def tick() -> None:
