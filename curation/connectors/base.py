@@ -221,6 +221,11 @@ class VersionStore(Protocol):
         """Start round ``round``: check the store is ready, discard a half-written round."""
         ...
 
+    def recover(self) -> str | None:
+        """Finish a round a crash left committed, or discard one it left half-written
+        (``"finished"``, ``"discarded"`` or ``None``); ``begin`` does it too."""
+        ...
+
     def write(self, path: str, table: pl.DataFrame) -> None:
         """Stage ``table`` at ``path`` (relative to the project root) for the round being written."""
         ...

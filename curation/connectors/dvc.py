@@ -522,6 +522,8 @@ class DvcStore:
         str or None
             ``"finished"``, ``"discarded"`` or ``None`` (nothing to do).
         """
+        if not (self.root / JOURNAL).exists():
+            return None
         with self._locked():
             journal = self._journal()
             if journal is None:

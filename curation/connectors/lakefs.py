@@ -337,9 +337,16 @@ class LakeFSStore:
         str or None
             ``"finished"``, ``"discarded"`` or ``None`` (nothing to do).
         """
+        from lakefs.exceptions import NotFoundException
+
         outcome = None
-        with self._api("list branches"):
-            branches = [b.id for b in self._repo().branches(prefix="round-")]
+        try:
+            with self._api("list branches"):
+                branches = [b.id for b in self._repo().branches(prefix="round-")]
+        except VersioningError as e:
+            if isinstance(e.__cause__, NotFoundException):
+                return None  # no repository yet: nothing to recover
+            raise
         for name in branches:
             n = _round_of_branch(name)
             if n is None:

@@ -212,15 +212,21 @@ class LocalStore:
 
         Returns ``"finished"``, ``"discarded"`` or ``None`` (nothing to do).
         """
-        journal = self._journal()
-        if journal is None:
-            return None
-        record = self._commit_file(round_ref(journal["round"]))
-        if record is not None:
-            self._finish(record)
-            return "finished"
-        (self._dir / "journal.json").unlink(missing_ok=True)
-        return "discarded"
+        held = self._lock_fd is not None
+        self._acquire()
+        try:
+            journal = self._journal()
+            if journal is None:
+                return None
+            record = self._commit_file(round_ref(journal["round"]))
+            if record is not None:
+                self._finish(record)
+                return "finished"
+            (self._dir / "journal.json").unlink(missing_ok=True)
+            return "discarded"
+        finally:
+            if not held:
+                self._release()
 
     def abort(self) -> None:
         """Discard the round being written and release the round lock."""

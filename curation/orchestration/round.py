@@ -67,6 +67,7 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
 
             ensure_ray(cfg.ray_address)
         store = st.store_for(cfg)
+        store.recover()  # what a killed run committed is finished before its state is read
         past = st.load_state(cfg, store)
         store.begin(past.round + 1)
         try:

@@ -64,7 +64,7 @@ def test_default_remote_checkout_and_diff(tmp_path: Path) -> None:
     assert set(store.files("round-2").values()) <= remote_objects(root / DEFAULT_REMOTE)
     assert git(root, "status", "--porcelain", "--ignored", ".curation") == "!! .curation/\n"
 
-    restored = open_store("dvc", root).checkout("round-1")
+    restored = open_store("dvc", {}, root).checkout("round-1")
     assert TABLE in restored
     assert_frame_equal(pl.read_parquet(root / TABLE), labeled(1))
     assert not (root / manifest_path(2, "faults")).exists()

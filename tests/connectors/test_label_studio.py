@@ -19,6 +19,7 @@ import pytest
 
 from curation.connectors.base import ANNOTATORS, TASK_COLUMNS, Annotator, Project
 from curation.connectors.label_studio import LabelStudio
+from curation.connectors.ls_format import to_ls_task
 from curation.connectors.retry import Backoff, Transient
 from curation.errors import ConnectorError
 from curation.orchestration.serve import SECRET_HEADER, WebhookReceiver
@@ -468,3 +469,24 @@ def test_killed_server_mid_push_of_2000_then_back_holds_exactly_2000(
     ids = task_ids_in(connector(label_studio), p)
     assert len(ids) == 2000 and len(set(ids)) == 2000  # none lost, none twice
     assert ls.push(p, make_tasks(2000)) == 0
+
+
+def test_a_later_push_removes_duplicates_left_by_a_lost_answer(label_studio, tmp_path: Path) -> None:
+    """An import that timed out but was committed late, then an outage that used up the
+    retries, leaves copies; the next push, with nothing missing, still ends with one task per
+    id, and keeps the copy an annotator worked on."""
+    ls, p = connector(label_studio), project(tmp_path, "late-import")
+    tasks = make_tasks(6)
+    assert ls.push(p, tasks) == 6
+    pid = ls.project_id_for(p)
+    late = [to_ls_task(r) for r in tasks.head(3).to_dicts()]  # the committed-late import
+    ls.client().projects.import_tasks(id=pid, request=late, commit_to_project=True)
+    copies = ls.existing(p)
+    assert sum(len(v) for v in copies.values()) == 9
+    worked_on = max(copies["label:1"])  # an annotator answers the later copy of task 1
+    annotate(ls, worked_on, "card")
+    assert ls.push(p, tasks) == 0  # nothing missing
+    after = ls.existing(p)
+    assert sorted(after) == sorted(tasks["task_id"].to_list())
+    assert all(len(v) == 1 for v in after.values())
+    assert after["label:1"] == [worked_on]
