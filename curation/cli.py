@@ -475,7 +475,7 @@ def run_stage_command(stage: str, loop: Path, params: Path | None, out_dir: Path
     def go() -> None:
         cfg, p = stage_config(loop, params)
         with progress_bar() as bar:
-            metrics = run_stage(stage, cfg, out_dir, RichReporter(bar), p)
+            metrics = run_stage(stage, cfg, out_dir, RichReporter(bar), p if params is not None else None)
         flat = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
         out.print(metrics_table([flat], f"{cfg.name}: {stage}"))
 
@@ -523,8 +523,23 @@ def _gate(help_text: str) -> Any:
     return typer.Option(help=f"Gate: {help_text}", rich_help_panel="Gates (defaults: docs/sweeps.md)")
 
 
-SweepData = Annotated[str, typer.Argument(help="The data: a Parquet/CSV/JSON Lines file, folder or glob.")]
-SweepSchema = Annotated[Path, typer.Option(help="Its contract: schemas/x.yaml or schemas/x.py:Model.")]
+SweepData = Annotated[
+    str | None,
+    typer.Argument(
+        help="The data: a Parquet/CSV/JSON Lines file, folder or glob (default: the --loop's dataset)."
+    ),
+]
+SweepSchema = Annotated[
+    Path | None,
+    typer.Option(help="Its contract: schemas/x.yaml or schemas/x.py:Model (default: the --loop's)."),
+]
+SweepLoop = Annotated[
+    Path | None,
+    typer.Option(
+        "--loop",
+        help="A loop file: sweep its dataset with its contract, columns, embedding and issue settings.",
+    ),
+]
 HistoryOpt = Annotated[
     Path | None,
     typer.Option(help="The sweep history folder (default: sweeps/NAME, NAME the dataset's file stem)."),
@@ -563,8 +578,9 @@ GATE_OPTIONS = (
 
 @app.command("sweep")
 def sweep_cmd(
-    dataset: SweepData,
-    schema: SweepSchema,
+    dataset: SweepData = None,
+    schema: SweepSchema = None,
+    loop: SweepLoop = None,
     history: HistoryOpt = None,
     id_col: IdOpt = None,
     text: Column = None,
@@ -580,6 +596,7 @@ def sweep_cmd(
     alpha: Gate = None,
     label_min_distance: Gate = None,
     embedding_min_distance: Gate = None,
+    max_label_issue_increase: Gate = None,
     drift_gate: DriftGate = None,
     webhook: WebhookOpt = None,
     every: EveryOpt = None,
@@ -602,7 +619,7 @@ def sweep_cmd(
     options = {k: given[k] for k in ("text", "label", "engine", "max_seq_length", "folds", "recipe")}
     settings = guarded(
         lambda: sweep_settings(
-            dataset, schema, history, detectors=detector, gates=gates, id=id_col, **options
+            dataset, schema, history, loop=loop, detectors=detector, gates=gates, id=id_col, **options
         )
     )
 
@@ -617,7 +634,7 @@ def sweep_cmd(
             once()
             return
         seconds = parse_every(every)
-        out.print(f"sweeping {dataset} every {every} ({seconds:.0f} s); Ctrl-C stops")
+        out.print(f"sweeping {settings.dataset} every {every} ({seconds:.0f} s); Ctrl-C stops")
         on_schedule(seconds, once, runs=runs, on_error=lambda e: scheduled_error(e, failed))
         if failed:
             raise GateError(f"{len(failed)} of the sweeps breached a gate")

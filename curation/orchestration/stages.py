@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,19 @@ class SelectParams(BaseModel):
     curve_rounds: int = CURVE_ROUNDS
 
 
+class PushParams(BaseModel):
+    """The ``push`` section of ``params.yaml``: whether ``dvc repro`` queues the selection.
+
+    Off by default, and never inside a DVC experiment (``dvc exp run``) unless
+    ``in_experiments`` is set too: comparing strategies creates no annotator work unless asked.
+    ``curation push --loop LOOP`` without ``--params`` always pushes (you asked).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    in_experiments: bool = False
+
+
 #: ``params.yaml`` sections that are loop-file sections: any of their fields may be set.
 LOOP_SECTIONS = ("validate", "embed", "issues")
 #: ``params.yaml`` top-level keys that are loop-file fields.
@@ -89,6 +103,8 @@ def params_keys(section: str) -> list[str]:
     """
     if section == "select":
         return sorted(SelectParams.model_fields)
+    if section == "push":
+        return sorted(PushParams.model_fields)
     return sorted(LoopConfig.model_fields[_field(section)].annotation.model_fields)  # type: ignore[union-attr]
 
 
@@ -140,16 +156,14 @@ def apply_params(cfg: LoopConfig, params: dict[str, Any], source: str = "params.
     'random'
     """
     tree = cfg.model_dump(mode="json", by_alias=True)
+    sections = [*LOOP_SECTIONS, "select", "push"]
     for section, value in params.items():
         if section in LOOP_SCALARS:
             tree[section] = value
             continue
-        if section not in (*LOOP_SECTIONS, "select"):
+        if section not in sections:
             raise ConfigError(
-                "unknown section",
-                field=section,
-                source=source,
-                choices=sorted([*LOOP_SECTIONS, "select", *LOOP_SCALARS]),
+                "unknown section", field=section, source=source, choices=sorted([*sections, *LOOP_SCALARS])
             )
         if not isinstance(value, dict):
             raise ConfigError(f"expected a mapping, found {value!r}", field=section, source=source)
@@ -158,18 +172,23 @@ def apply_params(cfg: LoopConfig, params: dict[str, Any], source: str = "params.
                 raise ConfigError(
                     "unknown key", field=f"{section}.{key}", source=source, choices=params_keys(section)
                 )
-            if section != "select":
-                if key == "detectors":
-                    v = [{"name": d} if isinstance(d, str) else d for d in v]
-                tree[section][key] = v
-            elif key == "strategy":
-                tree["strategy"] = _strategy(tree.get("strategy"), v)
-            elif key != "curve_rounds":
-                tree[key] = v
+            _lay(tree, section, key, v)
     try:
         return LoopConfig.model_validate(tree)
     except ValidationError as e:
         raise config_error(e, source) from e
+
+
+def _lay(tree: dict[str, Any], section: str, key: str, value: Any) -> None:
+    """One ``params.yaml`` setting laid over the loop's tree (the stages' own keys skipped)."""
+    if section in LOOP_SECTIONS:
+        if key == "detectors":
+            value = [{"name": d} if isinstance(d, str) else d for d in value]
+        tree[section][key] = value
+    elif section == "select" and key == "strategy":
+        tree["strategy"] = _strategy(tree.get("strategy"), value)
+    elif section == "select" and key != "curve_rounds":
+        tree[key] = value
 
 
 def stage_config(loop: Path, params: Path | None = None) -> tuple[LoopConfig, dict[str, Any]]:
@@ -375,10 +394,44 @@ def run_select(
     return metrics
 
 
-def run_push(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[str, Any]:
-    """Push the selected tasks to the loop's annotation queue; write ``push.json``."""
+def push_refused(params: dict[str, Any] | None) -> str | None:
+    """Why the push stage must not push (``None``: push). No ``params.yaml``: push (a person
+    ran ``curation push``); else ``push.enabled``, and inside ``dvc exp run`` (DVC sets
+    ``DVC_EXP_NAME``) ``push.in_experiments`` too.
+
+    Examples
+    --------
+    >>> push_refused({"push": {"enabled": False}})
+    'push.enabled is false in params.yaml: nothing was queued for annotators'
+    """
+    if params is None:
+        return None
+    try:
+        push = PushParams.model_validate(params.get("push") or {})
+    except ValidationError as e:
+        raise config_error(e, "params.yaml", "push.") from e
+    if not push.enabled:
+        return "push.enabled is false in params.yaml: nothing was queued for annotators"
+    in_experiment = os.environ.get("DVC_EXP_NAME") or os.environ.get("DVC_EXP_BASELINE_REV")
+    if in_experiment and not push.in_experiments:
+        return "a DVC experiment (dvc exp run) queues nothing unless push.in_experiments is true"
+    return None
+
+
+def run_push(
+    cfg: LoopConfig, out: Path, rep: Reporter | None = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Push the selected tasks to the loop's annotation queue (see :func:`push_refused`);
+    write ``push.json``."""
     rep = rep or LogReporter()
     tasks = pl.read_parquet(_need(out / "tasks.parquet", "select"))
+    refused = push_refused(params)
+    if refused is not None:
+        rep.start("push", None)
+        rep.finish(f"push: {refused}")
+        metrics = {"connector": None, "tasks": len(tasks), "pushed": 0, "skipped": refused}
+        _write_json(out / "push.json", metrics)
+        return metrics
     valid = _valid(out)
     labeled = valid.filter(pl.col(cfg.columns.label).is_not_null())
     classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
@@ -411,7 +464,9 @@ def run_stage(
     if stage == "select":
         rounds = (params or {}).get("select", {}).get("curve_rounds", CURVE_ROUNDS)
         return run_select(cfg, out, rep, int(rounds))
-    funcs = {"validate": run_validate, "embed": run_embed, "issues": run_issues, "push": run_push}
+    if stage == "push":
+        return run_push(cfg, out, rep, params)
+    funcs = {"validate": run_validate, "embed": run_embed, "issues": run_issues}
     if stage not in funcs:
         raise ConfigError(f"unknown stage {stage!r}", choices=list(STAGES))
     return funcs[stage](cfg, out, rep)

