@@ -364,13 +364,17 @@ def checkout_cmd(
     loop: VersionLoop = None,
     root: VersionRoot = Path("."),
     remote: VersionRemote = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Discard uncommitted changes of the working tree.")
+    ] = False,
 ) -> None:
-    """Restore a round's data: into the working tree (DVC), or into --to DIR."""
+    """Restore a round's data: into the working tree (refused over uncommitted work unless
+    --force), or into --to DIR."""
     from curation.orchestration.history import checkout, resolve_store
 
     def go() -> None:
         store, _, _ = resolve_store(loop, root, remote)
-        files = checkout(store, ref, to)
+        files = checkout(store, ref, to, force)
         out.print(f"{ref}: {len(files)} files restored into {to or getattr(store, 'root', '.')}")
 
     guarded(go)

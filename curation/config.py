@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,13 @@ class LoopConfig(_Strict):
     root: Path = Path(".")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    #: The loop file it was read from (set by :func:`curation.load.load_loop`).
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The loop file this config was read from, if any."""
+        return self._source
 
     @field_validator("name")
     @classmethod

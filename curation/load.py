@@ -101,6 +101,7 @@ def load_loop(path: str | Path) -> LoopConfig:
         cfg = LoopConfig.model_validate(data)
     except ValidationError as e:
         raise config_error(e, str(path)) from e
+    cfg._source = path
     _check_paths(cfg, str(path))
     bind_plugins(cfg, str(path))
     _check_columns(cfg, str(path))

@@ -145,10 +145,10 @@ def test_demo_table_and_tags_reproduce_each_round(tmp_path: Path) -> None:
     assert rows[1]["labels"] == rows[0]["labels"] + 180  # 180 new labels, 20 reviews a round
     assert "round 1" in r.stdout and "precision" in r.stdout
 
-    assert git(out, "tag").split() == ["round-1", "round-2"]
+    assert git(out, "tag").split() == ["demo/round-1", "demo/round-2"]  # per-loop tags (issue 15)
     sizes = [len(labels_end.filter(pl.col("round") <= n)) for n in (1, 2)]
     for n, expected in zip((1, 2), sizes):
-        git(out, "checkout", "-q", f"round-{n}")
+        git(out, "checkout", "-q", f"demo/round-{n}")
         subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q", "--force"], cwd=out, check=True)
         assert len(pl.read_parquet(out / "labels" / "demo.parquet")) == expected
         assert (out / f"rounds/demo/round-{n}/manifest.json").exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -114,10 +114,12 @@ class Project:
 
 @dataclass
 class Pulled:
-    """The result of a pull: new or changed annotations, and the cursor to pull from next."""
+    """The result of a pull: new or changed annotations, the cursor to pull from next, and the
+    answers that could not be used, each with the reason (nothing is dropped unsaid)."""
 
     annotations: pl.DataFrame
     cursor: str | None
+    skipped: list[str] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -141,8 +143,41 @@ class Annotator(Protocol):
 
 
 def round_ref(round: int) -> str:
-    """The ref (tag) of a committed round: ``round-3``."""
+    """The ref (tag) of a committed round of a store with no loop name: ``round-3``."""
     return f"round-{round}"
+
+
+class RoundNames:
+    """How a store names one loop's rounds: ``LOOP/round-N`` (``LOOP-round-N`` where a ref
+    may not hold a slash, as in lakeFS), or ``round-N`` for a store with no loop name. Two
+    loops in one project keep apart histories; ``round-N`` still names this loop's round N.
+
+    Examples
+    --------
+    >>> names = RoundNames("intents")
+    >>> names.ref(3), names.number("intents/round-3"), names.number("other/round-3")
+    ('intents/round-3', 3, None)
+    >>> names.resolve("round-3"), names.resolve("HEAD")
+    ('intents/round-3', 'HEAD')
+    """
+
+    def __init__(self, loop: str | None = None, sep: str = "/") -> None:
+        self.loop = loop
+        self.prefix = f"{loop}{sep}round-" if loop else "round-"
+
+    def ref(self, n: int) -> str:
+        """The tag of round ``n``."""
+        return f"{self.prefix}{n}"
+
+    def number(self, name: str) -> int | None:
+        """The round a tag or branch name is of this loop's (``None`` if it is not)."""
+        rest = name.removeprefix(self.prefix) if name.startswith(self.prefix) else ""
+        return int(rest) if rest.isdigit() else None
+
+    def resolve(self, ref: str) -> str:
+        """A ref as given (``round-3``, ``intents/round-3``, ``HEAD``...) as the store's tag."""
+        short = ref.removeprefix("round-")
+        return self.ref(int(short)) if self.loop and ref.startswith("round-") and short.isdigit() else ref
 
 
 @dataclass(frozen=True)
@@ -242,6 +277,11 @@ class VersionStore(Protocol):
         """Stage a file (a manifest, a report) at ``path`` for the round being written."""
         ...
 
+    def include(self, paths: list[str]) -> None:
+        """Version these project files as they are now (the loop, its contract, the pipeline
+        and its params) with the round being written; missing ones are skipped."""
+        ...
+
     def read_bytes(self, ref: str, path: str) -> bytes:
         """The content of the file at ``path`` as of ``ref``."""
         ...
@@ -260,6 +300,10 @@ class VersionStore(Protocol):
 
     def files(self, ref: str) -> dict[str, str]:
         """Every versioned file as of ``ref``: path -> content hash (equal hash, equal content)."""
+        ...
+
+    def changes(self) -> list[str]:
+        """Working-tree files that differ from the head: work a checkout would lose."""
         ...
 
     def checkout(self, ref: str, dest: Path | None = None) -> list[str]:
@@ -283,6 +327,7 @@ def open_store(
     root: Path,
     tracked: list[str] | None = None,
     *,
+    loop: str | None = None,
     source: str | None = None,
 ) -> VersionStore:
     """The one factory of version stores: ``name`` with its config ``params``.
@@ -298,6 +343,9 @@ def open_store(
         The project root.
     tracked : list of str, optional
         The paths a round writes (the DVC store tracks them).
+    loop : str, optional
+        The loop whose rounds the store keeps (their tags are ``LOOP/round-N``: loops of one
+        project keep apart histories); ``None``: plain ``round-N``.
     source : str, optional
         The loop file, for error messages.
 
@@ -308,6 +356,6 @@ def open_store(
     'local'
     """
     cls = STORES.get(name, field="version.name", source=source)
-    given = {"root": Path(root), "tracked": list(tracked or [])}
+    given = {"root": Path(root), "tracked": list(tracked or []), "loop": loop}
     context = {k: v for k, v in given.items() if k in getattr(cls, "context", ("root",))}
     return STORES.create(name, params, field="version", source=source, **context)

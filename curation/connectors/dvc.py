@@ -45,6 +45,7 @@ from curation.connectors.base import (
     ROUND_KEY,
     STORES,
     RoundInfo,
+    RoundNames,
     atomic_write,
     norm_path,
     parquet_table,
@@ -144,7 +145,7 @@ class DvcStore:
     """
 
     name: ClassVar[str] = "dvc"
-    context: ClassVar[tuple[str, ...]] = ("root", "tracked")
+    context: ClassVar[tuple[str, ...]] = ("root", "tracked", "loop")
 
     def __init__(
         self,
@@ -152,8 +153,11 @@ class DvcStore:
         tracked: list[str],
         remote: str | None = None,
         lock_timeout: float = 120.0,
+        loop: str | None = None,
     ) -> None:
         self.root = Path(root)
+        self.loop = loop
+        self.names = RoundNames(loop)
         self.tracked = list(tracked)
         self.remote = remote
         self.lock_timeout = lock_timeout
@@ -237,19 +241,18 @@ class DvcStore:
         return self._git("rev-parse", "HEAD").strip()
 
     def _tags(self) -> dict[int, str]:
-        """Round number -> commit SHA of every ``round-N`` tag."""
+        """Round number -> commit SHA of every tag of this loop's rounds."""
         out = self._git(
             "for-each-ref",
             "--format=%(refname:strip=2) %(objectname) %(*objectname)",
-            "refs/tags/round-*",
+            f"refs/tags/{self.names.prefix}*",
         )
         tags: dict[int, str] = {}
         for line in out.splitlines():
             name, obj, *peeled = line.split()
-            try:
-                tags[int(name.removeprefix("round-"))] = peeled[0] if peeled else obj
-            except ValueError:
-                continue
+            n = self.names.number(name)
+            if n is not None:
+                tags[n] = peeled[0] if peeled else obj
         return tags
 
     def _commits(self, shas: Iterable[str]) -> dict[str, tuple[str, str, dict[str, str]]]:
@@ -355,9 +358,20 @@ class DvcStore:
                 last = max(tags)
                 raise VersioningError(
                     f"round {round} is not after the last committed round {last} "
-                    f"({round_ref(last)}): begin round {last + 1}"
+                    f"({self.names.ref(last)}): begin round {last + 1}"
                 )
-            self._save_journal({"round": round, "base": self._head(), "stage": "writing", "written": {}})
+            tag = self.names.ref(round)
+            base = self._head()
+            self._save_journal(
+                {
+                    "round": round,
+                    "tag": tag,
+                    "loop": self.loop,
+                    "base": base,
+                    "stage": "writing",
+                    "written": {},
+                }
+            )
         except BaseException:
             self._release()
             raise
@@ -386,6 +400,12 @@ class DvcStore:
             raise VersioningError(f"cannot write {rel}: it is a folder")
         atomic_write(dest, data)
         checkpoint("store-write")
+
+    def include(self, paths: list[str]) -> None:
+        """Commit these files with the round, through git (they stay git files, not DVC's)."""
+        journal = self._require_round()
+        journal["include"] = sorted({norm_path(p) for p in paths if (self.root / p).is_file()})
+        self._save_journal(journal)
 
     def write(self, path: str, table: pl.DataFrame) -> None:
         """Write ``table`` as Parquet at ``path`` in the working tree."""
@@ -445,7 +465,7 @@ class DvcStore:
         finally:
             self.round_ = None
             self._release()
-        return round_ref(n)
+        return str(journal.get("tag") or round_ref(n))
 
     def _commit_round(
         self,
@@ -462,7 +482,9 @@ class DvcStore:
             self._dvc("push", "-q", *targets)
         checkpoint("dvc:before-git-commit")
         files = [f for f in self._meta_files(targets) if (self.root / f).exists()]
-        files += [f for f in (".dvc/config", ".gitignore") if (self.root / f).exists()]
+        files += [
+            f for f in (".dvc/config", ".gitignore", *journal.get("include", [])) if (self.root / f).exists()
+        ]
         files = list(dict.fromkeys(files))
         summary = " ".join(message.split()) or f"curation: round {n}"
         body = json.dumps(meta, indent=1, sort_keys=True)
@@ -482,7 +504,7 @@ class DvcStore:
         return sha
 
     def _finish(self, journal: dict[str, Any]) -> None:
-        self._git("tag", "-f", round_ref(journal["round"]), journal["commit"])
+        self._git("tag", "-f", journal.get("tag") or round_ref(journal["round"]), journal["commit"])
         checkpoint("dvc:after-tag")
         if not journal.get("passed", True):
             self._discard(journal)
@@ -622,7 +644,7 @@ class DvcStore:
 
     def files(self, ref: str) -> dict[str, str]:
         """Every DVC-tracked file as of ``ref``: path -> MD5."""
-        self._check_ref(ref)
+        ref = self._check_ref(ref)
         found: dict[str, str] = {}
         for out, entry in self._outs(ref).items():
             md5 = entry.get("md5", "")
@@ -632,17 +654,20 @@ class DvcStore:
                 found[out] = md5
         return dict(sorted(found.items()))
 
-    def _check_ref(self, ref: str) -> None:
+    def _check_ref(self, ref: str) -> str:
+        """``ref`` as this store's (``round-N`` names this loop's round), checked to exist."""
+        ref = self.names.resolve(ref)
         try:
             self._git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
         except VersioningError:
-            known = ", ".join(round_ref(n) for n in sorted(self._tags())) or "none yet"
+            known = ", ".join(self.names.ref(n) for n in sorted(self._tags())) or "none yet"
             raise VersioningError(f"unknown ref {ref!r} in {self.root}; rounds: {known}") from None
+        return ref
 
     def read_bytes(self, ref: str, path: str) -> bytes:
         """The content of ``path`` as of ``ref`` (a tag, branch or commit)."""
         rel = norm_path(path)
-        self._check_ref(ref)
+        ref = self._check_ref(ref)
         for out, entry in self._outs(ref).items():
             if not _under(rel, out):
                 continue
@@ -679,7 +704,7 @@ class DvcStore:
             return []
         tags = self._tags()
         pending = self._pending()
-        refs = {n: (round_ref(n), sha) for n, sha in tags.items()}
+        refs = {n: (self.names.ref(n), sha) for n, sha in tags.items()}
         if pending is not None and pending[0] not in refs:
             refs[pending[0]] = (pending[1], pending[1])
         commits = self._commits(sha for _, sha in refs.values())
@@ -692,7 +717,7 @@ class DvcStore:
     def _pending(self) -> tuple[int, str] | None:
         """The round a crash left committed but untagged, as (round, commit SHA)."""
         journal = self._journal()
-        if journal is None:
+        if journal is None or journal.get("loop") != self.loop:
             return None
         if journal.get("stage") == "committed":
             return journal["round"], journal["commit"]
@@ -700,6 +725,25 @@ class DvcStore:
         if head != journal.get("base") and self._round_of(head) == journal["round"]:
             return journal["round"], head
         return None
+
+    def changes(self) -> list[str]:
+        """Tracked data (``dvc status``) and git-tracked files changed since ``HEAD``."""
+        if not (self.root / ".dvc").is_dir() or not (self.root / ".git").exists():
+            return []
+        status = json.loads(self._dvc("status", "--json") or "{}")
+        changed = sorted(
+            {
+                path
+                for entries in status.values()
+                for entry in entries
+                if isinstance(entry, dict)
+                for change in entry.values()
+                if isinstance(change, dict)
+                for path in change
+            }
+        )
+        lines = self._git("status", "--porcelain", "--untracked-files=no").splitlines()
+        return changed + sorted(line[3:] for line in lines if line[3:])
 
     def checkout(self, ref: str, dest: Path | None = None) -> list[str]:
         """Restore the data of ``ref``.
@@ -714,7 +758,7 @@ class DvcStore:
         list of str
             The files restored, relative to ``dest``.
         """
-        self._check_ref(ref)
+        ref = self._check_ref(ref)
         files = self.files(ref)
         if dest is not None and Path(dest).resolve() != self.root.resolve():
             for rel in files:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
 import polars as pl
 
 from curation.connectors.base import ANNOTATORS, Project, Pulled, empty_annotations
-from curation.connectors.ls_format import from_ls_export, labeling_config, to_ls_task
+from curation.connectors.ls_format import from_ls_export, labeling_config, to_ls_task, unusable
 from curation.errors import ConnectorError
 
 
@@ -72,7 +73,7 @@ class Files:
     def pull(self, project: Project, since: str | None = None) -> Pulled:
         """Annotations in every export file of the inbox, updated after ``since``."""
         inbox = self._dir(project, self.inbox)
-        frames = [empty_annotations()]
+        frames, skipped = [empty_annotations()], []
         for f in sorted(inbox.glob("*.json")):
             try:
                 data = json.loads(f.read_text(encoding="utf-8"))
@@ -80,9 +81,29 @@ class Files:
                 raise ConnectorError(f"{f}: not a Label Studio JSON export: {e}") from e
             if not isinstance(data, list):
                 raise ConnectorError(f"{f}: expected a JSON list of tasks, found {type(data).__name__}")
-            frames.append(from_ls_export(data))
+            skipped += [f"{f.name}: {why}" for why in unusable(data)]
+            frames.append(_stamped(from_ls_export(data), f))
         ann = pl.concat(frames).unique(subset=["task_id", "annotator", "updated_at"], maintain_order=True)
         if since is not None:
             ann = ann.filter(pl.col("updated_at") > since)
         cursor = str(ann["updated_at"].max()) if len(ann) else since
-        return Pulled(annotations=ann, cursor=cursor)
+        return Pulled(annotations=ann, cursor=cursor, skipped=skipped)
+
+
+def _stamped(ann: pl.DataFrame, export: Path) -> pl.DataFrame:
+    """Every answer's ``updated_at`` as UTC ISO 8601; an answer without one (a hand-made or
+    third-party export) takes the export file's modification time, so it is merged, never
+    dropped by the cursor."""
+    mtime = datetime.fromtimestamp(export.stat().st_mtime, UTC).isoformat(timespec="microseconds")
+
+    def utc(value: str | None) -> str:
+        if not value:
+            return mtime
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return mtime
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+    return ann.with_columns(pl.col("updated_at").map_elements(utc, return_dtype=pl.String))

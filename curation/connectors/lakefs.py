@@ -36,10 +36,10 @@ from curation.connectors.base import (
     ROUND_KEY,
     STORES,
     RoundInfo,
+    RoundNames,
     atomic_write,
     norm_path,
     parquet_table,
-    round_ref,
 )
 from curation.errors import ConfigError, VersioningError
 from curation.support.faults import checkpoint
@@ -53,13 +53,6 @@ ENV_ENDPOINT = "LAKEFS_ENDPOINT"
 ENV_ACCESS_KEY_ID = "LAKEFS_ACCESS_KEY_ID"
 ENV_SECRET_ACCESS_KEY = "LAKEFS_SECRET_ACCESS_KEY"
 ENV_STORAGE_NAMESPACE = "LAKEFS_STORAGE_NAMESPACE"
-
-
-def _round_of_branch(name: str) -> int | None:
-    try:
-        return int(name.removeprefix("round-")) if name.startswith("round-") else None
-    except ValueError:
-        return None
 
 
 def _parse_remote(uri: str | None) -> tuple[str, str]:
@@ -112,7 +105,7 @@ class LakeFSStore:
     """
 
     name: ClassVar[str] = "lakefs"
-    context: ClassVar[tuple[str, ...]] = ("root",)
+    context: ClassVar[tuple[str, ...]] = ("root", "loop")
 
     def __init__(
         self,
@@ -124,6 +117,7 @@ class LakeFSStore:
         main: str = "main",
         root: Path = Path("."),
         remote: str | None = None,
+        loop: str | None = None,
     ) -> None:
         if remote is not None:
             repository, main = _parse_remote(remote)
@@ -132,6 +126,8 @@ class LakeFSStore:
                 "give the lakeFS repository: remote: lakefs://REPOSITORY[/BRANCH]", field="version.remote"
             )
         self.repository = repository
+        self.loop = loop
+        self.names = RoundNames(loop, sep="-")  # lakeFS refs hold no slash
         self.endpoint = endpoint
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
@@ -233,9 +229,9 @@ class LakeFSStore:
         with self._api("list tags"):
             api = self._client().sdk_client.tags_api
             try:
-                for ref in generate_listing(api.list_tags, self.repository, prefix="round-"):
-                    n = _round_of_branch(ref.id)
-                    if n is not None and ref.id == round_ref(n):
+                for ref in generate_listing(api.list_tags, self.repository, prefix=self.names.prefix):
+                    n = self.names.number(ref.id)
+                    if n is not None and ref.id == self.names.ref(n):
                         out[n] = ref.commit_id
             except NotFoundException:
                 return {}
@@ -256,16 +252,16 @@ class LakeFSStore:
             last = max(tags)
             raise VersioningError(
                 f"round {round} is not after the last committed round {last} "
-                f"({round_ref(last)}): begin round {last + 1}"
+                f"({self.names.ref(last)}): begin round {last + 1}"
             )
-        with self._api(f"create branch {round_ref(round)}"):
-            self._repo().branch(round_ref(round)).create(self.main)
+        with self._api(f"create branch {self.names.ref(round)}"):
+            self._repo().branch(self.names.ref(round)).create(self.main)
         self.round_ = round
 
     def _branch(self) -> lakefs.Branch:
         if self.round_ is None:
             raise VersioningError("no round is being written: call begin(round) first")
-        return self._repo().branch(round_ref(self.round_))
+        return self._repo().branch(self.names.ref(self.round_))
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Upload ``data`` to ``path`` on the round's branch (staged until ``commit``)."""
@@ -274,6 +270,12 @@ class LakeFSStore:
         with self._api(f"upload {rel}"):
             branch.object(rel).upload(data, mode="wb", pre_sign=False)
         checkpoint("store-write")
+
+    def include(self, paths: list[str]) -> None:
+        """Upload these project files to the round's branch."""
+        for path in paths:
+            if (self.root / path).is_file():
+                self.write_bytes(path, (self.root / path).read_bytes())
 
     def write(self, path: str, table: pl.DataFrame) -> None:
         """Upload ``table`` as Parquet to ``path`` on the round's branch."""
@@ -295,17 +297,17 @@ class LakeFSStore:
         meta = {str(k): str(v) for k, v in metadata.items()}
         meta[ROUND_KEY] = str(n)
         summary = " ".join(message.split()) or f"curation: round {n}"
-        with self._api(f"commit {round_ref(n)}"):
+        with self._api(f"commit {self.names.ref(n)}"):
             branch.commit(summary, metadata=meta, allow_empty=True)
         self.round_ = None  # the round exists; if what follows fails, the next begin finishes it
         checkpoint("lakefs:after-commit")
         self._finish(n)
-        return round_ref(n)
+        return self.names.ref(n)
 
     def _finish(self, n: int) -> None:
         """Merge (if the gate passed), tag and delete the branch of committed round ``n``."""
         repo = self._repo()
-        ref = round_ref(n)
+        ref = self.names.ref(n)
         with self._api(f"finish {ref}"):
             head = repo.branch(ref).get_commit()
             target = head.id
@@ -342,13 +344,13 @@ class LakeFSStore:
         outcome = None
         try:
             with self._api("list branches"):
-                branches = [b.id for b in self._repo().branches(prefix="round-")]
+                branches = [b.id for b in self._repo().branches(prefix=self.names.prefix)]
         except VersioningError as e:
             if isinstance(e.__cause__, NotFoundException):
                 return None  # no repository yet: nothing to recover
             raise
         for name in branches:
-            n = _round_of_branch(name)
+            n = self.names.number(name)
             if n is None:
                 continue
             with self._api(f"read branch {name}"):
@@ -366,11 +368,11 @@ class LakeFSStore:
         """Discard the round being written: delete its branch and what it staged."""
         if self.round_ is None:
             return
-        name = round_ref(self.round_)
+        name = self.names.ref(self.round_)
         self.round_ = None
         with self._api(f"delete branch {name}"):
             head = self._repo().branch(name).get_commit()
-            if head.metadata.get(ROUND_KEY) != name.removeprefix("round-"):
+            if (head.metadata or {}).get(ROUND_KEY) != str(self.names.number(name)):
                 self._repo().branch(name).delete()
 
     # -- reading -------------------------------------------------------------------------
@@ -379,7 +381,7 @@ class LakeFSStore:
         """The content of ``path`` as of ``ref`` (a tag, branch or commit id)."""
         from lakefs.exceptions import NotFoundException
 
-        rel = norm_path(path)
+        rel, ref = norm_path(path), self.names.resolve(ref)
         with self._api(f"read {rel} at {ref}"):
             try:
                 with self._repo().ref(ref).object(rel).reader(mode="rb", pre_sign=False) as r:
@@ -389,7 +391,7 @@ class LakeFSStore:
                 raise VersioningError(
                     f"{rel} is not versioned at {ref} in lakeFS repository "
                     f"{self.repository!r}; rounds: "
-                    f"{', '.join(round_ref(n) for n in sorted(self._tags())) or 'none yet'}"
+                    f"{', '.join(self.names.ref(n) for n in sorted(self._tags())) or 'none yet'}"
                 ) from e
 
     def read(self, ref: str, path: str) -> pl.DataFrame:
@@ -398,21 +400,22 @@ class LakeFSStore:
 
     def files(self, ref: str) -> dict[str, str]:
         """Every object as of ``ref``: path -> checksum."""
+        ref = self.names.resolve(ref)
         with self._api(f"list objects at {ref}"):
             return {o.path: getattr(o, "checksum", "") for o in self._repo().ref(ref).objects()}
 
     def history(self) -> list[RoundInfo]:
         """The committed rounds (``round-N`` tags), oldest first."""
-        refs = {n: (round_ref(n), cid) for n, cid in self._tags().items()}
+        refs = {n: (self.names.ref(n), cid) for n, cid in self._tags().items()}
         from lakefs.exceptions import NotFoundException
 
         with self._api("list branches"):
             try:
-                branches = [b.id for b in self._repo().branches(prefix="round-")]
+                branches = [b.id for b in self._repo().branches(prefix=self.names.prefix)]
             except NotFoundException:  # no repository yet
                 branches = []
             for name in branches:  # committed, but a crash stopped it before its tag
-                n = _round_of_branch(name)
+                n = self.names.number(name)
                 if n is None or n in refs:
                     continue
                 head = self._repo().branch(name).get_commit()
@@ -425,6 +428,10 @@ class LakeFSStore:
             when = datetime.fromtimestamp(c.creation_date, UTC).isoformat()
             rounds.append(RoundInfo(n, ref, c.id, when, c.message, dict(c.metadata or {})))
         return rounds
+
+    def changes(self) -> list[str]:
+        """Nothing: lakeFS keeps no working tree (a checkout only downloads copies)."""
+        return []
 
     def checkout(self, ref: str, dest: Path | None = None) -> list[str]:
         """Download every object of ``ref`` under ``dest`` (default: ``root``)."""
@@ -439,7 +446,7 @@ class LakeFSStore:
 
     def uri(self, ref: str, path: str = "") -> str:
         """The ``lakefs://`` URI of ``path`` at ``ref``."""
-        return f"lakefs://{self.repository}/{ref}/{norm_path(path) if path else ''}"
+        return f"lakefs://{self.repository}/{self.names.resolve(ref)}/{norm_path(path) if path else ''}"
 
     def storage_options(self) -> dict[str, Any]:
         """``lakefs-spec`` options for fsspec users (polars, pandas): host and credentials."""

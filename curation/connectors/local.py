@@ -4,10 +4,12 @@ For a project with no git, DVC or lakeFS (``version: {name: local}``). It keeps,
 ``.curation/store/``:
 
 - ``objects/<sha256>``: the content of every file a round wrote, once per content;
-- ``commits/round-N.json``: a round's commit (its time, message, metadata and the map of
-  every versioned path to its content hash);
-- ``head``: the round whose gate last passed (the base of the next round);
-- ``journal.json``: the round being written, and ``lock``: the round lock (``flock``).
+- ``commits/LOOP/round-N.json``: a round's commit (its time, message, metadata and the map
+  of every versioned path to its content hash);
+- ``heads/LOOP``: the loop's round whose gate last passed (the base of its next round);
+- ``journals/LOOP.json``: the loop's round being written, and ``lock``: the round lock
+  (``flock``). A store made with no loop name keeps ``commits/round-N.json``, ``head`` and
+  ``journal.json``.
 
 A round goes ``begin`` -> ``write``... -> ``commit``, all or nothing, like the other stores:
 ``write`` stages content in ``objects/`` and records it in the journal (nothing in the
@@ -36,10 +38,10 @@ from curation.connectors.base import (
     ROUND_KEY,
     STORES,
     RoundInfo,
+    RoundNames,
     atomic_write,
     norm_path,
     parquet_table,
-    round_ref,
 )
 from curation.errors import VersioningError
 from curation.support.faults import checkpoint
@@ -72,11 +74,13 @@ class LocalStore:
     """
 
     name: ClassVar[str] = "local"
-    context: ClassVar[tuple[str, ...]] = ("root",)
+    context: ClassVar[tuple[str, ...]] = ("root", "loop")
 
-    def __init__(self, root: Path, lock_timeout: float = 120.0) -> None:
+    def __init__(self, root: Path, lock_timeout: float = 120.0, loop: str | None = None) -> None:
         self.root = Path(root)
         self.lock_timeout = lock_timeout
+        self.loop = loop
+        self.names = RoundNames(loop)
         self.round_: int | None = None
         self._lock_fd: int | None = None
 
@@ -118,11 +122,11 @@ class LocalStore:
             self._lock_fd = None
 
     def _journal(self) -> dict[str, Any] | None:
-        path = self._dir / "journal.json"
+        path = self._journal_file
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
     def _save_journal(self, journal: dict[str, Any]) -> None:
-        atomic_write(self._dir / "journal.json", json.dumps(journal, indent=1).encode())
+        atomic_write(self._journal_file, json.dumps(journal, indent=1).encode())
 
     # -- a round -------------------------------------------------------------------------
 
@@ -142,7 +146,7 @@ class LocalStore:
             if done and round <= max(done):
                 raise VersioningError(
                     f"round {round} is not after the last committed round {max(done)} "
-                    f"({round_ref(max(done))}): begin round {max(done) + 1}"
+                    f"({self.names.ref(max(done))}): begin round {max(done) + 1}"
                 )
             self._save_journal({"round": round, "written": {}})
         except BaseException:
@@ -169,6 +173,12 @@ class LocalStore:
         self._save_journal(journal)
         checkpoint("store-write")
 
+    def include(self, paths: list[str]) -> None:
+        """Snapshot these project files with the round."""
+        for path in paths:
+            if (self.root / path).is_file():
+                self.write_bytes(path, (self.root / path).read_bytes())
+
     def write(self, path: str, table: pl.DataFrame) -> None:
         """Stage ``table`` as Parquet at ``path``."""
         buf = io.BytesIO()
@@ -190,7 +200,7 @@ class LocalStore:
         }
         try:
             atomic_write(
-                self._dir / "commits" / f"{round_ref(n)}.json",
+                self._dir / "commits" / f"{self.names.ref(n)}.json",
                 json.dumps(record, indent=1, sort_keys=True).encode(),
             )
             checkpoint("local:after-commit")
@@ -198,14 +208,14 @@ class LocalStore:
         finally:
             self.round_ = None
             self._release()
-        return round_ref(n)
+        return self.names.ref(n)
 
     def _finish(self, record: dict[str, Any]) -> None:
         """Restore a committed round's files and move ``head`` (gate passed), clear the journal."""
         if record["metadata"].get(GATE_KEY, "passed") == "passed":
             self._restore(record["files"], self.root, self._commit_file("HEAD"))
-            atomic_write(self._dir / "head", round_ref(record["round"]).encode())
-        (self._dir / "journal.json").unlink(missing_ok=True)
+            atomic_write(self._head_file, self.names.ref(record["round"]).encode())
+        (self._journal_file).unlink(missing_ok=True)
 
     def recover(self) -> str | None:
         """Finish a crashed round whose commit file was written, or discard one whose was not.
@@ -218,11 +228,11 @@ class LocalStore:
             journal = self._journal()
             if journal is None:
                 return None
-            record = self._commit_file(round_ref(journal["round"]))
+            record = self._commit_file(self.names.ref(journal["round"]))
             if record is not None:
                 self._finish(record)
                 return "finished"
-            (self._dir / "journal.json").unlink(missing_ok=True)
+            (self._journal_file).unlink(missing_ok=True)
             return "discarded"
         finally:
             if not held:
@@ -233,19 +243,29 @@ class LocalStore:
         if self.round_ is None:
             return
         try:
-            (self._dir / "journal.json").unlink(missing_ok=True)
+            (self._journal_file).unlink(missing_ok=True)
         finally:
             self.round_ = None
             self._release()
 
     # -- reading -------------------------------------------------------------------------
 
+    @property
+    def _journal_file(self) -> Path:
+        """The journal of this loop's round being written."""
+        return self._dir / ("journal.json" if self.loop is None else f"journals/{self.loop}.json")
+
+    @property
+    def _head_file(self) -> Path:
+        """The file naming this loop's last round whose gate passed."""
+        return self._dir / ("head" if self.loop is None else f"heads/{self.loop}")
+
     def _commit_file(self, ref: str) -> dict[str, Any] | None:
         if ref in ("HEAD", "main"):
-            head = self._dir / "head"
-            if not head.exists():
+            if not self._head_file.exists():
                 return None
-            ref = head.read_text(encoding="utf-8").strip()
+            ref = self._head_file.read_text(encoding="utf-8").strip()
+        ref = self.names.resolve(ref)
         path = self._dir / "commits" / f"{ref}.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
@@ -259,13 +279,13 @@ class LocalStore:
     def history(self) -> list[RoundInfo]:
         """The committed rounds, oldest first."""
         rounds = []
-        for path in (self._dir / "commits").glob("round-*.json"):
+        for path in (self._dir / "commits").glob(f"{self.names.prefix}*.json"):
             r = json.loads(path.read_text(encoding="utf-8"))
             rounds.append(
                 RoundInfo(
                     r["round"],
-                    round_ref(r["round"]),
-                    round_ref(r["round"]),
+                    self.names.ref(r["round"]),
+                    self.names.ref(r["round"]),
                     r["time"],
                     r["message"],
                     r["metadata"],
@@ -291,6 +311,16 @@ class LocalStore:
     def read(self, ref: str, path: str) -> pl.DataFrame:
         """The Parquet table at ``path`` as of ``ref``."""
         return parquet_table(self.read_bytes(ref, path), path, ref)
+
+    def changes(self) -> list[str]:
+        """Files of the head round whose working copy was changed or deleted."""
+        head = self._commit_file("HEAD")
+        out = []
+        for rel, sha in (head or {}).get("files", {}).items():
+            path = self.root / rel
+            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != sha:
+                out.append(rel)
+        return sorted(out)
 
     def checkout(self, ref: str, dest: Path | None = None) -> list[str]:
         """Restore the files of ``ref`` into ``dest`` (default: the project root, where files

@@ -98,6 +98,25 @@ def _label(ann: dict[str, Any]) -> str | None:
     return None
 
 
+def unusable(tasks: list[dict[str, Any]]) -> list[str]:
+    """Why each task of an export (or its answers) cannot be used: no curation ``task_id``.
+
+    Examples
+    --------
+    >>> unusable([{"id": 7, "data": {"text": "hi"}, "annotations": [{}]}])
+    ['export task 7: no task_id in its data (not a task curation made): 1 answer not used']
+    """
+    out = []
+    for t in tasks:
+        if (t.get("data") or {}).get("task_id") is None and t.get("annotations"):
+            n = len(t["annotations"])
+            out.append(
+                f"export task {t.get('id')}: no task_id in its data (not a task curation made): "
+                f"{n} answer{'s' if n > 1 else ''} not used"
+            )
+    return out
+
+
 def from_ls_export(tasks: list[dict[str, Any]]) -> pl.DataFrame:
     """Annotations (``ANNOTATION_COLUMNS``) from a Label Studio JSON export.
 

@@ -5,6 +5,8 @@ simulation and the webhook queue all call these, and nothing else, to run a step
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ from curation.connectors.base import ANNOTATORS, Annotator, Project, Pulled, Ver
 from curation.issues.find import find_issues
 from curation.load import load_connector
 from curation.orchestration.state import codes, labels_path, round_dir
+from curation.orchestration.state import rel as st_rel
 from curation.steps.embed import embed_with_report
 from curation.steps.model import accuracy
 from curation.steps.validate import ValidationResult, load_schema, validate
@@ -23,6 +26,8 @@ from curation.support.data import read_table, require_columns
 from curation.support.faults import checkpoint
 from curation.support.manifest import Manifest, write_manifest
 from curation.support.progress import Reporter
+
+log = logging.getLogger(__name__)
 
 
 def step_validate(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter) -> ValidationResult:
@@ -136,8 +141,13 @@ def step_annotate(
     checkpoint("after-push")
     pulled = annotator.pull(project, since=cursor)
     again = f" ({len(tasks) - pushed} already queued)" if pushed < len(tasks) else ""
+    for why in pulled.skipped:
+        log.warning("annotate: an answer was not used: %s", why)
+    unused = (
+        f"; {len(pulled.skipped)} answers not used (see the log and the manifest)" if pulled.skipped else ""
+    )
     rep.finish(
-        f"annotate: {len(tasks)} tasks in the queue{again}, {len(pulled.annotations)} annotations pulled"
+        f"annotate: {len(tasks)} tasks in the queue{again}, {len(pulled.annotations)} annotations pulled{unused}"
     )
     checkpoint("after-annotate")
     return pushed, pulled
@@ -159,10 +169,28 @@ def step_version(
     for name, table in tables.items():
         store.write(f"{rd}/{name}.parquet", table)
     store.write(labels_path(cfg), labels)
+    store.include(config_paths(cfg))
     write_manifest(store, manifest)
     ref = store.commit(f"curation: {cfg.name} round {n}", manifest.commit_metadata())
     rep.finish(f"version: {ref}")
     return ref
+
+
+def config_paths(cfg: LoopConfig) -> list[str]:
+    """What a round ran with, versioned with it: the loop file, its contract, its connector
+    profile, and the project's ``dvc.yaml`` and ``params.yaml`` (those inside the project)."""
+    inside = []
+    for p in (
+        cfg.source or cfg.root / "loops" / f"{cfg.name}.yaml",
+        cfg.path(cfg.schema_path),
+        cfg.path(cfg.connector),
+        cfg.root / "dvc.yaml",
+        cfg.root / "params.yaml",
+    ):
+        rel = st_rel(cfg, p)
+        if not Path(rel).is_absolute() and (cfg.root / rel).is_file():
+            inside.append(rel)
+    return sorted(set(inside))
 
 
 def eval_accuracy(

@@ -26,10 +26,19 @@ def resolve_store(
 ) -> tuple[VersionStore, str, str]:
     """The store a CLI call names, with the id and label column names.
 
-    A loop file gives its ``version`` section, root and columns. Without one, ``remote``
+    A loop file gives its ``version`` section, root, columns and round tags. Without one, a
+    project (``root``) with a single loop file in ``loops/`` means that loop; else ``remote``
     ``lakefs://REPO[/BRANCH]`` is a lakeFS store, anything else the DVC repository at
-    ``root`` (``remote`` then being its DVC remote).
+    ``root`` (``remote`` then being its DVC remote) with plain ``round-N`` tags.
     """
+    loops = sorted((Path(root) / "loops").glob("*.yaml")) if loop is None and remote is None else []
+    if len(loops) > 1:
+        raise ConfigError(
+            f"{Path(root).resolve()} has {len(loops)} loops ({', '.join(p.stem for p in loops)}): "
+            f"pass --loop loops/NAME.yaml",
+            field="--loop",
+        )
+    loop = loop or (loops[0] if loops else None)
     if loop is not None:
         cfg = load_loop(loop)
         return store_for(cfg), cfg.columns.id, cfg.columns.label
@@ -89,8 +98,20 @@ def history_table(rounds: list[RoundInfo]) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def checkout(store: VersionStore, ref: str, dest: Path | None = None) -> list[str]:
-    """Restore the files of ``ref`` (see ``VersionStore.checkout``); return their paths."""
+def checkout(store: VersionStore, ref: str, dest: Path | None = None, force: bool = False) -> list[str]:
+    """Restore the files of ``ref`` (see ``VersionStore.checkout``); return their paths.
+
+    Like git, a checkout of the working tree refuses to overwrite uncommitted work
+    (:meth:`VersionStore.changes`) unless ``force``; a copy to ``dest`` never touches it.
+    """
+    if dest is None and not force:
+        changed = store.changes()
+        if changed:
+            more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
+            raise VersioningError(
+                f"uncommitted changes would be lost: {', '.join(changed[:5])}{more}; keep them with "
+                f"`curation checkout {ref} --to DIR` (a copy), or pass --force to discard them"
+            )
     return store.checkout(ref, dest)
 
 

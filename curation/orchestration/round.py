@@ -108,8 +108,13 @@ def _round(cfg: LoopConfig, store: VersionStore, past: RoundState, rep: Reporter
     tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel, "tasks": tasks}
     tables["annotations"] = pulled.annotations
     metrics = st.round_metrics(n, v.report, tables, train, acc, issue_report)
-    state = {"cursor": pulled.cursor, "tasks_pushed": len(tasks), "tasks_new": pushed, "issues": issue_report}
-    state["reconciliation"] = agreement
+    state: dict[str, Any] = {
+        "cursor": pulled.cursor,
+        "tasks_pushed": len(tasks),
+        "tasks_new": pushed,
+        "issues": issue_report,
+    }
+    state.update(reconciliation=agreement, answers_not_used=pulled.skipped)
     manifest = st.round_manifest(cfg, n, metrics, tables, v.report, state)
     ref = step.step_version(cfg, store, n, tables, labels, manifest, rep)
     return RoundResult(n, ref, metrics, {"valid": v.valid, **tables, "labels": labels})

@@ -174,7 +174,9 @@ def apply_params(cfg: LoopConfig, params: dict[str, Any], source: str = "params.
                 )
             _lay(tree, section, key, v)
     try:
-        return LoopConfig.model_validate(tree)
+        new = LoopConfig.model_validate(tree)
+        new._source = cfg.source
+        return new
     except ValidationError as e:
         raise config_error(e, source) from e
 

@@ -74,7 +74,7 @@ def store_for(cfg: LoopConfig) -> VersionStore:
     inputs = [p for p in (cfg.dataset, cfg.eval_dataset) if p is not None]
     inside = [r for r in (rel(cfg, p) for p in inputs) if not Path(r).is_absolute()]
     tracked = [*inside, "labels", "rounds", "annotations"]
-    return open_store(cfg.version.name, cfg.version.params(), cfg.root, tracked)
+    return open_store(cfg.version.name, cfg.version.params(), cfg.root, tracked, loop=cfg.name)
 
 
 def last_round(store: VersionStore, loop: str) -> tuple[int, dict[str, Any]]:

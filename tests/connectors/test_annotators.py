@@ -130,3 +130,24 @@ def test_files_rejects_a_file_that_is_not_an_export(project: Project) -> None:
     (project.state_dir / "inbox" / "bad.json").write_text('{"not": "a list"}')
     with pytest.raises(ConnectorError, match="expected a JSON list of tasks"):
         Files().pull(project)
+
+
+def test_the_documented_answer_file_is_merged_whole_even_without_timestamps(tmp_path: Path) -> None:
+    """docs/examples/answers.json: three answers, one without updated_at; each is merged or said why."""
+    import shutil
+
+    p = Project("docs", ["card_arrival", "apple_pay_or_google_pay"], tmp_path / "state")
+    (p.state_dir / "inbox").mkdir(parents=True)
+    shutil.copy(
+        Path(__file__).resolve().parents[2] / "docs" / "examples" / "answers.json", p.state_dir / "inbox"
+    )
+    pulled = Files().pull(p, since="2026-01-01T00:00:00+00:00")
+    got = pulled.annotations.sort("task_id")
+    assert got["task_id"].to_list() == ["label:1042", "label:2001", "review:77"]
+    assert got["status"].to_list() == ["done", "skipped", "done"]
+    assert got["updated_at"].str.contains(r"^\d{4}-\d\d-\d\dT").all() and pulled.skipped == []
+    export = json.loads((p.state_dir / "inbox" / "answers.json").read_text())
+    export.append({"id": 9, "data": {"text": "made by hand"}, "annotations": [{"result": []}]})
+    (p.state_dir / "inbox" / "answers.json").write_text(json.dumps(export))
+    again = Files().pull(p)
+    assert len(again.annotations) == 3 and len(again.skipped) == 1 and "no task_id" in again.skipped[0]

@@ -176,3 +176,17 @@ def test_misuse_is_refused_with_a_clear_error(make_store: Callable[[], VersionSt
     with pytest.raises(VersioningError, match="relative"):
         store.write("../outside.parquet", labeled(1))
     store.abort()
+
+
+def test_a_round_versions_the_project_files_it_ran_with(make_store: Callable[[], VersionStore]) -> None:
+    store = make_store()
+    root = getattr(store, "root", None)
+    assert root is not None
+    (Path(root) / "loops").mkdir(parents=True, exist_ok=True)
+    (Path(root) / "loops" / "l.yaml").write_text("budget: 7\n")
+    store.begin(1)
+    store.write(TABLE, labeled(1))
+    store.include(["loops/l.yaml", "params.yaml"])  # params.yaml does not exist: skipped
+    store.commit("round 1", {})
+    (Path(root) / "loops" / "l.yaml").write_text("budget: 9\n")
+    assert store.read_bytes("round-1", "loops/l.yaml") == b"budget: 7\n"

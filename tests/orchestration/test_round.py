@@ -54,9 +54,9 @@ def test_two_rounds_label_the_pool_and_are_versioned(tmp_path: Path, data_dir: P
     assert len(labels) == 50 and all(truth[i] == lab for i, lab in zip(labels["id"], labels["label"]))
 
     tags = subprocess.run(["git", "tag"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
-    assert tags.split() == ["round-1", "round-2"]
+    assert tags.split() == ["unit/round-1", "unit/round-2"]  # per-loop tags (issue 15)
     msg = subprocess.run(
-        ["git", "log", "-1", "--format=%B", "round-2"],
+        ["git", "log", "-1", "--format=%B", "unit/round-2"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -76,7 +76,7 @@ def test_two_rounds_label_the_pool_and_are_versioned(tmp_path: Path, data_dir: P
     with pytest.raises(ConnectorError, match="not a Label Studio JSON export"):
         run_round(broken)
     tags = subprocess.run(["git", "tag"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
-    assert tags.split() == ["round-1", "round-2"]
+    assert tags.split() == ["unit/round-1", "unit/round-2"]  # per-loop tags (issue 15)
     assert (tmp_path / "labels" / "unit.parquet").read_bytes() == before
     assert not (tmp_path / "rounds" / "unit" / "round-3").exists()
 
