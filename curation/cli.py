@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,8 +73,29 @@ def progress_bar() -> Progress:
     )
 
 
+def native_log() -> Path:
+    """Where what native code (Ray's C++ core, its workers) writes to stderr goes."""
+    return Path(tempfile.gettempdir()) / "curation" / f"native-{os.getpid()}.log"
+
+
+def hush_native_stderr() -> None:
+    """Ray's C++ core and its worker processes write warnings straight to file descriptor 2;
+    send those bytes to :func:`native_log` and keep Python's stderr (progress, errors) on
+    the terminal. Once per process."""
+    if getattr(hush_native_stderr, "done", False):
+        return
+    hush_native_stderr.done = True  # type: ignore[attr-defined]
+    saved = os.dup(2)
+    native_log().parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(native_log(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stderr = os.fdopen(saved, "w", buffering=1, encoding="utf-8", errors="replace")
+
+
 def quiet_libraries() -> None:
     """Keep Ray, transformers and DVC chatter out of the terminal."""
+    hush_native_stderr()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -120,7 +142,18 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder of the new curat
 
 
 @app.command()
-def run(loop: Annotated[Path, typer.Argument(help="A loop file, e.g. loops/banking77.yaml.")]) -> None:
+def run(
+    loop: Annotated[Path, typer.Argument(help="A loop file, e.g. loops/banking77.yaml.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be selected; push, pull and commit nothing.")
+    ] = False,
+    no_push: Annotated[
+        bool,
+        typer.Option(
+            "--no-push", help="Pull answers and version the round, but queue no task for annotators."
+        ),
+    ] = False,
+) -> None:
     """Run one round of a loop: validate, embed, find issues, select, annotate, version."""
     from curation.load import load_loop
     from curation.orchestration.round import run_round
@@ -130,10 +163,38 @@ def run(loop: Annotated[Path, typer.Argument(help="A loop file, e.g. loops/banki
     def go() -> None:
         cfg = load_loop(loop)
         with progress_bar() as p:
-            result = run_round(cfg, RichReporter(p))
-        out.print(metrics_table([result.metrics], f"{cfg.name}: round {result.round} ({result.ref})"))
+            result = run_round(cfg, RichReporter(p), push=not no_push, dry_run=dry_run)
+        if dry_run:
+            out.print(
+                selection_table(result.tables["tasks"], f"{cfg.name}: round {result.round} would select")
+            )
+            out.print("dry run: nothing was pushed, pulled, written or committed")
+            return
+        out.print(figures_table(result.metrics, f"{cfg.name}: round {result.round} ({result.ref})"))
 
     guarded(go)
+
+
+def figures_table(figures: dict[str, Any], title: str) -> Table:
+    """One figure a line (readable in any width): name, value."""
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in figures.items():
+        table.add_row(k, "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+    return table
+
+
+def selection_table(tasks: Any, title: str, limit: int = 20) -> Table:
+    """The first ``limit`` tasks a round would queue: rank, kind, id, score, why, text."""
+    table = Table(title=title, caption=f"{len(tasks)} in all" if len(tasks) > limit else None)
+    for name in ("rank", "kind", "id", "score", "reason", "text"):
+        table.add_column(name, overflow="fold" if name in ("reason", "text") else "ellipsis")
+    for r in tasks.head(limit).iter_rows(named=True):
+        table.add_row(
+            str(r["rank"]), r["kind"], str(r["id"]), f"{r['score']:.3f}", r["reason"], (r["text"] or "")[:80]
+        )
+    return table
 
 
 @app.command()
@@ -336,20 +397,29 @@ VersionRemote = Annotated[
 ]
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (every field) instead of a table.")]
+
+
 @app.command("history")
 def history_cmd(
-    loop: VersionLoop = None, root: VersionRoot = Path("."), remote: VersionRemote = None
+    loop: VersionLoop = None,
+    root: VersionRoot = Path("."),
+    remote: VersionRemote = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the committed rounds with their gate, counts and metrics."""
-    from curation.orchestration.history import history_rows, resolve_store
+    from curation.orchestration.history import history_rows, history_summary, resolve_store
 
     def go() -> None:
         store, _, _ = resolve_store(loop, root, remote)
-        rows = history_rows(store.history())
-        if not rows:
+        rounds = store.history()
+        if as_json:
+            out.print_json(json.dumps(history_rows(rounds), default=str))
+            return
+        if not rounds:
             out.print("no rounds yet")
             return
-        out.print(metrics_table(rows, f"{len(rows)} rounds ({store.name})"))
+        out.print(metrics_table(history_summary(rounds), f"{len(rounds)} rounds ({store.name})"))
 
     guarded(go)
 
@@ -388,25 +458,28 @@ def diff_cmd(
     loop: VersionLoop = None,
     root: VersionRoot = Path("."),
     remote: VersionRemote = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """What changed between two rounds: files, and rows added, relabeled and removed."""
+    """What changed between two rounds: per table, rows added, relabeled and removed."""
     from curation.orchestration.history import diff, resolve_store
 
     def go() -> None:
         store, key, label = resolve_store(loop, root, remote)
         d = diff(store, a, b, key=key, label=label)
+        if as_json:
+            out.print_json(json.dumps([f.to_dict() for f in d.files]))
+            return
         if not d.files:
             out.print(f"{a} and {b} hold the same files")
             return
-        rows = [{"path": f.path, "status": f.status, **f.counts(), "note": f.note} for f in d.files]
-        totals = ", ".join(f"{v} {k}" for k, v in d.totals().items())
-        out.print(metrics_table(rows, f"{a} -> {b}: {totals}"))
+        out.print(f"{a} -> {b}: {len(d.files)} files changed")
         for f in d.files:
+            out.print(f.headline(), highlight=False)
             for kind in ("added", "removed", "relabeled", "changed"):
                 got = getattr(f, kind) or []
                 if got and ids:
                     more = f" (+{len(got) - ids} more)" if len(got) > ids else ""
-                    out.print(f"{f.path} {kind}: {', '.join(got[:ids])}{more}", highlight=False)
+                    out.print(f"    {kind}: {', '.join(got[:ids])}{more}", highlight=False)
 
     guarded(go)
 

@@ -71,6 +71,42 @@ def _metrics(r: RoundInfo) -> dict[str, float | str]:
     return out
 
 
+#: The columns of ``curation history`` (figure name -> column title); ``--json`` has them all.
+SUMMARY_METRICS = {
+    "valid": "valid",
+    "quarantined": "broken",
+    "label_issues": "issues",
+    "selected": "picked",
+    "labels": "labels",
+    "accuracy": "acc",
+}
+
+
+def history_summary(rounds: list[RoundInfo]) -> list[dict[str, object]]:
+    """One short row per round (it fits 100 columns): ref, when, gate and the main figures.
+
+    Examples
+    --------
+    >>> r = RoundInfo(1, "demo/round-1", "abc", "2026-12-01T10:00:05+00:00", "m",
+    ...               {"metrics.accuracy": "0.81", "metrics.labels": "200.0"})
+    >>> history_summary([r])[0]["when"], history_summary([r])[0]["acc"]
+    ('12-01 10:00', 0.81)
+    """
+    rows = []
+    for r in rounds:
+        m = _metrics(r)
+        row: dict[str, object] = {
+            "ref": r.ref,
+            "when": r.time[5:16].replace("T", " "),
+            "gate": "passed" if r.gate_passed else "FAILED",
+        }
+        for k, title in SUMMARY_METRICS.items():
+            v = m.get(k)
+            row[title] = int(v) if isinstance(v, float) and k != "accuracy" else v
+        rows.append(row)
+    return rows
+
+
 def history_rows(rounds: list[RoundInfo]) -> list[dict[str, object]]:
     """:func:`history_table` as dicts, every row with the same keys (for printing)."""
     table = history_table(rounds)
@@ -131,6 +167,26 @@ class FileDiff:
     relabeled: list[str] | None = None
     changed: list[str] | None = None
     note: str = ""
+
+    def headline(self) -> str:
+        """One line: the path, its status, and what changed in its rows."""
+        counts = {k: v for k, v in self.counts().items() if v}
+        rows = ", ".join(f"{v} {k}" for k, v in counts.items()) if counts else "no row changed"
+        if all(v is None for v in self.counts().values()):
+            rows = self.note or "not a table"
+        return f"{self.path} ({self.status}): {rows}"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: path, status, note, and the ids per kind of change."""
+        return {
+            "path": self.path,
+            "status": self.status,
+            "note": self.note,
+            "added": self.added,
+            "removed": self.removed,
+            "relabeled": self.relabeled,
+            "changed": self.changed,
+        }
 
     def counts(self) -> dict[str, int | None]:
         """The number of ids in each list (``None`` where not comparable)."""

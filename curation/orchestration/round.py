@@ -33,7 +33,9 @@ class RoundResult:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
-def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
+def run_round(
+    cfg: LoopConfig, rep: Reporter | None = None, *, push: bool = True, dry_run: bool = False
+) -> RoundResult:
     """Run one round of the loop and version it, all or nothing.
 
     Parameters
@@ -42,6 +44,12 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
         The loop (see ``loops/*.yaml`` and :func:`curation.config.load_loop`).
     rep : Reporter, optional
         Where progress goes (the CLI passes a Rich one).
+    push : bool
+        Queue the selection for annotators (``False``: pull answers and version the round, but
+        queue nothing; the selection is kept for audit, no task becomes pending).
+    dry_run : bool
+        Stop after the selection: show what would be chosen; nothing is pushed, pulled,
+        written or committed (``RoundResult.ref`` is ``"dry run"``).
 
     Returns
     -------
@@ -67,17 +75,27 @@ def run_round(cfg: LoopConfig, rep: Reporter | None = None) -> RoundResult:
 
             ensure_ray(cfg.ray_address)
         store = st.store_for(cfg)
+        if dry_run:
+            return _round(cfg, store, st.load_state(cfg, store), rep, push=False, dry_run=True)
         store.recover()  # what a killed run committed is finished before its state is read
         past = st.load_state(cfg, store)
         store.begin(past.round + 1)
         try:
-            return _round(cfg, store, past, rep)
+            return _round(cfg, store, past, rep, push=push)
         except BaseException:
             store.abort()
             raise
 
 
-def _round(cfg: LoopConfig, store: VersionStore, past: RoundState, rep: Reporter) -> RoundResult:
+def _round(
+    cfg: LoopConfig,
+    store: VersionStore,
+    past: RoundState,
+    rep: Reporter,
+    *,
+    push: bool = True,
+    dry_run: bool = False,
+) -> RoundResult:
     c, n = cfg.columns, past.round + 1
     v = step.step_validate(cfg, st.load_data(cfg, past.labels), rep)
     X = step.step_embed(cfg, v.valid, rep)
@@ -96,6 +114,11 @@ def _round(cfg: LoopConfig, store: VersionStore, past: RoundState, rep: Reporter
     suspects = issues.filter((pl.col("issue") == "label") & ~pl.col("id").is_in(past.reviewed().implode()))
     sel = step.step_select(cfg, pool, X[in_pool], X[is_lab], pool_probs, suspects, rep)
     tasks = st.make_tasks(cfg, n, sel, v.valid, st.suggestions(pool, pool_probs, issues, c.id, classes))
+    if dry_run:
+        return RoundResult(
+            n, "dry run", {"round": n, "selected": len(sel)}, {"selection": sel, "tasks": tasks}
+        )
+    tasks = tasks if push else tasks.clear()  # --no-push: nothing queued, so nothing pending
     pushed, pulled = step.step_annotate(cfg, tasks, classes, past.state.get("cursor"), rep)
     labels, agreement = st.merge_labels(
         past.labels,

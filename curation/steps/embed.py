@@ -408,6 +408,12 @@ def _check_texts(texts: Sequence[Any], ids: Sequence[Any] | None) -> None:
             )
 
 
+#: Encoded vectors go to the cache at least every this many rows (and every ``FLUSH_S``), so a
+#: killed job keeps what it computed: a rerun embeds only what is still missing.
+FLUSH_ROWS = 8192
+FLUSH_S = 60.0
+
+
 def _encode_missing(
     todo: pl.DataFrame,
     cfg: EmbedConfig,
@@ -416,6 +422,7 @@ def _encode_missing(
     progress: Progress | None,
     total: int,
     done: int,
+    cache: EmbeddingCache | None = None,
 ) -> pl.DataFrame:
     todo = todo.sort(pl.col("text").str.len_chars())
     chunk = cfg.batch_size * 8
@@ -430,7 +437,8 @@ def _encode_missing(
 
         cores = int(ray.cluster_resources().get("CPU", 1))
         threads = cfg.threads or max(1, cores // cfg.workers)
-        ds = ray.data.from_arrow(todo.to_arrow()).map_batches(
+        blocks = [todo.slice(i, chunk).to_arrow() for i in range(0, len(todo), chunk)]  # progress per block
+        ds = ray.data.from_arrow(blocks).map_batches(
             Encoder,
             fn_constructor_kwargs={
                 "model": cfg.model,
@@ -446,12 +454,28 @@ def _encode_missing(
             num_cpus=min(threads, cores),
         )
         batches = ds.iter_batches(batch_format="pyarrow", batch_size=None)
+    pending: list[pa.Table] = []
+    flushed = time.monotonic()
     for b in batches:
         out.append(b)
+        pending.append(b)
         done += b.num_rows
         if progress:
             progress(done, total)
+        if cache is not None and (
+            sum(t.num_rows for t in pending) >= FLUSH_ROWS or time.monotonic() - flushed > FLUSH_S
+        ):
+            _flush(cache, pending)
+            pending, flushed = [], time.monotonic()
+    if cache is not None and pending:
+        _flush(cache, pending)
     return pl.from_arrow(pa.concat_tables(out))  # type: ignore[return-value]
+
+
+def _flush(cache: EmbeddingCache, tables: list[pa.Table]) -> None:
+    new = pl.from_arrow(pa.concat_tables(tables))
+    assert isinstance(new, pl.DataFrame)
+    cache.put(new["key"].to_list(), new["vector"].to_numpy(), new["truncated"].to_numpy())
 
 
 @dataclass(frozen=True)
@@ -498,8 +522,7 @@ def embed_with_report(
         if cfg.backend != "torch":
             model_dir = cfg.model_dir if cfg.model_dir.is_absolute() else root / cfg.model_dir
             onnx_path = str(export_onnx(cfg.model, cfg.backend, model_dir))
-        new = _encode_missing(todo, cfg, engine, onnx_path, progress, total, len(found))
-        cache.put(new["key"].to_list(), new["vector"].to_numpy(), new["truncated"].to_numpy())
+        new = _encode_missing(todo, cfg, engine, onnx_path, progress, total, len(found), cache)
         found = pl.concat([found, new], how="vertical_relaxed") if len(found) else new
     rows = order.select("key").join(found, on="key", how="left", maintain_order="left")
     vectors = (

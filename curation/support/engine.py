@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 
@@ -39,6 +40,7 @@ def ensure_ray(address: str | None = None) -> None:
     )
     for name in ("ray", "ray.data", "ray._private"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    atexit.register(ray.shutdown)  # actors stop before the interpreter, with no "worker died" line
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

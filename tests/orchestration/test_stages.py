@@ -129,3 +129,41 @@ def test_params_override_the_loop_and_unknown_keys_list_the_valid_ones() -> None
         apply_params(cfg, {"selects": {}})
     with pytest.raises(ConfigError, match="budget"):
         apply_params(cfg, {"select": {"budget": 0}})
+
+
+@pytest.mark.slow
+def test_comparing_strategies_creates_no_task_in_a_real_label_studio(
+    tmp_path: Path, data_dir: Path, label_studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curation.connectors.base import Project
+    from curation.connectors.label_studio import LabelStudio
+    from tests.support.label_studio_server import TOKEN
+
+    monkeypatch.setenv("CURATION_EXP_LS_TOKEN", TOKEN)
+    make_project(tmp_path, data_dir)
+    title = f"exp-{tmp_path.name}"
+    profile = {
+        "name": "label_studio",
+        "url": label_studio.url,
+        "token_env": "CURATION_EXP_LS_TOKEN",
+        "project_title": title,
+    }
+    (tmp_path / "connectors" / "ls.yaml").write_text(yaml.safe_dump(profile))
+    loop = yaml.safe_load((tmp_path / "loops" / "example.yaml").read_text())
+    (tmp_path / "loops" / "example.yaml").write_text(
+        yaml.safe_dump({**loop, "connector": "connectors/ls.yaml"})
+    )
+    dvc_yaml = (tmp_path / "dvc.yaml").read_text().replace("connectors/files.yaml", "connectors/ls.yaml")
+    (tmp_path / "dvc.yaml").write_text(dvc_yaml)
+    sh(tmp_path, "git", "add", "-A")
+    sh(tmp_path, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "label studio")
+    sh(tmp_path, "dvc", "repro")  # push.enabled is true: the selection is queued (asked for)
+    ls = LabelStudio(url=label_studio.url, token_env="CURATION_EXP_LS_TOKEN", project_title=title)
+    project = Project("example", [], tmp_path / "annotations" / "example")
+    assert sum(len(v) for v in ls.existing(project).values()) == 15
+    sh(tmp_path, "git", "add", "dvc.lock")
+    sh(tmp_path, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "round")
+    exp = sh(tmp_path, "dvc", "exp", "run", "-S", "select.strategy=margin")
+    assert "push" in ran(exp)  # the stage ran ...
+    assert sum(len(v) for v in ls.existing(project).values()) == 15  # ... and created no task
+    assert metrics(tmp_path)["push.json"]["pushed"] == 0

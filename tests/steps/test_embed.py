@@ -190,3 +190,51 @@ def test_cli_embeds_a_file_and_reports(tmp_path: Path) -> None:
     pl.DataFrame({"id": [10, 11], "text": ["fine", None]}).write_parquet(data)
     bad = CliRunner().invoke(app, args)
     assert bad.exit_code == 2 and "row 11" in bad.output  # bad input: exit 2 (issue 14)
+
+
+def test_ray_progress_moves_block_by_block_and_the_cache_fills_as_it_goes(
+    tmp_path: Path, ray_local: None
+) -> None:
+    texts = [f"text number {i} about cards and fees" for i in range(300)]
+    seen: list[int] = []
+    cfg = EmbedConfig(batch_size=8, max_seq_length=32)  # blocks of 64 texts
+    res = embed_with_report(
+        texts, cfg, root=tmp_path, engine="ray", progress=lambda done, total: seen.append(done)
+    )
+    assert res.report["embedded"] == 300
+    assert len(set(seen)) >= 4 and seen == sorted(seen) and seen[-1] == 300  # not 0 until the end
+    assert len(EmbeddingCache(tmp_path / cfg.cache_dir / model_identity(cfg.model, 32)).shards()) >= 1
+
+
+def test_a_killed_embedding_job_keeps_what_it_wrote_and_the_rerun_embeds_the_rest(tmp_path: Path) -> None:
+    """SIGKILL half-way through a long job: the rerun embeds only the rows not cached, and the
+    vectors equal an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    texts = [f"sentence {i} on topic {i % 7} with some words" for i in range(12_000)]
+    pl.DataFrame({"id": range(len(texts)), "text": texts}).write_parquet(tmp_path / "texts.parquet")
+    code = (
+        "import polars as pl; from pathlib import Path; from curation.config import EmbedConfig;"
+        "from curation.steps.embed import embed_with_report;"
+        f"t = pl.read_parquet({str(tmp_path / 'texts.parquet')!r})['text'].to_list();"
+        f"embed_with_report(t, EmbedConfig(max_seq_length=16, batch_size=64), root=Path({str(tmp_path)!r}),"
+        " engine='local', progress=lambda d, n: print(d, flush=True))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until the first flush is on disk, then kill it mid-job
+        if int(line) >= 8192 + 512:
+            break
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cfg = EmbedConfig(max_seq_length=16, batch_size=64)
+    rerun = embed_with_report(texts, cfg, root=tmp_path, engine="local")
+    assert 8192 <= rerun.report["cached"] < len(texts)
+    assert rerun.report["embedded"] == len(texts) - rerun.report["cached"]
+    fresh = embed_with_report(texts, cfg, root=tmp_path / "fresh", engine="local")
+    np.testing.assert_allclose(rerun.vectors, fresh.vectors, atol=1e-6)
