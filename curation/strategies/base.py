@@ -174,9 +174,12 @@ class Strategy(ABC):
 
     def _review(self, pool: Pool, n: int) -> pl.DataFrame:
         scores = np.zeros(n) if pool.suspect_scores is None else np.asarray(pool.suspect_scores)[:n]
-        return selection_table(
-            pool.suspects, np.arange(n), scores, "review: suspected label error", kind="review"
-        )
+        of = f"suspected label error #{{}} of {len(pool.suspects)}"
+        reasons = [
+            "review: " + of.format(i + 1) + ("" if pool.suspect_scores is None else f", label quality {q:.3f}")
+            for i, q in enumerate(scores)
+        ]
+        return selection_table(pool.suspects, np.arange(n), scores, reasons, kind="review")
 
     def _with_quota(self, r: Ranked, pool: Pool, n: int) -> Ranked:
         """Keep rank order but at most ``max_per_class`` per predicted class; fill up after."""
