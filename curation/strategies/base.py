@@ -174,9 +174,10 @@ class Strategy(ABC):
 
     def _review(self, pool: Pool, n: int) -> pl.DataFrame:
         scores = np.zeros(n) if pool.suspect_scores is None else np.asarray(pool.suspect_scores)[:n]
-        of = f"suspected label error #{{}} of {len(pool.suspects)}"
+        known = pool.suspect_scores is not None
         reasons = [
-            "review: " + of.format(i + 1) + ("" if pool.suspect_scores is None else f", label quality {q:.3f}")
+            f"review: suspected label error #{i + 1} of {len(pool.suspects)}"
+            + (f", label quality {q:.3f}" if known else "")
             for i, q in enumerate(scores)
         ]
         return selection_table(pool.suspects, np.arange(n), scores, reasons, kind="review")

@@ -90,8 +90,7 @@ class Hybrid(Strategy):
                 short[pick],
                 u[short[pick]],
                 [
-                    f"uncertain, {why[short[i]]}; in the shortlist of {len(short)}, "
-                    f"{far_reason(d)}"
+                    f"uncertain, {why[short[i]]}; in the shortlist of {len(short)}, {far_reason(d)}"
                     for i, d in zip(pick, dist)
                 ],
             )

@@ -196,7 +196,8 @@ def far_reason(sq_dist: float) -> str:
     """
     if sq_dist >= 4.0:
         return "first pick: nothing labeled or selected yet"
-    return f"farthest from labeled and selected rows (distance {np.sqrt(max(sq_dist, 0.0)):.3f} to the nearest)"
+    distance = float(np.sqrt(max(sq_dist, 0.0)))
+    return f"farthest from labeled and selected rows (distance {distance:.3f} to the nearest)"
 
 
 def _outside(n: int, rows: np.ndarray) -> np.ndarray:
