@@ -109,8 +109,8 @@ class Hybrid(Strategy):
         size = np.bincount(cluster, minlength=n)
         idx = short[pick]
         reasons = [
-            f"uncertain, {why[short[i]]}; {how} of shortlist cluster {cluster[i]} "
-            f"({size[cluster[i]]} of the {len(short)} shortlisted rows)"
+            f"uncertain, {why[short[i]]}; {how} of shortlist cluster {cluster[i]}, "
+            f"which holds {size[cluster[i]]} of the {len(short)} shortlisted rows"
             for i in pick
         ]
         return Ranked(idx, u[idx], reasons)

@@ -154,7 +154,7 @@ def test_hybrid_reasons_give_each_rows_margin_and_cluster_size() -> None:
     for i, why in zip(sel["id"].cast(pl.Int64), sel["reason"]):
         m = re.fullmatch(
             r"uncertain, top two classes ([\d.]+) vs ([\d.]+) \(margin ([\d.]+)\); most typical of "
-            r"shortlist cluster (\d+) \((\d+) of the 40 shortlisted rows\)",
+            r"shortlist cluster (\d+), which holds (\d+) of the 40 shortlisted rows",
             why,
         )
         assert m, why
