@@ -132,6 +132,8 @@ def run(loop: Annotated[Path, typer.Argument(help="A loop file, e.g. loops/banki
         with progress_bar() as p:
             result = run_round(cfg, RichReporter(p))
         out.print(metrics_table([result.metrics], f"{cfg.name}: round {result.round} ({result.ref})"))
+        if result.report:
+            out.print(f"report: {cfg.path(Path(result.report)).resolve()}", soft_wrap=True)
 
     guarded(go)
 

@@ -28,18 +28,21 @@ from markupsafe import Markup, escape
 ROWS_SHOWN = 25
 #: Columns whose values are texts (cut short, whole on hover and in a details element).
 TEXT_COLUMNS = ("text", "partner_text")
+#: Columns of sentences, kept wide enough to read.
+WIDE_COLUMNS = ("reason", "status", "verdict", "curation_reason")
 #: Characters of a text shown before it is cut; the tooltip holds at most TOOLTIP of them.
 TEXT_SHOWN, TOOLTIP, TEXT_MAX = 120, 1000, 20_000
 
 #: The CSS both reports share.
 STYLE = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
 h1{margin-bottom:.2rem} table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
-td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
+td.n,th{white-space:nowrap}
 th{background:#f3f3f3} td.n{text-align:right} img{max-width:100%;border:1px solid #eee}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem} .muted{color:#777}
 details.text summary{cursor:pointer} details.text[open] summary{color:#777}
 details.text div{white-space:pre-wrap;max-width:60ch;margin-top:.3rem}
-td.t{min-width:28ch} figcaption{font-size:.85rem;color:#444}"""
+td.t{min-width:28ch} td.w{min-width:32ch} figcaption{font-size:.85rem;color:#444}"""
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -80,7 +83,7 @@ TEMPLATE = """<!doctype html>
 """
 
 TABLE = """<table id="{{ id }}"><thead><tr>{% for k in rows[0] %}<th>{{ k }}</th>{% endfor %}</tr></thead>
-<tbody>{% for r in rows %}<tr>{% for k, v in r.items() %}<td{% if v is number %} class="n"{% elif k in text_columns %} class="t"{% endif %}>{{ cell(k, v) }}</td>{% endfor %}</tr>
+<tbody>{% for r in rows %}<tr>{% for k, v in r.items() %}<td{% if v is number %} class="n"{% elif k in text_columns %} class="t"{% elif k in wide_columns %} class="w"{% endif %}>{{ cell(k, v) }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>"""
 
 
@@ -155,6 +158,7 @@ def html_env() -> Environment:
     env.globals["cell"] = cell
     env.globals["style"] = Markup(STYLE)
     env.globals["text_columns"] = TEXT_COLUMNS
+    env.globals["wide_columns"] = WIDE_COLUMNS
     table_t = env.from_string(TABLE)
     env.globals["table"] = lambda rows, id: Markup(table_t.render(rows=rows, id=id)) if rows else ""
     return env
