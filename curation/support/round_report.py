@@ -225,7 +225,7 @@ def curve_plot(curve: pl.DataFrame) -> str:
         for r, x, y in pts.select("round", "labels", "accuracy").iter_rows():
             ax.annotate(f"round {r}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
         acc = pts["accuracy"].to_numpy()
-        ax.set_ylim(max(0.0, float(acc.min()) - 0.05), min(1.0, float(acc.max()) + 0.03) + 0.02)
+        ax.set_ylim(max(0.0, float(acc.min()) - 0.05), min(1.0, float(acc.max()) + 0.03) + 0.005)
     else:
         ax.text(
             0.5,
