@@ -171,6 +171,8 @@ def run(
             out.print("dry run: nothing was pushed, pulled, written or committed")
             return
         out.print(figures_table(result.metrics, f"{cfg.name}: round {result.round} ({result.ref})"))
+        if result.report:
+            out.print(f"report: {cfg.path(Path(result.report)).resolve()}", soft_wrap=True)
 
     guarded(go)
 

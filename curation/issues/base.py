@@ -97,12 +97,22 @@ class Evidence:
     seconds: float = 0.0
 
 
-def issue_table(inputs: IssueInputs, issue: str, idx: np.ndarray, score: np.ndarray) -> pl.DataFrame:
-    """Build the fixed-shape table for rows ``idx`` with severity ``score``, worst first."""
+def issue_table(
+    inputs: IssueInputs,
+    issue: str,
+    idx: np.ndarray,
+    score: np.ndarray,
+    extra: dict[str, pl.Series] | None = None,
+) -> pl.DataFrame:
+    """Build the fixed-shape table for rows ``idx`` with severity ``score``, worst first.
+
+    ``extra`` holds a detector's own columns (see :attr:`Detector.columns`), one value per
+    row of ``idx`` in the same order; they follow ``ISSUE_COLUMNS``.
+    """
     order = np.argsort(-score, kind="stable")
     idx, score = idx[order], score[order]
     classes = np.asarray(list(inputs.classes) + [None], dtype=object)  # code -1: unlabeled
-    return pl.DataFrame(
+    table = pl.DataFrame(
         {
             "id": inputs.ids[idx].astype(str),
             "issue": [issue] * len(idx),
@@ -113,17 +123,21 @@ def issue_table(inputs: IssueInputs, issue: str, idx: np.ndarray, score: np.ndar
         },
         schema=ISSUE_COLUMNS,
     )
+    return table.with_columns([s.gather(order).alias(name) for name, s in (extra or {}).items()])
 
 
 class Detector(ABC):
     """An issue detector: ``name`` and ``find(inputs) -> table`` of ``ISSUE_COLUMNS``.
 
     ``needs`` names the shared inputs it reads besides the probabilities: ``"knn"`` (the
-    kNN graph of :attr:`IssueInputs.knn`).
+    kNN graph of :attr:`IssueInputs.knn`). ``columns`` names the detector's own columns
+    (name to polars dtype) that its table carries after ``ISSUE_COLUMNS``; in the issue
+    step's combined table they are null on other detectors' rows.
     """
 
     name: ClassVar[str]
     needs: ClassVar[frozenset[str]] = frozenset()
+    columns: ClassVar[dict[str, Any]] = {}
 
     @abstractmethod
     def find(self, inputs: IssueInputs) -> pl.DataFrame:

@@ -160,11 +160,22 @@ def needs_graph(cfg: IssuesConfig) -> bool:
 
 
 def run_detectors(cfg: IssuesConfig, inputs: IssueInputs, seconds: dict[str, float]) -> pl.DataFrame:
-    """Every configured detector on the shared inputs; one table, worst first within each issue."""
-    tables = [pl.DataFrame(schema=ISSUE_COLUMNS)]
-    for i, d in enumerate(cfg.detectors):
+    """Every configured detector on the shared inputs; one table, worst first within each issue.
+
+    The table has ``ISSUE_COLUMNS`` and then every configured detector's own columns
+    (:attr:`Detector.columns`, e.g. ``partner`` of ``near_duplicate``), null on the rows of
+    the detectors that do not fill them.
+    """
+    detectors = [
+        DETECTORS.create(d.name, d.params(), field=f"issues.detectors.{i}")
+        for i, d in enumerate(cfg.detectors)
+    ]
+    schema = dict(ISSUE_COLUMNS)
+    for detector in detectors:
+        schema.update(detector.columns)
+    tables = [pl.DataFrame(schema=schema)]
+    for detector in detectors:
         t = time.perf_counter()
-        detector = DETECTORS.create(d.name, d.params(), field=f"issues.detectors.{i}")
         tables.append(detector.find(inputs))
-        seconds[d.name] = time.perf_counter() - t
-    return pl.concat(tables)
+        seconds[detector.name] = time.perf_counter() - t
+    return pl.concat(tables, how="diagonal")

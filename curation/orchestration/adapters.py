@@ -76,6 +76,21 @@ def step_issues(
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Every configured detector over the valid rows (unlabeled rows are neighbours, never
     label errors); one table, worst first within each issue, and the step's report."""
+    issues, report, _ = step_issues_with_probs(cfg, valid, X, classes, verdicts, rep)
+    return issues, report
+
+
+def step_issues_with_probs(
+    cfg: LoopConfig,
+    valid: pl.DataFrame,
+    X: np.ndarray,
+    classes: list[str],
+    verdicts: pl.DataFrame | None,
+    rep: Reporter,
+) -> tuple[pl.DataFrame, dict[str, Any], np.ndarray]:
+    """:func:`step_issues`, and the step's combined out-of-sample class probabilities (one
+    row per valid row; all zeros without a model), kept out of the JSON report: the round
+    report's confusion of given and suggested labels reads them."""
     rep.start("issues", None)
     c = cfg.columns
     issues, report = find_issues(
@@ -87,12 +102,12 @@ def step_issues(
         cfg.issues,
         verdicts=verdicts,
     )
-    report.pop("pred_probs", None)
+    probs = report.pop("pred_probs")
     rep.finish(
         f"issues: {len(issues)} flagged ({', '.join(f'{k} {v}' for k, v in report['flagged'].items())})"
     )
     checkpoint("after-issues")
-    return issues, report
+    return issues, report, probs
 
 
 def step_select(
@@ -161,13 +176,17 @@ def step_version(
     labels: pl.DataFrame,
     manifest: Manifest,
     rep: Reporter,
+    files: dict[str, bytes] | None = None,
 ) -> str:
-    """Write the round's tables and manifest through the store and commit them as one."""
+    """Write the round's tables, ``files`` (path to bytes, e.g. the report) and manifest
+    through the store and commit them as one."""
     rep.start("version", None)
     checkpoint("before-version")
     rd = round_dir(cfg, n)
     for name, table in tables.items():
         store.write(f"{rd}/{name}.parquet", table)
+    for path, data in (files or {}).items():
+        store.write_bytes(path, data)
     store.write(labels_path(cfg), labels)
     store.include(config_paths(cfg))
     write_manifest(store, manifest)

@@ -16,6 +16,7 @@ from curation.config import LoopConfig
 from curation.connectors.base import VersionStore
 from curation.orchestration import adapters as step
 from curation.orchestration import state as st
+from curation.orchestration.reporting import step_report
 from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import RoundState
 from curation.steps.model import fit_predict_proba
@@ -25,12 +26,14 @@ from curation.support.progress import LogReporter, Reporter
 
 @dataclass
 class RoundResult:
-    """What a round did: its number, its version ref, its metrics and its tables."""
+    """What a round did: its number, its version ref, its metrics, its tables and where its
+    report is (relative to the project root)."""
 
     round: int
     ref: str
     metrics: dict[str, Any]
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    report: str | None = None
 
 
 def run_round(
@@ -105,7 +108,8 @@ def _round(
     labeled, pool = v.valid.filter(is_lab), v.valid.filter(in_pool)
     classes = st.label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
     y = st.codes(labeled[c.label], classes)
-    issues, issue_report = step.step_issues(cfg, v.valid, X, classes, st.review_verdicts(past.labels), rep)
+    verdicts = st.review_verdicts(past.labels)
+    issues, issue_report, oos = step.step_issues_with_probs(cfg, v.valid, X, classes, verdicts, rep)
     pool_probs = (
         fit_predict_proba(X[is_lab], y, X[in_pool], len(classes), cfg.seed, cfg.model)
         if len(np.unique(y)) >= 2 and len(pool)
@@ -139,5 +143,8 @@ def _round(
     }
     state.update(reconciliation=agreement, answers_not_used=pulled.skipped)
     manifest = st.round_manifest(cfg, n, metrics, tables, v.report, state)
-    ref = step.step_version(cfg, store, n, tables, labels, manifest, rep)
-    return RoundResult(n, ref, metrics, {"valid": v.valid, **tables, "labels": labels})
+    out = {"valid": v.valid, **tables, "labels": labels}
+    page, html = step_report(cfg, store, n, out, X, oos, classes, metrics, rep)
+    manifest.outputs["report"] = page
+    ref = step.step_version(cfg, store, n, tables, labels, manifest, rep, files={page: html})
+    return RoundResult(n, ref, metrics, out, page)

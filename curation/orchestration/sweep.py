@@ -263,13 +263,18 @@ def duplicate_texts(df: pl.DataFrame, columns: Columns) -> pl.DataFrame:
 def detect(
     cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray, rep: Reporter
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Run the detectors on the valid rows (the loop's issue step); add each row's text."""
+    """Run the detectors on the valid rows (the loop's issue step); add each row's text (and
+    a near-duplicate's partner's, as ``partner_text``)."""
     c = cfg.columns
     labeled = valid.filter(pl.col(c.label).is_not_null())
     classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
     issues, report = step_issues(cfg, valid, X, classes, None, rep)
     text = valid.select(pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.text).alias("text"))
-    return issues.join(text, on="id", how="left", maintain_order="left"), report
+    issues = issues.join(text, on="id", how="left", maintain_order="left")
+    if "partner" in issues.columns:
+        partner = text.rename({"id": "partner", "text": "partner_text"})
+        issues = issues.join(partner, on="partner", how="left", maintain_order="left")
+    return issues, report
 
 
 def previous(history: Path) -> tuple[int, Path | None]:

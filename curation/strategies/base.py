@@ -174,9 +174,13 @@ class Strategy(ABC):
 
     def _review(self, pool: Pool, n: int) -> pl.DataFrame:
         scores = np.zeros(n) if pool.suspect_scores is None else np.asarray(pool.suspect_scores)[:n]
-        return selection_table(
-            pool.suspects, np.arange(n), scores, "review: suspected label error", kind="review"
-        )
+        known = pool.suspect_scores is not None
+        reasons = [
+            f"review: suspected label error #{i + 1} of {len(pool.suspects)}"
+            + (f", label quality {q:.3f}" if known else "")
+            for i, q in enumerate(scores)
+        ]
+        return selection_table(pool.suspects, np.arange(n), scores, reasons, kind="review")
 
     def _with_quota(self, r: Ranked, pool: Pool, n: int) -> Ranked:
         """Keep rank order but at most ``max_per_class`` per predicted class; fill up after."""

@@ -15,9 +15,9 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy, cold_start_fallback
-from curation.strategies.kcenter import kcenter_greedy
+from curation.strategies.kcenter import far_reason, kcenter_greedy
 from curation.strategies.typiclust import typicality_in
-from curation.strategies.uncertainty import margin
+from curation.strategies.uncertainty import margin, margin_reasons
 
 
 @STRATEGIES.register
@@ -73,33 +73,44 @@ class Hybrid(Strategy):
         self.knn = knn
 
     def rank(self, pool: Pool, n: int) -> Ranked:
-        """``n`` diverse rows from the margin shortlist."""
+        """``n`` diverse rows from the margin shortlist; each reason gives the row's margin and
+        how it was picked (its cluster and the cluster's size, or its distance)."""
         if pool.probs is None:
             return cold_start_fallback(self.cold_start, pool, n)
         u = margin(pool.probs)
+        why = margin_reasons(pool.probs)
         tie = np.random.default_rng(pool.seed).random(len(u))
         short = np.lexsort((tie, -u))[: max(n, self.shortlist * n)]
         if len(short) <= n:
-            return Ranked(short, u[short], ["most uncertain (margin), shortlist exhausted"] * len(short))
+            return Ranked(short, u[short], [f"uncertain, {why[i]}; shortlist exhausted" for i in short])
         X = pool.embeddings[short]
         if self.diversify == "kcenter":
-            pick, _ = kcenter_greedy(X, n, pool.labeled, first=0, precision="float32")
+            pick, dist = kcenter_greedy(X, n, pool.labeled, first=0, precision="float32")
             return Ranked(
                 short[pick],
                 u[short[pick]],
-                ["uncertain (margin shortlist), farthest from labeled and selected"] * len(pick),
+                [
+                    f"uncertain, {why[short[i]]}; in the shortlist of {len(short)}, {far_reason(d)}"
+                    for i, d in zip(pick, dist)
+                ],
             )
         from sklearn.cluster import KMeans
 
         cluster = KMeans(n, n_init=1, random_state=pool.seed).fit(X).labels_
         if self.pick == "typical":
-            key, why = typicality_in(X, pool.embeddings, self.knn), "most typical"
+            key, how = typicality_in(X, pool.embeddings, self.knn), "most typical"
         else:
-            key, why = u[short], "most uncertain"
+            key, how = u[short], "most uncertain"
         best: dict[int, int] = {}
         for i, c in enumerate(cluster):
             if c not in best or key[i] > key[best[c]]:
                 best[c] = i
         pick = np.array(sorted(best.values(), key=lambda i: -u[short[i]]), dtype=np.int64)
+        size = np.bincount(cluster, minlength=n)
         idx = short[pick]
-        return Ranked(idx, u[idx], [f"uncertain (margin shortlist), {why} of its cluster"] * len(idx))
+        reasons = [
+            f"uncertain, {why[short[i]]}; {how} of shortlist cluster {cluster[i]}, "
+            f"which holds {size[cluster[i]]} of the {len(short)} shortlisted rows"
+            for i in pick
+        ]
+        return Ranked(idx, u[idx], reasons)

@@ -184,6 +184,22 @@ def _batched_greedy(
     return np.array(idx, dtype=np.int64), np.array(dist, dtype=np.float32)
 
 
+def far_reason(sq_dist: float) -> str:
+    """Why a k-center pick was picked, from its squared distance at pick time.
+
+    Examples
+    --------
+    >>> far_reason(0.25)
+    'farthest from labeled and selected rows (distance 0.500 to the nearest)'
+    >>> far_reason(4.0)
+    'first pick: nothing labeled or selected yet'
+    """
+    if sq_dist >= 4.0:
+        return "first pick: nothing labeled or selected yet"
+    distance = float(np.sqrt(max(sq_dist, 0.0)))
+    return f"farthest from labeled and selected rows (distance {distance:.3f} to the nearest)"
+
+
 def _outside(n: int, rows: np.ndarray) -> np.ndarray:
     mask = np.ones(n, dtype=bool)
     mask[rows] = False
@@ -221,9 +237,7 @@ class KCenterGreedy(Strategy):
         """Greedy picks; score is the squared distance to the nearest center at pick time."""
         first = int(np.random.default_rng(pool.seed).integers(len(pool.ids))) if len(pool.ids) else 0
         idx, dist = kcenter_greedy(pool.embeddings, n, pool.labeled, first=first, precision=self.precision)
-        return Ranked(
-            idx, dist.astype(np.float64), ["farthest from labeled and selected (k-center)"] * len(idx)
-        )
+        return Ranked(idx, dist.astype(np.float64), [f"k-center: {far_reason(d)}" for d in dist])
 
 
 def _block_centers(

@@ -109,5 +109,8 @@ class TypiClust(Strategy):
             covered[c] += 1
             idx.append(int(i))
             score.append(float(t))
-            reason.append(f"most typical of cluster {c} (size {size[c]}, {covered[c] - 1} labeled before)")
+            reason.append(
+                f"most typical row (typicality {t:.2f}) of cluster {c}: {size[c]} rows, "
+                f"{covered[c] - 1} of them labeled or picked before"
+            )
         return Ranked(np.array(idx, dtype=np.int64), np.array(score), reason)

@@ -26,6 +26,33 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return -(p * np.log(p)).sum(axis=1)
 
 
+def top_two(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The largest and the second largest probability of each row.
+
+    Examples
+    --------
+    >>> p1, p2 = top_two(np.array([[0.2, 0.5, 0.3]]))
+    >>> float(p1[0]), float(p2[0])
+    (0.5, 0.3)
+    """
+    if probs.shape[1] < 2:
+        return probs[:, 0], np.zeros(len(probs))
+    top = np.sort(np.partition(probs, -2, axis=1)[:, -2:], axis=1)
+    return top[:, 1], top[:, 0]
+
+
+def margin_reasons(probs: np.ndarray) -> list[str]:
+    """Per row: its two most likely classes' probabilities and the gap between them.
+
+    Examples
+    --------
+    >>> margin_reasons(np.array([[0.45, 0.4, 0.15]]))
+    ['top two classes 0.45 vs 0.40 (margin 0.050)']
+    """
+    p1, p2 = top_two(probs)
+    return [f"top two classes {a:.2f} vs {b:.2f} (margin {a - b:.3f})" for a, b in zip(p1, p2)]
+
+
 class _Uncertainty(Strategy):
     """Rank pool rows by an uncertainty measure, most uncertain first.
 
@@ -49,6 +76,10 @@ class _Uncertainty(Strategy):
         """Per-row uncertainty, higher is more uncertain."""
         raise NotImplementedError
 
+    def describe(self, probs: np.ndarray) -> list[str]:
+        """Per row, what made it uncertain (the probabilities the measure read)."""
+        return margin_reasons(probs)
+
     def rank(self, pool: Pool, n: int) -> Ranked:
         """The ``n`` most uncertain rows (ties broken at random by the seed)."""
         if pool.probs is None:
@@ -56,7 +87,9 @@ class _Uncertainty(Strategy):
         u = self.uncertainty(pool.probs)
         tie = np.random.default_rng(pool.seed).random(len(u))
         idx = np.lexsort((tie, -u))[:n]
-        return Ranked(idx, u[idx], [f"most uncertain ({self.measure})"] * len(idx))
+        return Ranked(
+            idx, u[idx], [f"most uncertain ({self.measure}): {why}" for why in self.describe(pool.probs[idx])]
+        )
 
 
 @STRATEGIES.register
@@ -76,6 +109,9 @@ class LeastConfidence(_Uncertainty):
 
     def uncertainty(self, probs: np.ndarray) -> np.ndarray:
         return least_confidence(probs)
+
+    def describe(self, probs: np.ndarray) -> list[str]:
+        return [f"top class only {p:.3f}" for p in probs.max(axis=1)]
 
 
 @STRATEGIES.register
@@ -114,3 +150,10 @@ class Entropy(_Uncertainty):
 
     def uncertainty(self, probs: np.ndarray) -> np.ndarray:
         return entropy(probs)
+
+    def describe(self, probs: np.ndarray) -> list[str]:
+        most = np.log(max(probs.shape[1], 2))
+        return [
+            f"entropy {h:.2f} of at most {most:.2f} nats, top class {p:.2f}"
+            for h, p in zip(entropy(probs), probs.max(axis=1))
+        ]

@@ -1,8 +1,12 @@
 """The sweep report: one self-contained HTML file (plots inlined as base64 PNG, no scripts).
 
 Plots: issue counts, the worst examples, label shares against the previous sweep, and
-drift over time. Tables: the gates, the drift tests, validation failures per check, the
-broken rows, the duplicate texts and the flagged rows of every detector.
+drift over time (p-values and effect sizes). Tables: the gates, the drift tests, the worst
+examples with their texts, validation failures per check, the broken rows, the duplicate
+texts and the flagged rows of every detector (a near-duplicate with its partner's id and
+text). Long texts are cut at a word boundary; the whole text is in the cell's tooltip and
+in a ``<details>`` element. The pieces shared with the round report (``png``, ``fmt``,
+``text_cell``, ``html_env``) live here.
 """
 
 from __future__ import annotations
@@ -19,21 +23,34 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import polars as pl
 from jinja2 import Environment, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 ROWS_SHOWN = 25
+#: Columns whose values are texts (cut short, whole on hover and in a details element).
+TEXT_COLUMNS = ("text", "partner_text")
+#: Columns of sentences, kept wide enough to read.
+WIDE_COLUMNS = ("reason", "status", "verdict", "curation_reason")
+#: Characters of a text shown before it is cut; the tooltip holds at most TOOLTIP of them.
+TEXT_SHOWN, TOOLTIP, TEXT_MAX = 120, 1000, 20_000
+
+#: The CSS both reports share.
+STYLE = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
+h1{margin-bottom:.2rem} table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
+td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
+td.n,th{white-space:nowrap}
+th{background:#f3f3f3} td.n{text-align:right} img{max-width:100%;border:1px solid #eee}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem} .muted{color:#777}
+details.text summary{cursor:pointer} details.text[open] summary{color:#777}
+details.text div{white-space:pre-wrap;max-width:60ch;margin-top:.3rem}
+td.t{min-width:28ch} td.w{min-width:32ch} figcaption{font-size:.85rem;color:#444}"""
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>curation sweep {{ s.sweep }}: {{ s.dataset }}</title>
 <style>
-body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
-h1{margin-bottom:.2rem} .verdict{font-size:1.3rem;font-weight:bold;padding:.4rem .8rem;display:inline-block}
+{{ style }}
+.verdict{font-size:1.3rem;font-weight:bold;padding:.4rem .8rem;display:inline-block}
 .passed{background:#d9f2d9} .failed{background:#f8d7da}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
-td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f3f3f3} td.n{text-align:right} img{max-width:100%;border:1px solid #eee}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem} .muted{color:#777}
 </style></head><body>
 <h1>Data-quality sweep {{ s.sweep }}</h1>
 <p class="muted">{{ s.dataset }} &middot; contract {{ s.schema }} &middot; {{ s.started }}
@@ -49,10 +66,12 @@ th{background:#f3f3f3} td.n{text-align:right} img{max-width:100%;border:1px soli
 
 <h2>Plots</h2>
 <div class="grid">
-{% for title, png in plots %}<figure><img alt="{{ title }}" src="data:image/png;base64,{{ png }}">
-<figcaption>{{ title }}</figcaption></figure>
+{% for title, png, caption in plots %}<figure><img alt="{{ title }}" src="data:image/png;base64,{{ png }}">
+<figcaption id="caption-{{ loop.index }}">{{ caption or title }}</figcaption></figure>
 {% endfor %}</div>
 
+<h2>Worst examples</h2>
+{% if worst %}{{ table(worst, "worst") }}{% else %}<p>None.</p>{% endif %}
 <h2>Validation failures by check</h2>
 {{ table(checks, "checks") }}
 {% for title, rows, total, id in sections %}
@@ -64,11 +83,18 @@ th{background:#f3f3f3} td.n{text-align:right} img{max-width:100%;border:1px soli
 """
 
 TABLE = """<table id="{{ id }}"><thead><tr>{% for k in rows[0] %}<th>{{ k }}</th>{% endfor %}</tr></thead>
-<tbody>{% for r in rows %}<tr>{% for v in r.values() %}<td{% if v is number %} class="n"{% endif %}>{{ fmt(v) }}</td>{% endfor %}</tr>
+<tbody>{% for r in rows %}<tr>{% for k, v in r.items() %}<td{% if v is number %} class="n"{% elif k in text_columns %} class="t"{% elif k in wide_columns %} class="w"{% endif %}>{{ cell(k, v) }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>"""
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
+    """A table cell's value as text: ``-`` for none, floats to 4 places (small ones in 3 digits).
+
+    Examples
+    --------
+    >>> fmt(None), fmt(0.123456), fmt(0.00001234), fmt({"a": 1})
+    ('-', '0.1235', '1.23e-05', 'a: 1')
+    """
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -78,9 +104,70 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _png(fig: plt.Figure) -> str:
+def short_text(text: str, limit: int = TEXT_SHOWN) -> str:
+    """``text`` on one line, cut at a word boundary before ``limit`` characters (with ``…``).
+
+    Examples
+    --------
+    >>> short_text("Why was my card\\n declined   at the shop?", 20)
+    'Why was my card…'
+    >>> short_text("short")
+    'short'
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:.") + "…"
+
+
+def text_cell(text: str | None, limit: int = TEXT_SHOWN) -> Markup:
+    """A text for an HTML cell: short ones whole; long ones cut (:func:`short_text`), the
+    whole text in the tooltip (its first ``TOOLTIP`` characters) and in a ``<details>``.
+
+    Examples
+    --------
+    >>> str(text_cell("<b>hi</b>"))
+    '&lt;b&gt;hi&lt;/b&gt;'
+    >>> str(text_cell("a b c d e f", 6))
+    '<details class="text"><summary title="a b c d e f">a b c…</summary><div>a b c d e f</div></details>'
+    """
+    if text is None:
+        return Markup("-")
+    if len(text) <= limit and "\n" not in text:
+        return escape(text)
+    whole = text if len(text) <= TEXT_MAX else text[:TEXT_MAX] + f"… ({len(text) - TEXT_MAX} more characters)"
+    return Markup('<details class="text"><summary title="{}">{}</summary><div>{}</div></details>').format(
+        text[:TOOLTIP], short_text(text, limit), whole
+    )
+
+
+def cell(column: str, value: Any) -> Markup | str:
+    """A table cell: a text column through :func:`text_cell`, anything else through :func:`fmt`."""
+    if column in TEXT_COLUMNS and (value is None or isinstance(value, str)):
+        return text_cell(value)
+    return fmt(value)
+
+
+def html_env() -> Environment:
+    """The autoescaping Jinja environment both reports render with: ``fmt``, ``cell`` and
+    ``table(rows, id)`` (a table of dicts, nothing for no rows) as globals."""
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    env.globals["fmt"] = fmt
+    env.globals["cell"] = cell
+    env.globals["style"] = Markup(STYLE)
+    env.globals["text_columns"] = TEXT_COLUMNS
+    env.globals["wide_columns"] = WIDE_COLUMNS
+    table_t = env.from_string(TABLE)
+    env.globals["table"] = lambda rows, id: Markup(table_t.render(rows=rows, id=id)) if rows else ""
+    return env
+
+
+def png(fig: plt.Figure) -> str:
+    """The figure as base64 PNG (for a ``data:`` URI), without metadata; closes it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -95,16 +182,21 @@ def issue_counts_plot(summary: dict[str, Any]) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("rows")
     ax.set_title("Issue counts")
-    return _png(fig)
+    return png(fig)
+
+
+def worst_examples(issues: pl.DataFrame, n: int = 15) -> pl.DataFrame:
+    """The highest-scored flags of each issue, about ``n`` in all, by issue then score."""
+    per = max(n // max(issues["issue"].n_unique(), 1), 1)
+    top = issues.sort("score", descending=True).group_by("issue", maintain_order=True).head(per)
+    return top.sort("issue", "score", descending=[False, True])
 
 
 def worst_examples_plot(issues: pl.DataFrame, n: int = 15) -> str:
     """Horizontal bars of the highest-scored flags of each issue (id, issue, the text's start)."""
-    per = max(n // max(issues["issue"].n_unique(), 1), 1)
-    top = issues.sort("score", descending=True).group_by("issue", maintain_order=True).head(per)
-    top = top.sort("issue", "score", descending=[False, True])
+    top = worst_examples(issues, n)
     text = top["text"].to_list() if "text" in top.columns else [""] * len(top)
-    names = [f"{i} [{k}] {(t or '')[:38]}" for i, k, t in zip(top["id"], top["issue"], text)]
+    names = [f"{i} [{k}] {short_text(t or '', 36)}" for i, k, t in zip(top["id"], top["issue"], text)]
     fig, ax = plt.subplots(figsize=(5.5, 0.25 * max(len(top), 4) + 1))
     ax.barh(names, top["score"].to_list(), color="#4f81bd")
     ax.invert_yaxis()
@@ -112,7 +204,7 @@ def worst_examples_plot(issues: pl.DataFrame, n: int = 15) -> str:
     ax.set_xlabel("score (higher is worse)")
     ax.set_title("Worst examples of each issue")
     ax.tick_params(axis="y", labelsize=7)
-    return _png(fig)
+    return png(fig)
 
 
 def label_shift_plot(counts: dict[str, int], before: dict[str, int] | None, n: int = 15) -> str:
@@ -136,35 +228,83 @@ def label_shift_plot(counts: dict[str, int], before: dict[str, int] | None, n: i
     ax.set_xlabel("share of labeled rows")
     ax.set_title("Label shares" + (" (largest changes)" if old else ""))
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png(fig)
 
 
-def drift_over_time_plot(history: list[dict[str, Any]], alpha: float | None) -> str:
-    """The drift tests' p-values per sweep (log scale) against the threshold."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+#: The effect size of each drift test, as the drift plot and its caption name it.
+EFFECT = {"label": "TV distance", "embedding": "KS statistic"}
+
+
+def drift_over_time_plot(history: list[dict[str, Any]], drift: list[dict[str, Any]]) -> str:
+    """Per sweep, each drift test's p-value (log scale, left) and its effect size (right: the
+    label shares' total variation distance, the embeddings' largest KS statistic), each
+    against its threshold (``drift``: this sweep's tests, for the thresholds)."""
+    fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(7.5, 3.2))
     ax.set_yscale("log")
-    for name in ("label", "embedding"):
-        pts = [
-            (h["sweep"], max(h[f"{name}_drift_p_value"], 1e-300))
-            for h in history
-            if f"{name}_drift_p_value" in h
-        ]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=f"{name} drift p-value")
-    if alpha is not None:
-        ax.axhline(alpha, color="red", linestyle="--", label=f"threshold {alpha:g}")
+    limits = {d["name"]: d for d in drift}
+    for i, name in enumerate(("label", "embedding")):
+        rows = [h for h in history if f"{name}_drift_p_value" in h]
+        if not rows:
+            continue
+        colour = f"C{i}"
+        x = [h["sweep"] for h in rows]
+        ax.plot(
+            x, [max(h[f"{name}_drift_p_value"], 1e-300) for h in rows], marker="o", color=colour, label=name
+        )
+        d = [h[f"{name}_drift_distance"] for h in rows]
+        ax_d.plot(x, d, marker="o", color=colour, label=f"{name}: {EFFECT[name]}")
+        ax_d.annotate(f"{d[-1]:.3f}", (x[-1], d[-1]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if name in limits:
+            ax_d.axhline(limits[name]["min_distance"], color=colour, linestyle=":", linewidth=1)
+    if drift:
+        ax.axhline(drift[0]["alpha"], color="red", linestyle="--", label=f"threshold {drift[0]['alpha']:g}")
     else:
         ax.text(0.5, 0.5, "first sweep: nothing to compare with", ha="center", transform=ax.transAxes)
-    ax.set_xlabel("sweep")
-    ax.set_xticks([h["sweep"] for h in history])
-    ax.set_title("Drift over time")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    return _png(fig)
+    for a, title in ((ax, "p-value"), (ax_d, "effect size (dotted: minimum)")):
+        a.set_xlabel("sweep")
+        a.set_xticks([h["sweep"] for h in history])
+        a.set_title(title, fontsize=9)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7)
+    ax_d.set_ylim(bottom=0)
+    fig.suptitle("Drift over time")
+    return png(fig)
+
+
+def drift_caption(drift: list[dict[str, Any]]) -> str:
+    """This sweep's drift tests in words: effect size and p-value against their thresholds.
+
+    Examples
+    --------
+    >>> drift_caption([{"name": "label", "distance": 0.031, "min_distance": 0.02,
+    ...                 "p_value": 1.2e-5, "alpha": 0.01, "drift": True}])
+    'Drift over time. This sweep: label drift: TV distance 0.031 (minimum 0.02), p = 1.2e-05 (threshold 0.01): drift.'
+    """
+    if not drift:
+        return "Drift over time: the first sweep has nothing to compare with."
+    parts = [
+        f"{d['name']} drift: {EFFECT.get(d['name'], 'effect size')} {d['distance']:.3f} "
+        f"(minimum {d['min_distance']:g}), p = {d['p_value']:.2g} (threshold {d['alpha']:g}): "
+        + ("drift" if d["drift"] else "no drift")
+        for d in drift
+    ]
+    return "Drift over time. This sweep: " + "; ".join(parts) + "."
 
 
 def _rows(df: pl.DataFrame, n: int = ROWS_SHOWN) -> list[dict[str, Any]]:
     return df.head(n).to_dicts()
+
+
+def _worst_columns(issues: pl.DataFrame) -> list[str]:
+    first = ["issue", "id", "score", "text", "given_label", "suggested_label", "partner", "partner_text"]
+    return [c for c in first if c in issues.columns] + [
+        c for c in issues.columns if c not in first and c != "rank"
+    ]
+
+
+def filled(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` without its all-null columns (another detector's column on this detector's rows)."""
+    return df.select([c for c in df.columns if df[c].null_count() < len(df)]) if len(df) else df
 
 
 def render_report(
@@ -181,7 +321,8 @@ def render_report(
     summary : dict
         The sweep's ``summary.json``.
     tables : dict of str to polars.DataFrame
-        ``quarantine``, ``duplicates`` and ``issues``.
+        ``quarantine``, ``duplicates`` and ``issues`` (with ``text``; a near-duplicate with
+        ``partner`` and ``partner_text``).
     history : list of dict
         Every sweep's ``history.jsonl`` line, this one included.
     counts : dict of str to int
@@ -192,12 +333,12 @@ def render_report(
     before = None
     if prev is not None and (prev / "state" / "label_counts.json").exists():
         before = json.loads((prev / "state" / "label_counts.json").read_text(encoding="utf-8"))
-    alpha = summary["drift"][0]["alpha"] if summary["drift"] else None
+    issues = tables["issues"]
     plots = [
-        ("Issue counts", issue_counts_plot(summary)),
-        ("Worst examples", worst_examples_plot(tables["issues"])),
-        ("Label shares", label_shift_plot(counts, before)),
-        ("Drift over time", drift_over_time_plot(history, alpha)),
+        ("Issue counts", issue_counts_plot(summary), None),
+        ("Worst examples", worst_examples_plot(issues), None),
+        ("Label shares", label_shift_plot(counts, before), None),
+        ("Drift over time", drift_over_time_plot(history, summary["drift"]), drift_caption(summary["drift"])),
     ]
     keys = (
         "rows",
@@ -224,15 +365,15 @@ def render_report(
         ("Broken rows", _rows(q), len(q), "broken"),
         ("Duplicate texts", _rows(tables["duplicates"]), len(tables["duplicates"]), "duplicates"),
     ]
-    issues = tables["issues"]
     for name in sorted(issues["issue"].unique().to_list()):
-        part = issues.filter(pl.col("issue") == name).sort("rank")
+        part = filled(issues.filter(pl.col("issue") == name).sort("rank"))
         title = "Suspected label errors" if name == "label" else f"Flagged: {name}"
         sections.append((title, _rows(part), len(part), f"issues-{name}"))
-    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-    env.globals["fmt"] = _fmt
-    table_t = env.from_string(TABLE)
-    env.globals["table"] = lambda rows, id: Markup(table_t.render(rows=rows, id=id)) if rows else ""
-    return env.from_string(TEMPLATE).render(
-        s=summary, summary_rows=summary_rows, plots=plots, checks=checks, sections=sections
+    worst = _rows(filled(worst_examples(issues).select(_worst_columns(issues))), 100) if len(issues) else []
+    return (
+        html_env()
+        .from_string(TEMPLATE)
+        .render(
+            s=summary, summary_rows=summary_rows, plots=plots, checks=checks, sections=sections, worst=worst
+        )
     )

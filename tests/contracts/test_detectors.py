@@ -1,7 +1,8 @@
 """The detector contract: one suite, every registered detector.
 
 On a small dataset with planted label errors, an outlier, a duplicate and a rare class,
-every detector returns the fixed columns (``ISSUE_COLUMNS``), ids from its input only, finite
+every detector returns the fixed columns (``ISSUE_COLUMNS``, then the detector columns it
+declares in ``Detector.columns``), ids from its input only, finite
 scores in [0, 1] worst first with ranks 1..n, its own ``issue`` name, and the same table twice
 under a seed; one that needs the kNN graph says so when it is missing.
 """
@@ -51,8 +52,9 @@ def name(request: pytest.FixtureRequest) -> str:
 
 def test_fixed_shape_ids_from_the_input_finite_scores_worst_first(name: str) -> None:
     data = inputs()
-    table = DETECTORS.create(name).find(data)
-    assert table.schema == pl.Schema(ISSUE_COLUMNS)
+    detector = DETECTORS.create(name)
+    table = detector.find(data)
+    assert table.schema == pl.Schema({**ISSUE_COLUMNS, **detector.columns})
     assert set(table["id"]) <= set(data.ids.tolist())
     assert (table["issue"] == name).all()
     scores = table["score"].to_numpy()

@@ -17,6 +17,8 @@ class StrategyContract:
 
     name: str
     params: dict = {}
+    #: Whether each pick's reason says something about that row (random's cannot).
+    per_row_reasons: bool = True
 
     def make(self, **extra: object) -> Strategy:
         return STRATEGIES.create(self.name, {**self.params, **extra})
@@ -33,6 +35,10 @@ class StrategyContract:
         assert (sel["kind"] == "label").all()
         assert sel["score"].is_finite().all()
         assert all(isinstance(r, str) and len(r) > 3 for r in sel["reason"])
+
+    def test_each_pick_has_its_own_reason(self) -> None:
+        sel = self.make().select(make_pool(), 12)
+        assert sel["reason"].n_unique() > (6 if self.per_row_reasons else 0), sel["reason"].to_list()
 
     def test_deterministic_with_seed(self) -> None:
         a = self.make().select(make_pool(), 12)
@@ -74,6 +80,7 @@ class StrategyContract:
 
 class TestRandom(StrategyContract):
     name = "random"
+    per_row_reasons = False
 
 
 class TestLeastConfidence(StrategyContract):

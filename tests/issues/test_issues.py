@@ -78,7 +78,7 @@ def test_planted_label_errors_are_found(planted: tuple[pl.DataFrame, dict, set[s
     assert len(hits) / len(moved) >= MIN_RECALL, (len(hits), len(moved), report["members"])
     top = set(flagged.head(len(moved))["id"].to_list()) & moved
     assert len(top) / len(moved) >= MIN_PRECISION  # the worst-ranked flags are mostly the planted ones
-    assert table.schema == pl.Schema(ISSUE_COLUMNS)
+    assert table.schema == pl.Schema({**ISSUE_COLUMNS, "partner": pl.String})  # near_duplicate's column
     assert flagged["rank"].to_list() == list(range(1, len(flagged) + 1))
     assert flagged["score"].is_sorted(descending=True)
 
@@ -153,8 +153,12 @@ def test_near_duplicates_and_outliers_are_found(
             detectors=[PluginConfig(name="near_duplicate"), PluginConfig(name="outlier")], views=["knn"]
         ),
     )
-    dups = set(table.filter(pl.col("issue") == "near_duplicate")["id"].to_list())
-    assert {f"dup{i}" for i in dup_rows} <= dups
+    dups = table.filter(pl.col("issue") == "near_duplicate")
+    assert {f"dup{i}" for i in dup_rows} <= set(dups["id"])
+    partner = dict(dups.select("id", "partner").iter_rows())
+    for i in dup_rows:  # each copy names the row it copies, and that row names the copy
+        assert partner[f"dup{i}"] == str(df["id"][int(i)]) and partner[str(df["id"][int(i)])] == f"dup{i}"
+    assert table.filter(pl.col("issue") != "near_duplicate")["partner"].is_null().all()
     outliers = set(table.filter(pl.col("issue") == "outlier")["id"].to_list())
     assert len(outliers & {f"news{i}" for i in range(10)}) >= 8
 
@@ -173,6 +177,8 @@ def test_rare_classes_and_a_single_class_do_not_crash() -> None:
         IssuesConfig(detectors=[PluginConfig(name=n) for n in ALL], model="logreg"),
     )
     assert report["pred_probs"].shape == (60, 3)
+    assert table.columns == [*ISSUE_COLUMNS, "partner"]  # near_duplicate's own column, null elsewhere
+    assert table.filter(pl.col("issue") != "near_duplicate")["partner"].is_null().all()
     assert "c" in table.filter(pl.col("issue") == "class_imbalance")["given_label"].to_list()
     one, _ = find_issues(
         None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import polars as pl
@@ -142,3 +143,37 @@ def test_partitioned_kcenter_over_ray_blocks_covers_like_single_machine(ray_loca
     assert np.allclose(got["embedding"], X[got["id"]])
     single, _ = kcenter_greedy(X, 16)
     assert covering_radius(X, got["embedding"]) <= 2 * covering_radius(X, X[single])
+
+
+def test_hybrid_reasons_give_each_rows_margin_and_cluster_size() -> None:
+    X, _ = blobs(50, 4)
+    probs = np.random.default_rng(0).dirichlet(np.ones(4) * 0.3, len(X))
+    pool = Pool(np.arange(len(X)).astype(str), X, X[:0], probs)
+    sel = Hybrid(shortlist=5).select(pool, 8)
+    sizes = []
+    for i, why in zip(sel["id"].cast(pl.Int64), sel["reason"]):
+        m = re.fullmatch(
+            r"uncertain, top two classes ([\d.]+) vs ([\d.]+) \(margin ([\d.]+)\); most typical of "
+            r"shortlist cluster (\d+), which holds (\d+) of the 40 shortlisted rows",
+            why,
+        )
+        assert m, why
+        p = np.sort(probs[i])[::-1]
+        assert float(m[1]) == pytest.approx(p[0], abs=0.005)
+        assert float(m[3]) == pytest.approx(p[0] - p[1], abs=5e-4)
+        sizes.append(int(m[5]))
+    assert sum(sizes) == 40  # one pick per cluster: the clusters' sizes add up to the shortlist
+    by_kcenter = Hybrid(shortlist=5, diversify="kcenter").select(pool, 8)["reason"]
+    assert "first pick: nothing labeled or selected yet" in by_kcenter[0]  # nothing labeled in this pool
+    assert by_kcenter.tail(7).str.contains(r"distance \d\.\d{3} to the nearest").all()
+
+
+def test_review_reasons_give_each_suspects_place_and_label_quality() -> None:
+    pool = make_pool()
+    pool.suspects = np.array(["lab-3", "lab-7", "lab-1"])
+    pool.suspect_scores = np.array([0.01, 0.02, 0.05])
+    sel = STRATEGIES.create("margin", {"review_share": 0.2}).select(pool, 10)
+    assert sel["reason"].head(2).to_list() == [
+        "review: suspected label error #1 of 3, label quality 0.010",
+        "review: suspected label error #2 of 3, label quality 0.020",
+    ]

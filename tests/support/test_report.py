@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import polars as pl
@@ -12,46 +10,43 @@ import pytest
 
 from curation.config import IssuesConfig
 from curation.orchestration.sweep import SweepSettings, run_sweep
+from tests.support.browser import rendered, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PLOTS = ["Issue counts", "Worst examples", "Label shares", "Drift over time"]
-TABLES = ["summary", "gates", "drift", "checks", "broken", "duplicates", "issues-label"]
-
-#: Appended to a copy of the report: records what Chromium actually decoded and laid out.
-PROBE = """<script>
-const imgs = [...document.images];
-document.body.dataset.decoded = imgs.filter(i => i.complete && i.naturalWidth > 100).length;
-document.body.dataset.tables = [...document.querySelectorAll("table")].map(t => t.id + ":" + t.tBodies[0].rows.length).join(",");
-</script>"""
+TABLES = ["summary", "gates", "drift", "worst", "checks", "broken", "duplicates", "issues-label"]
 
 
-def chromium(*args: str, profile: Path) -> str:
-    """Run headless Chromium with a fresh profile, no network chatter; return its stdout."""
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res.stdout
+def readable(cell: str | dict, whole: str) -> bool:
+    """A text cell shows ``whole`` on one line, or its start cut at a word, whole on hover
+    and in the opened details."""
+    flat = " ".join(whole.split())
+    if isinstance(cell, str):
+        return cell == whole and len(whole) <= 120
+    shown = cell["shown"]
+    return (
+        shown.endswith("…")
+        and 20 <= len(shown) <= 121
+        and flat.startswith(shown[:-1])
+        and flat[len(shown) - 1] in " ,;:."  # cut between words
+        and whole.startswith(cell["title"])
+        and cell["whole"] == whole
+    )
 
 
 @pytest.mark.slow
 def test_sweep_report_renders_plots_and_tables_in_chromium(tmp_path: Path, data_dir: Path) -> None:
     df = pl.read_parquet(data_dir / "banking77_train.parquet").filter(pl.col("id") < 1300)
-    df.write_parquet(tmp_path / "week1.parquet")
     classes = sorted(df["label"].drop_nulls().unique().to_list())
+    # Long texts: a 20 Newsgroups post twice (near-duplicates of each other) and another one.
+    posts = pl.read_parquet(data_dir / "20news_test.parquet").filter(pl.col("text").str.len_chars() > 800)
+    long = [posts["text"][0], posts["text"][0], posts["text"][1]]
+    df = pl.concat(
+        [df, pl.DataFrame({"id": [5000, 5001, 5002], "text": long, "label": classes[2]})],
+        how="vertical_relaxed",
+    )
+    df.write_parquet(tmp_path / "week1.parquet")
     moved = df.with_columns(
         pl.when((pl.col("label") == classes[0]) & (pl.col("id") % 2 == 0))
         .then(pl.lit(classes[1]))
@@ -73,27 +68,34 @@ def test_sweep_report_renders_plots_and_tables_in_chromium(tmp_path: Path, data_
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # self-contained
     assert html.count('src="data:image/png;base64,') == len(PLOTS)
 
-    probe = tmp_path / "probe.html"
-    probe.write_text(html.replace("</body>", PROBE + "</body>"))
-    dom = chromium("--virtual-time-budget=5000", "--dump-dom", probe.as_uri(), profile=tmp_path / "p1")
-    assert re.search(rf'data-decoded="{len(PLOTS)}"', dom), dom[:500]
-    tables = dict(t.split(":") for t in re.search(r'data-tables="([^"]*)"', dom).group(1).split(","))
-    assert all(int(tables[t]) > 0 for t in TABLES), tables
-    assert int(tables["broken"]) == 2  # ids 1290 (null label) and 1291 (null text)
-    assert int(tables["drift"]) == 2  # label and embedding
-    for title in PLOTS:
-        assert f'alt="{title}"' in dom
-    assert "FAILED" in dom and "label_drift" in dom
+    page = rendered(html, tmp_path)
+    assert [i["alt"] for i in page["images"] if i["ok"] and i["width"] > 100] == PLOTS  # decoded
+    tables = page["tables"]
+    assert all(len(tables[t]) > 0 for t in TABLES), {t: len(r) for t, r in tables.items()}
+    assert len(tables["broken"]) == 2  # ids 1290 (null label) and 1291 (null text)
+    assert len(tables["drift"]) == 2  # label and embedding
+    assert "FAILED" in html and "label_drift" in html
 
-    ARTIFACTS.mkdir(exist_ok=True)
+    texts = dict(zip(df["id"].cast(pl.String), df["text"]))
+    # The worst examples: every text readable (cut at a word, whole on hover and in details).
+    assert {r["issue"] for r in tables["worst"]} == {"label", "near_duplicate", "outlier"}
+    assert all(readable(r["text"], texts[r["id"]]) for r in tables["worst"]), tables["worst"][:3]
+    assert any(isinstance(r["text"], dict) for r in tables["worst"])  # a long post, cut
+    # The drift plot's effect sizes, next to the p-values, in its caption.
+    drift = {d["name"]: d for d in result.summary["drift"]}
+    caption = page["captions"]["Drift over time"]
+    assert f"label drift: TV distance {drift['label']['distance']:.3f}" in caption, caption
+    assert f"embedding drift: KS statistic {drift['embedding']['distance']:.3f}" in caption, caption
+    assert f"p = {drift['label']['p_value']:.2g}" in caption
+    # Each near-duplicate names its partner: the partner's id and text, another row.
+    dups = tables["issues-near_duplicate"]
+    assert dups and all(r["partner"] in texts and r["partner"] != r["id"] for r in dups)
+    assert all(readable(r["partner_text"], texts[r["partner"]]) for r in dups)
+    partner = {r["id"]: r["partner"] for r in dups}
+    assert partner["5000"] == "5001" and partner["5001"] == "5000"  # the post and its copy
+    assert "partner" not in tables["issues-label"][0]  # only near-duplicates have one
+
     shot = ARTIFACTS / "sweep_report.png"
-    shot.unlink(missing_ok=True)
-    chromium(
-        "--window-size=1200,3600",
-        "--hide-scrollbars",
-        f"--screenshot={shot}",
-        (result.folder / "report.html").as_uri(),
-        profile=tmp_path / "p2",
-    )
+    screenshot(result.folder / "report.html", shot, tmp_path, height=4200)
     assert shot.stat().st_size > 100_000
     print(f"screenshot: {shot}")
