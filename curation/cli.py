@@ -295,8 +295,15 @@ def serve(
         typer.Option(help="URL Label Studio reaches this receiver at (default http://HOST:PORT/webhook)."),
     ] = None,
     register: Annotated[bool, typer.Option(help="Register the webhook in the Label Studio project.")] = True,
+    model: Annotated[
+        bool, typer.Option(help="Also serve the round model as Label Studio's ML backend (Connect model).")
+    ] = True,
 ) -> None:
-    """Receive Label Studio webhooks; start the next round when enough annotations arrived."""
+    """Receive Label Studio webhooks; start the next round when enough annotations arrived.
+
+    With --model (the default) it is also the project's ML backend: connect it in Label Studio
+    (Settings > Model > Connect model) at http://HOST:PORT, basic auth with the secret as password.
+    """
     from curation.orchestration.serve import serve_loop
 
     quiet_libraries()
@@ -313,8 +320,11 @@ def serve(
             secret_env=secret_env,
             public_url=public_url,
             register=register,
+            model=model,
         )
         out.print(f"listening on {receiver.url} (a round every {threshold} new annotations; Ctrl-C stops)")
+        if receiver.backend is not None:
+            out.print(f"model {receiver.backend.version or '(none yet)'}: connect it at {receiver.base_url}")
         receiver.serve_forever()
 
     guarded(go)
