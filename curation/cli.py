@@ -417,6 +417,33 @@ def diff_cmd(
     guarded(go)
 
 
+@app.command("export")
+def export_cmd(
+    loop: Annotated[Path, typer.Argument(help="A loop file, e.g. loops/banking77.yaml.")],
+    to: Annotated[
+        Path, typer.Option("--to", help="Where to write: FILE.parquet, .csv, .jsonl, or a folder (hf).")
+    ],
+    round: Annotated[
+        int | None, typer.Option("--round", min=1, help="The round (default: the last).")
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option("--format", help="parquet, csv, jsonl or hf (default: from the suffix).")
+    ] = None,
+) -> None:
+    """Write the curated dataset as of a round: given and final labels, their source, the flags."""
+    from curation.load import load_loop
+    from curation.orchestration.export import export_loop
+
+    def go() -> None:
+        cur = export_loop(load_loop(loop), to, round, format)
+        for note in cur.notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+        counts = ", ".join(f"{v} {k}" for k, v in cur.counts().items())
+        out.print(f"round {cur.round} ({cur.ref}) -> {to}: {counts}", highlight=False)
+
+    guarded(go)
+
+
 EmbedData = Annotated[
     Path, typer.Argument(help="A Parquet, CSV or JSON Lines file (or folder) with the texts.")
 ]
