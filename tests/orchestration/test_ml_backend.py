@@ -120,6 +120,20 @@ def test_label_fields_name_what_is_missing() -> None:
         label_fields('<View><Text name="text" value="$t"/><Choices name="label" toName="t"/></View>')
 
 
+def test_a_round_made_elsewhere_is_picked_up_at_the_next_setup(
+    one_round: Path, backend: ModelBackend
+) -> None:
+    """(Last of the tests on ``one_round``: it adds round 2.) ``curation run`` commits a round
+    while the server runs: the next ``/setup`` refits in the background, the old model
+    answering meanwhile."""
+    config = labeling_config(backend.model_.classes if backend.model_ else [])
+    before = backend.version
+    run_round(load_loop(one_round))
+    assert backend.setup({"schema": config})[1] == {"model_version": before}  # at once, the old one
+    wait(lambda: backend.version == "curation-unit-round-2", timeout=120)
+    assert backend.model_ is not None and backend.model_.rows > 70
+
+
 @pytest.mark.slow
 def test_label_studio_shows_the_round_models_predictions_and_trains_by_a_round(
     tmp_path: Path, data_dir: Path, label_studio: LabelStudioServer, monkeypatch: pytest.MonkeyPatch
