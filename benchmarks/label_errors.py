@@ -44,7 +44,7 @@ def confirmed_errors() -> set[str]:
 
 def score(table: pl.DataFrame, errors: set[str]) -> dict[str, int]:
     """Confirmed errors among the top 100, top 200 and all label flags; the number flagged."""
-    ids = table.filter(pl.col("issue") == "label").sort("rank")["id"].to_list()
+    ids = [str(i) for i in table.filter(pl.col("issue") == "label").sort("rank")["id"]]
     return {
         "top100": len(errors & set(ids[:100])),
         "top200": len(errors & set(ids[:200])),

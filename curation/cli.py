@@ -358,8 +358,15 @@ def serve(
         typer.Option(help="URL Label Studio reaches this receiver at (default http://HOST:PORT/webhook)."),
     ] = None,
     register: Annotated[bool, typer.Option(help="Register the webhook in the Label Studio project.")] = True,
+    model: Annotated[
+        bool, typer.Option(help="Also serve the round model as Label Studio's ML backend (Connect model).")
+    ] = True,
 ) -> None:
-    """Receive Label Studio webhooks; start the next round when enough annotations arrived."""
+    """Receive Label Studio webhooks; start the next round when enough annotations arrived.
+
+    With --model (the default) it is also the project's ML backend: connect it in Label Studio
+    (Settings > Model > Connect model) at http://HOST:PORT, basic auth with the secret as password.
+    """
     from curation.orchestration.serve import serve_loop
 
     quiet_libraries()
@@ -376,8 +383,11 @@ def serve(
             secret_env=secret_env,
             public_url=public_url,
             register=register,
+            model=model,
         )
         out.print(f"listening on {receiver.url} (a round every {threshold} new annotations; Ctrl-C stops)")
+        if receiver.backend is not None:
+            out.print(f"model {receiver.backend.version or '(none yet)'}: connect it at {receiver.base_url}")
         receiver.serve_forever()
 
     guarded(go)
@@ -482,6 +492,33 @@ def diff_cmd(
                 if got and ids:
                     more = f" (+{len(got) - ids} more)" if len(got) > ids else ""
                     out.print(f"    {kind}: {', '.join(got[:ids])}{more}", highlight=False)
+
+    guarded(go)
+
+
+@app.command("export")
+def export_cmd(
+    loop: Annotated[Path, typer.Argument(help="A loop file, e.g. loops/banking77.yaml.")],
+    to: Annotated[
+        Path, typer.Option("--to", help="Where to write: FILE.parquet, .csv, .jsonl, or a folder (hf).")
+    ],
+    round: Annotated[
+        int | None, typer.Option("--round", min=1, help="The round (default: the last).")
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option("--format", help="parquet, csv, jsonl or hf (default: from the suffix).")
+    ] = None,
+) -> None:
+    """Write the curated dataset as of a round: given and final labels, their source, the flags."""
+    from curation.load import load_loop
+    from curation.orchestration.export import export_loop
+
+    def go() -> None:
+        cur = export_loop(load_loop(loop), to, round, format)
+        for note in cur.notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+        counts = ", ".join(f"{v} {k}" for k, v in cur.counts().items())
+        out.print(f"round {cur.round} ({cur.ref}) -> {to}: {counts}", highlight=False)
 
     guarded(go)
 

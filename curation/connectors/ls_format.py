@@ -38,7 +38,14 @@ def labeling_config(labels: list[str]) -> str:
     )
 
 
-def _choice(label: str) -> list[dict[str, Any]]:
+def choice_result(label: str) -> list[dict[str, Any]]:
+    """A prediction's (or an annotation's) ``result``: ``label`` chosen in the label field.
+
+    Examples
+    --------
+    >>> choice_result("card")[0]["value"]
+    {'choices': ['card']}
+    """
     return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [label]}}]
 
 
@@ -76,7 +83,7 @@ def to_ls_task(row: dict[str, Any], model_version: str = "curation") -> dict[str
             {
                 "model_version": model_version,
                 "score": float(row.get("prediction_score") or 0.0),
-                "result": _choice(str(row["prediction"])),
+                "result": choice_result(str(row["prediction"])),
             }
         ]
     return task

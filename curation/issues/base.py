@@ -16,7 +16,8 @@ import polars as pl
 from curation.support.registry import Registry
 
 #: Every detector returns these columns (one row per flagged item, worst first).
-#: ``score`` is in [0, 1], higher is worse; ``rank`` starts at 1.
+#: ``score`` is in [0, 1], higher is worse; ``rank`` starts at 1. ``id`` is a String here;
+#: :func:`curation.find_issues` gives it back in the dtype of the ids it was given.
 ISSUE_COLUMNS: dict[str, Any] = {
     "id": pl.String,
     "issue": pl.String,

@@ -16,6 +16,7 @@ from curation.issues.base import DETECTORS, ISSUE_COLUMNS, Evidence, IssueInputs
 from curation.issues.evidence import combine, graph_evidence, model_evidence, tfidf_features
 from curation.issues.feedback import flag_precision
 from curation.issues.knn import knn_graph
+from curation.support.ids import keep_id_dtype
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def find_issues(
     texts : sequence of str, optional
         The rows' texts (for the TF-IDF view); ``None`` uses the embeddings alone.
     ids : sequence
-        Row ids.
+        Row ids (a list, a numpy array, a polars Series); the table's ``id`` has their dtype.
     labels : sequence
         Each row's label (one of ``classes``), or ``None`` for an unlabeled pool row: pool
         rows are never label errors, but they count as neighbours, outliers and duplicates.
@@ -103,7 +104,8 @@ def find_issues(
     Returns
     -------
     tuple of (polars.DataFrame, dict)
-        The issue table (``ISSUE_COLUMNS``, worst first within each issue) and a report:
+        The issue table (``ISSUE_COLUMNS``, worst first within each issue, ``id`` in the
+        dtype of ``ids``) and a report:
         ``recipe``, ``members`` (name, accuracy, weight, seconds), ``seconds`` per stage,
         ``flagged`` per issue, ``pred_probs`` (combined, one row per input row), and
         ``precision`` when verdicts were given.
@@ -150,7 +152,7 @@ def find_issues(
     }
     if verdicts is not None:
         report["precision"] = flag_precision(table, verdicts)
-    return table, report
+    return keep_id_dtype(keep_id_dtype(table, ids), ids, column="partner"), report
 
 
 def needs_graph(cfg: IssuesConfig) -> bool:

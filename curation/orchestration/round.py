@@ -21,6 +21,7 @@ from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import RoundState
 from curation.steps.model import fit_predict_proba
 from curation.steps.validate import load_schema
+from curation.support.display import result_html
 from curation.support.progress import LogReporter, Reporter
 
 
@@ -34,6 +35,9 @@ class RoundResult:
     metrics: dict[str, Any]
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     report: str | None = None
+
+    def _repr_html_(self) -> str:
+        return result_html(f"round {self.round} ({self.ref})", self.metrics, self.tables)
 
 
 def run_round(

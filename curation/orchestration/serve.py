@@ -7,11 +7,20 @@ least ``threshold`` new finished annotations have arrived, it starts the next ro
 pulls them for good and pushes the next selection), so annotators never wait on an empty
 queue. Events that arrive while a pull or a round runs are coalesced into one more pull.
 
+The same server speaks Label Studio's ML-backend protocol (``/health``, ``/setup``,
+``/predict``, and "Start training" as a ``START_TRAINING`` event or ``POST /train``), so a
+project connected to it shows the loop's round model's predictions on any task an annotator
+opens (:mod:`curation.orchestration.ml_backend`); "Start training" starts a round as soon as
+one new answer is in. Its requests carry the shared secret as the password of HTTP basic
+auth (Label Studio's "Basic Authentication" of a connected model).
+
 Only the standard library serves HTTP (:mod:`http.server`), on a thread per request.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hmac
 import json
@@ -28,6 +37,7 @@ from curation.connectors.label_studio import LabelStudio
 from curation.errors import ConfigError, ConnectorError
 from curation.load import load_loop
 from curation.orchestration.adapters import annotator_for
+from curation.orchestration.ml_backend import ROUTES, ModelBackend
 from curation.orchestration.round import run_round
 from curation.orchestration.state import last_round, store_for
 
@@ -37,6 +47,8 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Curation-Secret"
 #: The events that count: annotation created, updated, deleted.
 ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+#: The event Label Studio's "Start training" sends to a connected model (1.23; older: POST /train).
+TRAIN_ACTION = "START_TRAINING"
 
 
 #: The shortest shared secret the receiver accepts.
@@ -84,6 +96,7 @@ class ServeStats:
     pulls: int = 0
     pending: int = 0
     rounds: int = 0
+    trainings: int = 0
     last_error: str | None = None
     actions: dict[str, int] = field(default_factory=dict)
 
@@ -114,6 +127,11 @@ class WebhookReceiver:
     max_connections : int
         Requests served at once; more are refused (503) at once, so stalled clients cannot
         hold a thread each.
+    backend : ModelBackend, optional
+        Answer Label Studio's ML-backend requests (``/setup``, ``/predict``) with it.
+    max_ml_body_bytes : int
+        The cap of an ML-backend request (a batch of tasks to predict), read only after
+        the secret was checked.
 
     Examples
     --------
@@ -135,6 +153,8 @@ class WebhookReceiver:
         max_body_bytes: int = 1_000_000,
         client_timeout_s: float = 10.0,
         max_connections: int = 64,
+        backend: ModelBackend | None = None,
+        max_ml_body_bytes: int = 64_000_000,
     ) -> None:
         if len(secret) < MIN_SECRET:
             raise ConfigError(
@@ -152,7 +172,10 @@ class WebhookReceiver:
         self.port = port
         self.path = path
         self.project_id = project_id
+        self.backend = backend
+        self.max_ml_body_bytes = max_ml_body_bytes
         self.stats = ServeStats()
+        self._train = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -160,10 +183,15 @@ class WebhookReceiver:
         self._threads: list[threading.Thread] = []
 
     @property
-    def url(self) -> str:
-        """The URL to give Label Studio (with the port actually bound)."""
+    def base_url(self) -> str:
+        """The URL to connect the model at in Label Studio (with the port actually bound)."""
         port = self._server.server_address[1] if self._server else self.port
-        return f"http://{self.host}:{port}{self.path}"
+        return f"http://{self.host}:{port}"
+
+    @property
+    def url(self) -> str:
+        """The URL to give Label Studio's webhook (with the port actually bound)."""
+        return f"{self.base_url}{self.path}"
 
     # -------------------------------------------------------------- HTTP side
 
@@ -186,11 +214,7 @@ class WebhookReceiver:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                if self.path.split("?")[0] == "/health":
-                    with receiver._lock:
-                        self._reply(200, {"status": "UP", **receiver.stats.__dict__})
-                else:
-                    self._reply(404, {"error": "not found"})
+                self._reply(*receiver.get(self.path))
 
             def do_POST(self) -> None:
                 code, body = receiver.respond(self.path, self.headers, self.rfile, self.client_address[0])
@@ -198,34 +222,77 @@ class WebhookReceiver:
 
         return Handler
 
+    def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        """The answer to one GET: ``/health`` (counts, the model), ``/versions`` (the model)."""
+        route = path.split("?")[0]
+        version = self.backend.version if self.backend is not None else None
+        if route in ("/health", "/"):
+            with self._lock:
+                return 200, {
+                    "status": "UP",
+                    "model_class": "curation",
+                    "model_version": version,
+                    **self.stats.__dict__,
+                }
+        if route == "/versions" and self.backend is not None:
+            return 200, {"versions": [version] if version else []}
+        return 404, {"error": "not found"}
+
+    def authorized(self, headers: Any) -> bool:
+        """Whether a request carries the secret: in ``SECRET_HEADER`` (webhooks) or as the
+        password of HTTP basic auth (a connected model)."""
+        given = headers.get(SECRET_HEADER) or ""
+        auth = headers.get("Authorization") or ""
+        if auth.startswith("Basic "):
+            with contextlib.suppress(binascii.Error, UnicodeDecodeError):  # a malformed one: no secret
+                given = given or base64.b64decode(auth[6:], validate=True).decode().partition(":")[2]
+        return hmac.compare_digest(given.encode(), self.secret.encode())
+
     def respond(self, path: str, headers: Any, body: Any, client: str) -> tuple[int, dict[str, Any]]:
         """The answer to one POST: the path and the secret are checked before the body is read;
-        the body is capped at ``max_body_bytes`` and must be one UTF-8 JSON object."""
-        if path.split("?")[0] != self.path:
+        the body is capped at ``max_body_bytes`` (``max_ml_body_bytes`` for the model) and must
+        be one UTF-8 JSON object."""
+        route = path.split("?")[0]
+        ml = self.backend is not None and route in (*ROUTES, "/train")
+        if route != self.path and not ml:
             return 404, {"error": "not found"}
-        given = headers.get(SECRET_HEADER) or ""
-        if not hmac.compare_digest(given.encode(), self.secret.encode()):
+        if not self.authorized(headers):
             with self._lock:
                 self.stats.rejected += 1
-            log.warning("serve: rejected an event without the shared secret from %s", client)
-            return 401, {"error": f"missing or wrong {SECRET_HEADER}"}
+            log.warning("serve: rejected a request without the shared secret from %s", client)
+            return 401, {"error": f"missing or wrong {SECRET_HEADER} (or basic-auth password)"}
+        cap = self.max_ml_body_bytes if ml else self.max_body_bytes
         try:
             size = int(headers.get("Content-Length") or 0)
         except ValueError:
             return 400, {"error": "Content-Length is not a number"}
-        if size < 0 or size > self.max_body_bytes:
-            return 413, {"error": f"body of {size} bytes; at most {self.max_body_bytes}"}
+        if size < 0 or size > cap:
+            return 413, {"error": f"body of {size} bytes; at most {cap}"}
         try:
             event = json.loads(body.read(size).decode("utf-8")) if size else {}
         except (UnicodeDecodeError, json.JSONDecodeError, OSError):
             return 400, {"error": "expected a UTF-8 JSON object"}
         if not isinstance(event, dict):
             return 400, {"error": f"expected a JSON object, found a {type(event).__name__}"}
+        if route == "/train":
+            return 200, {"ok": True, "queued": self.train()}
+        if ml and self.backend is not None:
+            return self.backend.respond(route, event)
         return 200, {"ok": True, "queued": self.accept(event)}
+
+    def train(self) -> bool:
+        """Label Studio's "Start training": start a round as soon as one new answer is in."""
+        with self._lock:
+            self.stats.trainings += 1
+            self._train = True
+        self._wake.set()
+        return True
 
     def accept(self, event: dict[str, Any]) -> bool:
         """Count one event; wake the worker if it is an annotation event of our project."""
         action = str(event.get("action") or "")
+        if action == TRAIN_ACTION:
+            return self.train()
         project = event.get("project")
         pid = project.get("id") if isinstance(project, dict) else None
         with self._lock:
@@ -254,13 +321,16 @@ class WebhookReceiver:
                     self.stats.last_error = f"{type(e).__name__}: {e}"
 
     def check(self) -> bool:
-        """Pull; start a round if ``threshold`` new annotations are in. Return whether one ran."""
+        """Pull; start a round if ``threshold`` new annotations are in (one after "Start
+        training"). Return whether one ran."""
         n = self.count_new()
         with self._lock:
             self.stats.pulls += 1
             self.stats.pending = n
-        if n < self.threshold:
-            log.info("serve: %d new annotations, %d needed for a round", n, self.threshold)
+            need = 1 if self._train else self.threshold
+            self._train = False
+        if n < need:
+            log.info("serve: %d new annotations, %d needed for a round", n, need)
             return False
         log.info("serve: %d new annotations: starting a round", n)
         self.start_round()
@@ -314,6 +384,7 @@ def serve_loop(
     secret_env: str = "CURATION_WEBHOOK_SECRET",
     public_url: str | None = None,
     register: bool = True,
+    model: bool = True,
 ) -> WebhookReceiver:
     """A receiver for the loop file ``loop``, wired to its Label Studio project and to
     :func:`curation.orchestration.round.run_round` (not started: call ``start`` or ``serve_forever``).
@@ -332,6 +403,9 @@ def serve_loop(
         The URL Label Studio reaches the receiver at (default ``http://host:port/webhook``).
     register : bool
         Register (or update) the project's webhook in Label Studio.
+    model : bool
+        Also answer as Label Studio's ML backend (connect the model at ``http://host:port``):
+        the round model is fitted now and again after every round.
     """
     secret = os.environ.get(secret_env, "")
     if not secret:
@@ -360,11 +434,26 @@ def serve_loop(
         pulled = annotator.pull(project, since=state.get("cursor"))
         return int((pulled.annotations["status"] == "done").sum())
 
+    backend = ModelBackend(cfg) if model else None  # its own store: it reads from other threads
+    if backend is not None:
+        backend.refit()
+
     def start_round() -> Any:
-        return run_round(load_loop(loop))
+        now = load_loop(loop)
+        result = run_round(now)
+        if backend is not None:
+            backend.refit(now)
+        return result
 
     receiver = WebhookReceiver(
-        secret, count_new, start_round, threshold=threshold, host=host, port=port, project_id=pid
+        secret,
+        count_new,
+        start_round,
+        threshold=threshold,
+        host=host,
+        port=port,
+        project_id=pid,
+        backend=backend,
     )
     if register:
         annotator.ensure_webhook(

@@ -41,6 +41,7 @@ from curation.orchestration.state import label_choices
 from curation.steps.drift import DriftTest, embedding_drift, label_drift
 from curation.steps.validate import RESERVED, load_schema
 from curation.support.data import read_table, require_columns, write_parquet
+from curation.support.display import result_html
 from curation.support.progress import LogReporter, Reporter
 from curation.support.redact import redact_text, redact_url
 from curation.support.registry import config_error
@@ -223,6 +224,11 @@ class SweepResult:
     def breached(self) -> list[dict[str, Any]]:
         """The gates this sweep breached (empty when it passed)."""
         return [g for g in self.summary["gates"] if g["breached"]]
+
+    def _repr_html_(self) -> str:
+        facts = {k: v for k, v in self.summary.items() if not isinstance(v, dict | list)}
+        facts["breached"] = [g["gate"] for g in self.breached] or "none"
+        return result_html(f"sweep ({self.folder})", facts, self.tables)
 
 
 def duplicate_texts(df: pl.DataFrame, columns: Columns) -> pl.DataFrame:

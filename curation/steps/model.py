@@ -63,6 +63,58 @@ def _rows(X: Any) -> int:
     return int(X.shape[0])
 
 
+class FittedModel:
+    """A model fitted on label codes ``0..n_classes-1``: probabilities over every class.
+
+    Classes absent from the training labels get probability 0; with a single class present,
+    every row gets probability 1 for it (no estimator is fitted).
+
+    Attributes
+    ----------
+    n_classes : int
+        The number of classes the probabilities have columns for.
+    estimator_ : object or None
+        The fitted scikit-learn estimator (``None`` with a single class).
+    """
+
+    def __init__(self, n_classes: int, estimator: Any | None, only: int | None = None) -> None:
+        self.n_classes = n_classes
+        self.estimator_ = estimator
+        self.only_ = only
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """``(rows, n_classes)`` probabilities for ``X``."""
+        probs = np.zeros((_rows(X), self.n_classes), dtype=np.float64)
+        if self.estimator_ is None:
+            probs[:, self.only_ or 0] = 1.0
+        elif _rows(X):
+            probs[:, self.estimator_.classes_] = self.estimator_.predict_proba(X)
+        return probs
+
+
+def fit_model(
+    X_train: Any, y_train: np.ndarray, n_classes: int, seed: int = 0, model: str = "logreg"
+) -> FittedModel:
+    """Fit the model named ``model`` on ``(X_train, y_train)`` (codes ``0..n_classes-1``).
+
+    Examples
+    --------
+    >>> X = np.array([[0.0], [0.1], [1.0], [1.1]])
+    >>> m = fit_model(X, np.array([0, 0, 2, 2]), 3)
+    >>> m.predict_proba(np.array([[1.05]])).argmax(1).tolist(), m.predict_proba(X).shape
+    ([2], (4, 3))
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    present = np.unique(y_train)
+    if len(present) == 1:
+        return FittedModel(n_classes, None, int(present[0]))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        est = make_model(model, seed).fit(X_train, y_train)
+    return FittedModel(n_classes, est)
+
+
 def fit_predict_proba(
     X_train: Any, y_train: np.ndarray, X: Any, n_classes: int, seed: int = 0, model: str = "logreg"
 ) -> np.ndarray:
@@ -70,20 +122,9 @@ def fit_predict_proba(
 
     ``X_train`` and ``X`` may be dense arrays or sparse matrices. Classes absent from
     ``y_train`` get probability 0; with a single class present, every row gets probability 1
-    for it.
+    for it (see :func:`fit_model`).
     """
-    from sklearn.exceptions import ConvergenceWarning
-
-    probs = np.zeros((_rows(X), n_classes), dtype=np.float64)
-    present = np.unique(y_train)
-    if len(present) == 1:
-        probs[:, present[0]] = 1.0
-        return probs
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        est = make_model(model, seed).fit(X_train, y_train)
-    probs[:, est.classes_] = est.predict_proba(X)
-    return probs
+    return fit_model(X_train, y_train, n_classes, seed, model).predict_proba(X)
 
 
 #: Each fold's model is fitted on at most this many rows (a random sample of its training

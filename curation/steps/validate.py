@@ -37,6 +37,7 @@ import polars as pl
 from curation.config import Columns, ValidateConfig
 from curation.errors import ConfigError, CurationError, DataError, ValidationGateError
 from curation.support.data import Block, column_names, estimate_rows, plan_blocks, read_block, same_columns
+from curation.support.display import result_html
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class ValidationResult:
     valid: pl.DataFrame
     quarantine: pl.DataFrame
     report: dict[str, Any] = field(default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        return result_html("validation", self.report, {"quarantine": self.quarantine, "valid": self.valid})
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from curation.support.registry import Registry
 
 #: Every strategy returns these columns, one row per selected id, in priority order.
 #: ``kind`` is ``label`` for a pool row to label and ``review`` for a labeled row whose
-#: label is a suspected error.
+#: label is a suspected error. ``id`` is a String here; :func:`curation.select` gives it back
+#: in the dtype of the ids it was given.
 SELECTION_COLUMNS: dict[str, Any] = {
     "id": pl.String,
     "score": pl.Float64,

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from curation.strategies.base import STRATEGIES, Pool, Strategy
+from curation.support.ids import keep_id_dtype
 
 
 def make_strategy(
@@ -43,7 +44,8 @@ def select(
     budget : int
         How many rows to choose (review tasks included).
     ids : sequence, optional
-        The pool rows' ids (default ``0..n-1``).
+        The pool rows' ids (default the row numbers ``0..n-1``); the table's ``id`` has
+        their dtype.
     labeled : numpy.ndarray, optional
         ``(m, d)`` vectors of the rows already labeled (default none: a cold start).
     probs : numpy.ndarray, optional
@@ -67,7 +69,9 @@ def select(
     --------
     >>> X = np.eye(4, dtype=np.float32)
     >>> select(X, 2, strategy="kcenter")["id"].to_list()
-    ['3', '0']
+    [3, 0]
+    >>> select(X, 2, ids=["a", "b", "c", "d"], strategy="kcenter")["id"].to_list()
+    ['d', 'a']
     """
     n = embeddings.shape[0]
     pool = Pool(
@@ -76,7 +80,8 @@ def select(
         np.zeros((0, embeddings.shape[1]), np.float32) if labeled is None else labeled,
         probs,
         seed,
-        suspects=np.asarray([str(s) for s in (suspects or [])], dtype=str),
+        suspects=np.asarray([str(s) for s in (suspects if suspects is not None else [])], dtype=str),
         suspect_scores=suspect_scores,
     )
-    return make_strategy(strategy).select(pool, budget)
+    chosen = make_strategy(strategy).select(pool, budget)
+    return keep_id_dtype(chosen, ids if ids is not None else range(n), suspects)

@@ -43,7 +43,7 @@ def banking(data_dir: Path) -> tuple[pl.DataFrame, np.ndarray]:
     return df, X
 
 
-def plant(df: pl.DataFrame, share: float, seed: int = 0) -> tuple[list[str], set[str]]:
+def plant(df: pl.DataFrame, share: float, seed: int = 0) -> tuple[list[str], set[int]]:
     """Labels with ``share`` of the rows moved to another random class; the moved ids."""
     rng = np.random.default_rng(seed)
     classes = sorted(df["label"].unique().to_list())
@@ -51,7 +51,7 @@ def plant(df: pl.DataFrame, share: float, seed: int = 0) -> tuple[list[str], set
     moved = rng.choice(len(labels), size=int(share * len(labels)), replace=False)
     for i in moved:
         labels[i] = rng.choice([c for c in classes if c != labels[i]])
-    return labels, {str(df["id"][int(i)]) for i in moved}
+    return labels, {df["id"][int(i)] for i in moved}  # the table's ids have the input's dtype
 
 
 def run(df: pl.DataFrame, X: np.ndarray, labels: list, **cfg: object) -> tuple[pl.DataFrame, dict]:
@@ -63,7 +63,7 @@ def run(df: pl.DataFrame, X: np.ndarray, labels: list, **cfg: object) -> tuple[p
 
 
 @pytest.fixture(scope="module")
-def planted(banking: tuple[pl.DataFrame, np.ndarray]) -> tuple[pl.DataFrame, dict, set[str]]:
+def planted(banking: tuple[pl.DataFrame, np.ndarray]) -> tuple[pl.DataFrame, dict, set[int]]:
     df, X = banking
     labels, moved = plant(df, PLANTED)
     table, report = run(df, X, labels, detectors=ALL)
@@ -71,20 +71,20 @@ def planted(banking: tuple[pl.DataFrame, np.ndarray]) -> tuple[pl.DataFrame, dic
 
 
 @pytest.mark.slow
-def test_planted_label_errors_are_found(planted: tuple[pl.DataFrame, dict, set[str]]) -> None:
+def test_planted_label_errors_are_found(planted: tuple[pl.DataFrame, dict, set[int]]) -> None:
     table, report, moved = planted
     flagged = table.filter(pl.col("issue") == "label")
     hits = set(flagged["id"].to_list()) & moved
     assert len(hits) / len(moved) >= MIN_RECALL, (len(hits), len(moved), report["members"])
     top = set(flagged.head(len(moved))["id"].to_list()) & moved
     assert len(top) / len(moved) >= MIN_PRECISION  # the worst-ranked flags are mostly the planted ones
-    assert table.schema == pl.Schema({**ISSUE_COLUMNS, "partner": pl.String})  # near_duplicate's column
+    assert table.schema == pl.Schema({**ISSUE_COLUMNS, "id": pl.Int64, "partner": pl.Int64})  # ids keep their dtype
     assert flagged["rank"].to_list() == list(range(1, len(flagged) + 1))
     assert flagged["score"].is_sorted(descending=True)
 
 
 @pytest.mark.slow
-def test_ensemble_weighs_every_view_it_can_build(planted: tuple[pl.DataFrame, dict, set[str]]) -> None:
+def test_ensemble_weighs_every_view_it_can_build(planted: tuple[pl.DataFrame, dict, set[int]]) -> None:
     _, report, _ = planted
     names = [m["name"].split("/")[0] for m in report["members"]]
     assert sorted(names) == ["embedding", "embedding", "tfidf"]
@@ -121,7 +121,7 @@ def test_unlabeled_rows_are_the_pool_not_errors(banking: tuple[pl.DataFrame, np.
     table, report = run(
         df, X, labels, detectors=["label", "outlier"], views=["embedding", "knn"], model="logreg"
     )
-    pool = {str(i) for i, v in zip(df["id"], labels) if v is None}
+    pool = {i for i, v in zip(df["id"], labels) if v is None}
     assert not set(table.filter(pl.col("issue") == "label")["id"].to_list()) & pool
     probs = report["pred_probs"]
     assert probs.shape == (len(df), INTENTS) and np.allclose(probs.sum(1), 1)

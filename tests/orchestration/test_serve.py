@@ -153,3 +153,39 @@ def test_a_short_secret_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="at least 16"):
         WebhookReceiver("short", lambda: 0, lambda: None, port=0)
+
+
+def test_start_training_starts_a_round_with_one_new_answer_and_basic_auth_carries_the_secret() -> None:
+    import base64
+
+    new = {"n": 0}
+    rounds: list[int] = []
+    r = WebhookReceiver(SECRET, lambda: new["n"], lambda: rounds.append(new["n"]), threshold=50, port=0)
+    r.start()
+    try:
+        auth = {"Authorization": "Basic " + base64.b64encode(f"curation:{SECRET}".encode()).decode()}
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"curation:nope").decode()}
+        train = {"action": "START_TRAINING", "project": {"id": 3}}
+        assert httpx.post(r.url, json=train, headers=wrong).status_code == 401
+        # "Start training" with nothing new: a check, no round
+        assert httpx.post(r.url, json=train, headers=auth).json() == {"ok": True, "queued": True}
+        wait(lambda: r.stats.pulls == 1)
+        time.sleep(0.2)
+        assert rounds == [] and r.stats.trainings == 1
+        # one new answer: an annotation event waits for the threshold, "Start training" does not
+        new["n"] = 1
+        post(r, {"action": "ANNOTATION_CREATED"})
+        wait(lambda: r.stats.pulls == 2)
+        time.sleep(0.2)
+        assert rounds == []
+        httpx.post(r.url, json=train, headers=auth)
+        wait(lambda: rounds == [1])
+        post(r, {"action": "ANNOTATION_CREATED"})  # and the threshold holds again afterwards
+        wait(lambda: r.stats.pulls == 4)
+        time.sleep(0.2)
+        assert rounds == [1] and r.stats.rejected == 1
+        # without a model, the model's routes are not served
+        assert httpx.post(r.url.replace("/webhook", "/predict"), json={}, headers=auth).status_code == 404
+        assert httpx.post(r.url.replace("/webhook", "/train"), json={}, headers=auth).status_code == 404
+    finally:
+        r.stop()

@@ -74,6 +74,7 @@ class LabelStudioServer:
                 "SENTRY_DSN": "",
                 "FRONTEND_SENTRY_DSN": "",
                 "SSRF_PROTECTION_ENABLED": "false",  # test server only: lets webhooks reach 127.0.0.1
+                "ML_BLOCK_LOCAL_IP": "false",  # and a connected model (curation serve) on 127.0.0.1
                 "LATEST_VERSION_CHECK": "false",
                 "COLLECT_ANALYTICS": "false",
                 "PATH": f"{LS_VENV / 'bin'}:{os.environ.get('PATH', '')}",
