@@ -81,8 +81,9 @@ def native_log() -> Path:
 def hush_native_stderr() -> None:
     """Ray's C++ core and its worker processes write warnings straight to file descriptor 2;
     send those bytes to :func:`native_log` and keep Python's stderr (progress, errors) on
-    the terminal. Once per process."""
-    if getattr(hush_native_stderr, "done", False):
+    the terminal. Once per process, and only when Python's stderr is the process's own (not
+    one a test runner or a notebook swapped in)."""
+    if getattr(hush_native_stderr, "done", False) or sys.stderr is not sys.__stderr__:
         return
     hush_native_stderr.done = True  # type: ignore[attr-defined]
     saved = os.dup(2)
@@ -125,17 +126,35 @@ def metrics_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 @app.command()
-def init(directory: Annotated[Path, typer.Argument(help="Folder of the new curation project.")]) -> None:
-    """Lay out a new curation project: schemas/, loops/, connectors/ and data/."""
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder of the new curation project.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Your dataset (Parquet, CSV, JSON Lines): copied in, its contract inferred."
+        ),
+    ] = None,
+    id_column: Annotated[str, typer.Option("--id", help="The dataset's id column.")] = "id",
+    text_column: Annotated[str, typer.Option("--text", help="The dataset's text column.")] = "text",
+    label_column: Annotated[
+        str, typer.Option("--label", help="The dataset's label column (blank: unlabeled).")
+    ] = "label",
+) -> None:
+    """Lay out a new curation project: schemas/, loops/, connectors/ and data/.
+
+    With --data, the project starts from your file: it is copied to data/, the loop and the
+    pipeline point at it, and schemas/example.yaml is the contract inferred from it.
+    """
     from curation.support.project import init_project
 
     def go() -> None:
-        made = init_project(directory)
+        made = init_project(directory, data, (id_column, text_column, label_column))
         for p in made:
-            out.print(f"created {p}")
+            out.print(f"created {p}", soft_wrap=True)
+        first = "review schemas/example.yaml" if data else f"put your data in {directory}/data/"
         out.print(
-            f"next: put your data in {directory}/data/, edit loops/example.yaml, "
-            f"then `curation run {directory}/loops/example.yaml`"
+            f"next: {first}, edit loops/example.yaml, then `curation run {directory}/loops/example.yaml`",
+            soft_wrap=True,
         )
 
     guarded(go)

@@ -734,7 +734,8 @@ class DvcStore:
         changed = sorted(
             {
                 path
-                for entries in status.values()
+                for key, entries in status.items()
+                if key.endswith(".dvc")  # the rounds' data, not the pipeline's stages
                 for entry in entries
                 if isinstance(entry, dict)
                 for change in entry.values()
@@ -742,6 +743,15 @@ class DvcStore:
                 for path in change
             }
         )
+        if changed:  # a tracked folder changed: name its files (``dvc diff``: HEAD to working tree)
+            diff = json.loads(self._dvc("diff", "--json") or "{}")
+            files = {
+                e["path"]
+                for kind in ("added", "deleted", "modified")
+                for e in diff.get(kind, [])
+                if not e["path"].endswith("/") and any(_under(e["path"], d) for d in changed)
+            }
+            changed = sorted(files) or changed
         lines = self._git("status", "--porcelain", "--untracked-files=no").splitlines()
         return changed + sorted(line[3:] for line in lines if line[3:])
 

@@ -91,19 +91,19 @@ class Files:
 
 
 def _stamped(ann: pl.DataFrame, export: Path) -> pl.DataFrame:
-    """Every answer's ``updated_at`` as UTC ISO 8601; an answer without one (a hand-made or
-    third-party export) takes the export file's modification time, so it is merged, never
+    """Every answer with an ``updated_at``: Label Studio's own is kept as written; an answer
+    without one, or with one that is not ISO 8601 (a hand-made or third-party export), takes
+    the export file's modification time in Label Studio's format, so it is merged, never
     dropped by the cursor."""
-    mtime = datetime.fromtimestamp(export.stat().st_mtime, UTC).isoformat(timespec="microseconds")
+    mtime = datetime.fromtimestamp(export.stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     def utc(value: str | None) -> str:
         if not value:
             return mtime
         try:
-            when = datetime.fromisoformat(value)
+            datetime.fromisoformat(value)
         except ValueError:
             return mtime
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)
-        return when.astimezone(UTC).isoformat(timespec="microseconds")
+        return value
 
     return ann.with_columns(pl.col("updated_at").map_elements(utc, return_dtype=pl.String))

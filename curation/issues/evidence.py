@@ -45,7 +45,13 @@ def tfidf_features(texts: Sequence[str], max_features: int = 100_000) -> csr_mat
         strip_accents="unicode",
         dtype=np.float32,
     )
-    return vec.fit_transform(texts)
+    try:
+        return vec.fit_transform(texts)
+    except ValueError:  # no word passes min_df/max_df (a handful of texts, all alike): no evidence
+        log.info(
+            "tfidf: no word is frequent enough yet rare enough in %d texts; the view is empty", len(texts)
+        )
+        return csr_matrix((len(texts), 1), dtype=np.float32)
 
 
 def knn_probs(knn: csr_matrix, labels: np.ndarray, n_classes: int, prior: float = 1.0) -> np.ndarray:

@@ -139,13 +139,8 @@ def _round(
     tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel, "tasks": tasks}
     tables["annotations"] = pulled.annotations
     metrics = st.round_metrics(n, v.report, tables, train, acc, issue_report)
-    state: dict[str, Any] = {
-        "cursor": pulled.cursor,
-        "tasks_pushed": len(tasks),
-        "tasks_new": pushed,
-        "issues": issue_report,
-    }
-    state.update(reconciliation=agreement, answers_not_used=pulled.skipped)
+    state: dict[str, Any] = {"cursor": pulled.cursor, "tasks_pushed": len(tasks), "tasks_new": pushed}
+    state.update(issues=issue_report, reconciliation=agreement, answers_not_used=pulled.skipped)
     manifest = st.round_manifest(cfg, n, metrics, tables, v.report, state)
     out = {"valid": v.valid, **tables, "labels": labels}
     page, html = step_report(cfg, store, n, out, X, oos, classes, metrics, rep)

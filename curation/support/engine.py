@@ -40,6 +40,8 @@ def ensure_ray(address: str | None = None) -> None:
     )
     for name in ("ray", "ray.data", "ray._private"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray Data warns once that its own bars are off: ours (per block) replace them.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     atexit.register(ray.shutdown)  # actors stop before the interpreter, with no "worker died" line
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False

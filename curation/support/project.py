@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from curation.errors import ConfigError
@@ -187,23 +188,85 @@ push:
 """
 
 
-def init_project(directory: Path) -> list[Path]:
+def init_project(
+    directory: Path, data: Path | None = None, columns: tuple[str, str, str] = ("id", "text", "label")
+) -> list[Path]:
     """Write the project templates into ``directory``; existing files are never overwritten.
+
+    Parameters
+    ----------
+    directory : Path
+        The project's folder (made if missing).
+    data : Path, optional
+        The user's dataset (Parquet, CSV or JSON Lines): copied to ``data/dataset.<suffix>``,
+        the loop and the pipeline point at it and ``schemas/example.yaml`` is the contract
+        inferred from it (``curation schema infer``) instead of the generic template.
+    columns : tuple of str
+        The dataset's id, text and label column names.
 
     Returns
     -------
     list of Path
         The files created.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> [p.name for p in init_project(Path(tempfile.mkdtemp()))][:2]
+    ['example.yaml', 'example.yaml']
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"{directory} is a file, expected a folder", field="DIR")
+    texts = dict(TEMPLATES)
+    if data is not None:
+        texts.update(_for_data(Path(data), columns))
     made = []
-    for rel, text in TEMPLATES.items():
+    for rel, text in texts.items():
         path = directory / rel
         if path.exists():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text or params_template(), encoding="utf-8")
         made.append(path)
+    if data is not None and not (directory / _dataset(Path(data))).exists():
+        shutil.copyfile(data, directory / _dataset(Path(data)))
+        made.append(directory / _dataset(Path(data)))
     return made
+
+
+def _dataset(data: Path) -> str:
+    return f"data/dataset{''.join(data.suffixes[-2:]) if data.suffix == '.gz' else data.suffix}"
+
+
+def _for_data(data: Path, columns: tuple[str, str, str]) -> dict[str, str]:
+    """The templates that name the dataset, its columns and its contract, for ``data``."""
+    from curation.support.schema import infer_yaml
+
+    if not data.is_file():
+        raise ConfigError(f"{data}: no such file", field="--data")
+    id_, text, label = columns
+    found = set(infer_columns(data))
+    for flag, name in zip(("--id", "--text", "--label"), columns, strict=True):
+        if name not in found:
+            raise ConfigError(
+                f"{data}: no column {name!r} (columns: {', '.join(sorted(found))}); name it with {flag}",
+                field=flag,
+            )
+    out = {}
+    for rel in ("loops/example.yaml", "dvc.yaml"):
+        t = TEMPLATES[rel].replace("data/dataset.parquet", _dataset(data))
+        t = t.replace(
+            "columns: {id: id, text: text, label: label}",
+            f"columns: {{id: {id_}, text: {text}, label: {label}}}",
+        )
+        out[rel] = t.replace("--id id --text text", f"--id {id_} --text {text}")
+    out["schemas/example.yaml"] = infer_yaml(data)
+    return out
+
+
+def infer_columns(data: Path) -> list[str]:
+    """The column names of a dataset file (its first block)."""
+    from curation.support.schema import sample
+
+    return sample(data, rows=1).columns

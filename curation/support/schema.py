@@ -25,9 +25,10 @@ def _checks(s: pl.Series, max_categories: int) -> list[Check]:
     if s.dtype.is_numeric() and s.dtype != pl.Boolean:
         return [Check.in_range(values.min(), values.max())]
     if s.dtype == pl.String:
-        distinct = values.n_unique()
-        if distinct <= max_categories and distinct * 2 <= len(values):
-            return [Check.isin(sorted(values.unique().to_list()))]
+        given = values.filter(values.str.strip_chars() != "")  # blank labels are no labels
+        distinct = given.n_unique()
+        if given.len() and distinct <= max_categories and distinct * 2 <= len(given):
+            return [Check.isin(sorted(given.unique().to_list()))]
         if values.str.len_chars().min() > 0:  # type: ignore[operator]
             return [Check.str_length(min_value=1)]
     return []
@@ -40,7 +41,8 @@ def infer_schema(df: pl.DataFrame, *, max_categories: int = 200) -> pap.DataFram
     whose name is ``id`` or ends in ``_id`` and has no repeats is ``unique``. Numbers get
     their seen range; a string column with few distinct values (at most
     ``max_categories``, and at most half its rows) gets the seen set (``isin``), another
-    string column a non-empty check.
+    string column a non-empty check. Blank strings are not in a label set (a blank label is
+    no label: the column becomes nullable).
 
     Parameters
     ----------
@@ -58,6 +60,9 @@ def infer_schema(df: pl.DataFrame, *, max_categories: int = 200) -> pap.DataFram
     >>> s = infer_schema(pl.DataFrame({"id": [1, 2, 3, 4], "label": ["a", "a", "b", "b"]}))
     >>> (s.columns["id"].unique, s.columns["label"].checks[0].name)
     (True, 'isin')
+    >>> s = infer_schema(pl.DataFrame({"label": ["a", "a", "b", "b", " ", ""]}))
+    >>> (s.columns["label"].checks[0].statistics["allowed_values"], s.columns["label"].nullable)
+    (['a', 'b'], True)
     """
     columns = {}
     for name, s in df.to_dict().items():
@@ -65,7 +70,10 @@ def infer_schema(df: pl.DataFrame, *, max_categories: int = 200) -> pap.DataFram
         keyable = s.dtype.is_integer() or s.dtype == pl.String
         unique = bool(id_like and keyable and s.null_count() == 0 and s.n_unique() == len(s))
         checks = None if unique else _checks(s, max_categories) or None
-        columns[name] = pap.Column(s.dtype, checks=checks, nullable=s.null_count() > 0, unique=unique)
+        blank = s.dtype == pl.String and bool((s.str.strip_chars() == "").any())
+        labels = bool(checks) and checks[0].name == "isin"  # type: ignore[index]
+        nullable = s.null_count() > 0 or (labels and blank)  # a blank label is read as null
+        columns[name] = pap.Column(s.dtype, checks=checks, nullable=nullable, unique=unique)
     return pap.DataFrameSchema(columns)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -81,8 +82,9 @@ def test_default_remote_checkout_and_diff(tmp_path: Path) -> None:
     shown = cli.invoke(app, ["history", "--root", str(root)])
     assert shown.exit_code == 0 and "round-2" in shown.stdout and "0.200" in shown.stdout
     shown = cli.invoke(app, ["diff", "round-1", "round-2", "--root", str(root)])
-    assert shown.exit_code == 0 and f"{TABLE} added: s5, s6" in shown.stdout
-    assert f"{TABLE} relabeled: s1" in shown.stdout and f"{TABLE} removed: s0" in shown.stdout
+    assert shown.exit_code == 0 and f"{TABLE} (changed): 2 added, 1 removed, 1 relabeled" in shown.stdout
+    table_part = re.split(r"\n(?=\S)", shown.stdout.split(f"{TABLE} (changed)")[1])[0]
+    assert "added: s5, s6" in table_part and "relabeled: s1" in table_part and "removed: s0" in table_part
     shown = cli.invoke(app, ["checkout", "round-1", "--to", str(tmp_path / "r1"), "--root", str(root)])
     assert shown.exit_code == 0
     assert_frame_equal(pl.read_parquet(tmp_path / "r1" / TABLE), labeled(1))

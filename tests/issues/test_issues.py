@@ -78,7 +78,9 @@ def test_planted_label_errors_are_found(planted: tuple[pl.DataFrame, dict, set[i
     assert len(hits) / len(moved) >= MIN_RECALL, (len(hits), len(moved), report["members"])
     top = set(flagged.head(len(moved))["id"].to_list()) & moved
     assert len(top) / len(moved) >= MIN_PRECISION  # the worst-ranked flags are mostly the planted ones
-    assert table.schema == pl.Schema({**ISSUE_COLUMNS, "id": pl.Int64, "partner": pl.Int64})  # ids keep their dtype
+    assert table.schema == pl.Schema(
+        {**ISSUE_COLUMNS, "id": pl.Int64, "partner": pl.Int64}
+    )  # ids keep their dtype
     assert flagged["rank"].to_list() == list(range(1, len(flagged) + 1))
     assert flagged["score"].is_sorted(descending=True)
 

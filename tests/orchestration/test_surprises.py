@@ -50,9 +50,10 @@ def test_two_loops_share_a_project_each_with_its_own_rounds(tmp_path: Path, data
     assert [r.round for r in store_for(load_loop(loop_a)).history()] == [1, 2]
     assert [r.round for r in store_for(load_loop(loop_b)).history()] == [1]
     # each round versions the config it ran with
-    shown = git(tmp_path, "show", "unit/round-2", "--name-only", "--format=")
+    shown = git(tmp_path, "ls-tree", "-r", "--name-only", "unit/round-2")
     for path in ("loops/unit.yaml", "schemas/example.yaml", "params.yaml", "dvc.yaml"):
         assert path in shown.split(), shown
+    assert "loops/other.yaml" in git(tmp_path, "ls-tree", "-r", "--name-only", "other/round-1").split()
     hist = cli("history", "--loop", str(loop_b), "--json", cwd=tmp_path)
     assert hist.returncode == 0 and [r["round"] for r in json.loads(hist.stdout)] == [1]
 
@@ -201,6 +202,7 @@ def test_a_ray_round_prints_each_step_once_and_no_ray_noise(tmp_path: Path, data
         "✓ select",
         "✓ annotate",
         "✓ embed held-out",
+        "✓ report",
         "✓ version",
     ]
     dry = cli("run", str(loop), "--dry-run", cwd=tmp_path)
