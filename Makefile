@@ -39,8 +39,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules curation
 
+# Two workers (pytest-xdist): most tests wait on a subprocess, a server or git as much as they
+# compute; the tests sharing a Label Studio server or the fault suite's reference share a worker.
 test: install install-ls install-chromium lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 # The command reference, from the CLI's own --help.
 docs: install

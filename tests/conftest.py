@@ -1,4 +1,8 @@
-"""Shared fixtures: paths to the real data, a session-wide local Ray, a real Label Studio."""
+"""Shared fixtures: paths to the real data, a session-wide local Ray, a real Label Studio.
+
+``make test`` runs the suite on two pytest-xdist workers (``-n 2 --dist loadgroup``); the tests
+that share an expensive fixture run on one worker (see :func:`pytest_collection_modifyitems`).
+"""
 
 from __future__ import annotations
 
@@ -41,3 +45,18 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         yield server
     finally:
         server.stop()
+
+
+#: Fixtures too costly to build on every worker: the tests that use one share a worker.
+SHARED = {"label_studio": "label-studio", "reference": "fault-suite"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put every test that uses a :data:`SHARED` fixture in that fixture's xdist group, so
+    one worker starts one Label Studio server (about a minute) and computes one fault-suite
+    reference, whatever the order the tests are handed out in."""
+    for item in items:
+        for fixture, group in SHARED.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break

@@ -375,15 +375,16 @@ def write_manifest(store: _Store, manifest: Manifest) -> str:
 
 
 def read_manifest(store: _Store, ref: str) -> Manifest:
-    """The manifest of the round at ``ref`` (located through its commit metadata)."""
-    for info in store.history():
-        if ref in (info.ref, info.commit):
+    """The manifest of the round at ``ref`` (located through its commit metadata): its tag
+    (``LOOP/round-N``), its commit, or ``round-N`` when one loop's store holds that round."""
+    rounds = store.history()
+    short = [r for r in rounds if r.ref.rsplit("/", 1)[-1] == ref]
+    for info in rounds:
+        if ref in (info.ref, info.commit) or (len(short) == 1 and info is short[0]):
             if "curation.manifest" not in info.metadata:
                 raise VersioningError(
                     f"round {info.ref} has no manifest in its commit metadata: it was not "
                     "committed with Manifest.commit_metadata()"
                 )
             return Manifest.load(store.read_bytes(info.ref, info.metadata["curation.manifest"]))
-    raise VersioningError(
-        f"no round {ref!r}; rounds: {', '.join(r.ref for r in store.history()) or 'none yet'}"
-    )
+    raise VersioningError(f"no round {ref!r}; rounds: {', '.join(r.ref for r in rounds) or 'none yet'}")

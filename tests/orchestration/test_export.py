@@ -75,7 +75,7 @@ def test_export_writes_every_row_with_its_labels_their_source_and_the_flags(proj
     data = pl.read_parquet(root / "data" / "pool.parquet")
     r = cli("export", str(project), "--to", str(root / "out" / "curated.parquet"))
     assert r.returncode == 0, r.stderr
-    assert "round 2 (round-2)" in r.stdout
+    assert "round 2 (unit/round-2)" in r.stdout
     out = pl.read_parquet(root / "out" / "curated.parquet")
     assert out.schema["id"] == pl.Int64 and out["id"].to_list() == data["id"].to_list()
     assert out.columns[: len(data.columns)] == data.columns

@@ -215,11 +215,12 @@ def test_a_killed_embedding_job_keeps_what_it_wrote_and_the_rerun_embeds_the_res
     import sys
     import time
 
-    texts = [f"sentence {i} on topic {i % 7} with some words" for i in range(12_000)]
+    texts = [f"sentence {i} on topic {i % 7} with some words" for i in range(3_000)]
     pl.DataFrame({"id": range(len(texts)), "text": texts}).write_parquet(tmp_path / "texts.parquet")
     code = (
         "import polars as pl; from pathlib import Path; from curation.config import EmbedConfig;"
-        "from curation.steps.embed import embed_with_report;"
+        "import curation.steps.embed as e; from curation.steps.embed import embed_with_report;"
+        "e.FLUSH_ROWS = 1024;"  # the cache is written every 1,024 rows (8,192 by default)
         f"t = pl.read_parquet({str(tmp_path / 'texts.parquet')!r})['text'].to_list();"
         f"embed_with_report(t, EmbedConfig(max_seq_length=16, batch_size=64), root=Path({str(tmp_path)!r}),"
         " engine='local', progress=lambda d, n: print(d, flush=True))"
@@ -227,14 +228,14 @@ def test_a_killed_embedding_job_keeps_what_it_wrote_and_the_rerun_embeds_the_res
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until the first flush is on disk, then kill it mid-job
-        if int(line) >= 8192 + 512:
+        if int(line) >= 1024 + 512:
             break
     time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     cfg = EmbedConfig(max_seq_length=16, batch_size=64)
     rerun = embed_with_report(texts, cfg, root=tmp_path, engine="local")
-    assert 8192 <= rerun.report["cached"] < len(texts)
+    assert 1024 <= rerun.report["cached"] < len(texts)
     assert rerun.report["embedded"] == len(texts) - rerun.report["cached"]
     fresh = embed_with_report(texts, cfg, root=tmp_path / "fresh", engine="local")
     np.testing.assert_allclose(rerun.vectors, fresh.vectors, atol=1e-6)
