@@ -41,7 +41,10 @@ lint: install
 
 # Two workers (pytest-xdist): most tests wait on a subprocess, a server or git as much as they
 # compute; the tests sharing a Label Studio server or the fault suite's reference share a worker.
-test: install install-ls install-chromium lint
+# The three installs run side by side (each mostly waits on downloads and disk).
+test:
+	$(MAKE) -j3 install install-ls install-chromium
+	$(MAKE) lint
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 # The command reference, from the CLI's own --help.

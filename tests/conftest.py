@@ -36,15 +36,30 @@ def ray_local() -> Iterator[None]:
     ray.shutdown()
 
 
+#: The Label Studio server of this process, once started (see :func:`label_studio`).
+_SERVERS: dict[str, LabelStudioServer] = {}
+
+
 @pytest.fixture(scope="session")
-def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
-    """A real Label Studio server for the whole test session (started once, about a minute)."""
-    server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"))
-    try:
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> LabelStudioServer:
+    """A real Label Studio server for the whole test session (started once, about a minute).
+
+    A pytest-xdist worker that runs out of tests tears its session fixtures down and sets them
+    up again for the next ones; the server outlives that and stops when the session ends
+    (:func:`pytest_sessionfinish`)."""
+    server = _SERVERS.get("label_studio")
+    if server is None or not server.healthy():
+        server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"))
         server.start()
-        yield server
-    finally:
+        _SERVERS["label_studio"] = server
+    return server
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the Label Studio server this process started."""
+    for server in _SERVERS.values():
         server.stop()
+    _SERVERS.clear()
 
 
 #: Fixtures too costly to build on every worker: the tests that use one share a worker.
@@ -57,6 +72,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     reference, whatever the order the tests are handed out in."""
     for item in items:
         for fixture, group in SHARED.items():
-            if fixture in getattr(item, "fixturenames", ()):
+            # a fixture asked for by name, or by the contract suites' parameter (``[label_studio]``)
+            if fixture in getattr(item, "fixturenames", ()) or f"[{fixture}]" in item.nodeid:
                 item.add_marker(pytest.mark.xdist_group(group))
                 break

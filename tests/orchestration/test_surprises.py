@@ -85,8 +85,16 @@ def test_blank_and_whitespace_labels_are_unlabeled(tmp_path: Path, data_dir: Pat
 @pytest.mark.slow
 def test_checkout_refuses_to_overwrite_uncommitted_work(tmp_path: Path, data_dir: Path) -> None:
     loop = make_project(tmp_path, data_dir, n_classes=3, per_class=30, budget=5, engine="local")
-    for _ in range(2):
-        assert cli("run", str(loop), cwd=tmp_path).returncode == 0
+    assert cli("run", str(loop), cwd=tmp_path).returncode == 0
+    queue = tmp_path / "annotations" / "unit" / "oracle.parquet"
+    queued = len(pl.read_parquet(queue))
+    held = cli("run", str(loop), "--no-push", cwd=tmp_path)  # round 2 queues nothing
+    assert held.returncode == 0, held.stderr[-3000:]
+    store = store_for(load_loop(loop))
+    assert [r.round for r in store.history()] == [1, 2]  # versioned ...
+    assert len(store.read("round-2", "rounds/unit/round-2/selection.parquet")) == 5  # ... selected ...
+    assert store.read("round-2", "rounds/unit/round-2/tasks.parquet").is_empty()  # ... not queued
+    assert len(pl.read_parquet(queue)) == queued
     labels = tmp_path / "labels" / "unit.parquet"
     pl.read_parquet(labels).with_columns(pl.lit("edited").alias("label")).write_parquet(labels)
     r = cli("checkout", "round-1", "--loop", str(loop), cwd=tmp_path)
