@@ -39,14 +39,13 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules curation
 
-# Three pytest-xdist workers on two cores: with two, the cores were busy 74% of the time (the
-# tests wait on subprocesses, servers and git); the tests sharing a Label Studio server or the
-# fault suite's reference share a worker.
+# Two workers (pytest-xdist): most tests wait on a subprocess, a server or git as much as they
+# compute; the tests sharing a Label Studio server or the fault suite's reference share a worker.
 # The three installs run side by side (each mostly waits on downloads and disk).
 test:
 	$(MAKE) -j3 install install-ls install-chromium
 	$(MAKE) lint
-	$(BIN)/pytest -n 3 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 # The command reference, from the CLI's own --help.
 docs: install

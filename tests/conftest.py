@@ -1,6 +1,6 @@
 """Shared fixtures: paths to the real data, a session-wide local Ray, a real Label Studio.
 
-``make test`` runs the suite on three pytest-xdist workers (``-n 3 --dist loadgroup``); the tests
+``make test`` runs the suite on two pytest-xdist workers (``-n 2 --dist loadgroup``); the tests
 that share an expensive fixture run on one worker (see :func:`pytest_collection_modifyitems`).
 """
 

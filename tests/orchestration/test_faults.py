@@ -33,12 +33,10 @@ ROOT = Path(__file__).resolve().parents[2]
 #: (backend, round killed, point): at least ten points, every backend, round 1 included.
 POINTS = [
     ("local", 2, "after-embed"),  # the vectors cached, nothing of the round written
-    ("local", 2, "after-select"),
     ("local", 2, "after-annotate"),  # tasks pushed, answers pulled, nothing versioned
     ("local", 2, "store-write#3"),  # half the round's tables written
     ("local", 2, "local:after-commit"),  # committed, journal not cleared
     ("local", 1, "local:after-commit"),
-    ("dvc", 1, "dvc:before-add"),
     ("dvc", 1, "dvc:before-git-commit"),  # data in the DVC cache, no git commit
     ("dvc", 1, "dvc:after-git-commit"),  # committed, not tagged
     ("dvc", 1, "dvc:after-tag"),
