@@ -7,6 +7,7 @@ Relative paths in a loop file are relative to the project root: the folder above
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,19 @@ class Columns(_Strict):
     label: str = "label"
 
 
+def default_cache_dir() -> Path:
+    """The embedding cache's folder: ``$CURATION_CACHE_DIR`` if set, else under ``.curation/``.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ.pop("CURATION_CACHE_DIR", None) and None
+    >>> default_cache_dir()
+    PosixPath('.curation/cache/embeddings')
+    """
+    return Path(os.environ.get("CURATION_CACHE_DIR") or ".curation/cache/embeddings")
+
+
 class EmbedConfig(_Strict):
     """Embedding step settings.
 
@@ -52,7 +66,9 @@ class EmbedConfig(_Strict):
     model: str = DEFAULT_MODEL
     batch_size: int = Field(64, gt=0)
     max_seq_length: int = Field(256, gt=0)
-    cache_dir: Path = Path(".curation/cache/embeddings")
+    #: The vector cache, relative to the project root; ``CURATION_CACHE_DIR`` sets the default
+    #: (one cache shared by every project of a machine or a CI job).
+    cache_dir: Path = Field(default_factory=lambda: default_cache_dir())
     #: ``torch``; ``onnx`` (the model exported locally to ONNX, same vectors); ``onnx_int8``
     #: (int8 weights: fastest on CPUs, mean cosine >= 0.99 to torch, cached apart).
     backend: Literal["torch", "onnx", "onnx_int8"] = "torch"
@@ -62,6 +78,9 @@ class EmbedConfig(_Strict):
     threads: int = Field(0, ge=0)
     #: Ray actors, each with its own copy of the model.
     workers: int = Field(1, gt=0)
+    #: With the Ray engine, fewer texts than this to embed are embedded in process: starting
+    #: an actor and loading the model in it costs more than a few thousand short texts.
+    ray_min_texts: int = Field(2000, ge=0)
 
 
 class IssuesConfig(_Strict):

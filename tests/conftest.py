@@ -6,6 +6,7 @@ that share an expensive fixture run on one worker (see :func:`pytest_collection_
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,23 @@ def data_dir() -> Path:
     """``../shared/data``: the real public data sets (read-only)."""
     assert (DATA / "banking77_train.parquet").exists(), f"missing shared data in {DATA}"
     return DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One embedding cache for the whole session (``CURATION_CACHE_DIR``), shared by the xdist
+    workers, so that the same real texts are embedded once, not once per test project.
+
+    The tests of the cache itself (tests/steps/test_embed.py) unset it and use their own."""
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "embedding-cache"
+    before = os.environ.get("CURATION_CACHE_DIR")
+    os.environ["CURATION_CACHE_DIR"] = str(cache)
+    yield cache
+    if before is None:
+        os.environ.pop("CURATION_CACHE_DIR", None)
+    else:
+        os.environ["CURATION_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

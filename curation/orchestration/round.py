@@ -77,7 +77,7 @@ def run_round(
     rep = rep or LogReporter()
     step.annotator_for(cfg, [])[0].check()  # a missing token fails before any compute
     with run_lock(cfg.root / ".curation" / "locks" / f"{cfg.name}.lock"):
-        if cfg.engine == "ray":
+        if cfg.engine == "ray" and cfg.ray_address:  # else a local Ray starts when a step needs it
             from curation.support.engine import ensure_ray
 
             ensure_ray(cfg.ray_address)

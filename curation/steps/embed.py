@@ -427,7 +427,7 @@ def _encode_missing(
     todo = todo.sort(pl.col("text").str.len_chars())
     chunk = cfg.batch_size * 8
     out: list[pa.Table] = []
-    if engine == "local":
+    if engine == "local" or len(todo) < cfg.ray_min_texts:
         enc = _local_encoder(
             cfg.model, cfg.max_seq_length, cfg.batch_size, cfg.threads, cfg.backend, onnx_path
         )
@@ -435,6 +435,9 @@ def _encode_missing(
     else:
         import ray
 
+        from curation.support.engine import ensure_ray
+
+        ensure_ray(None)  # a no-op when the round already started or joined Ray
         cores = int(ray.cluster_resources().get("CPU", 1))
         threads = cfg.threads or max(1, cores // cfg.workers)
         blocks = [todo.slice(i, chunk).to_arrow() for i in range(0, len(todo), chunk)]  # progress per block

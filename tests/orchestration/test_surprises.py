@@ -196,7 +196,14 @@ def test_listings_fit_100_columns_and_help_fits_80() -> None:
 @pytest.mark.slow
 def test_a_ray_round_prints_each_step_once_and_no_ray_noise(tmp_path: Path, data_dir: Path) -> None:
     loop = make_project(
-        tmp_path, data_dir, n_classes=3, per_class=30, budget=5, engine="ray", version={"name": "local"}
+        tmp_path,
+        data_dir,
+        n_classes=3,
+        per_class=30,
+        budget=5,
+        engine="ray",
+        version={"name": "local"},
+        embed={"max_seq_length": 64, "ray_min_texts": 0},  # the embedding on Ray actors too
     )
     r = cli("run", str(loop), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

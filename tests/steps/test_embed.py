@@ -47,6 +47,24 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+@pytest.fixture(autouse=True)
+def own_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count cache hits: each uses its project's own cache, not the session's."""
+    monkeypatch.delenv("CURATION_CACHE_DIR", raising=False)
+
+
+def test_curation_cache_dir_sets_the_default_and_a_setting_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CURATION_CACHE_DIR", str(tmp_path / "shared"))
+    shared = embed_with_report(SHORT, EmbedConfig(), root=tmp_path / "a", engine="local")
+    again = embed_with_report(SHORT, EmbedConfig(), root=tmp_path / "b", engine="local")
+    assert (shared.report["embedded"], again.report["cached"]) == (4, 4)  # another project, one cache
+    assert list((tmp_path / "shared").rglob("*.parquet")) and not (tmp_path / "a" / ".curation").exists()
+    own = embed_with_report(SHORT, EmbedConfig(cache_dir=Path("mine")), root=tmp_path / "c", engine="local")
+    assert own.report["embedded"] == 4 and list((tmp_path / "c" / "mine").rglob("*.parquet"))
+
+
 def test_cache_hit_and_miss(tmp_path: Path) -> None:
     cfg = EmbedConfig()
     first = embed_with_report(SHORT + SHORT[:1], cfg, root=tmp_path, engine="local")
@@ -157,7 +175,7 @@ def test_ray_job_gives_the_local_vectors(tmp_path: Path) -> None:
 
     ensure_ray()
     texts = SHORT + ["one more, for a second batch", "and another"]
-    cfg = EmbedConfig(batch_size=2)
+    cfg = EmbedConfig(batch_size=2, ray_min_texts=0)
     ray_X = embed(texts, cfg, root=tmp_path / "ray", engine="ray")
     local_X = embed(texts, cfg, root=tmp_path / "local", engine="local")
     np.testing.assert_allclose(ray_X, local_X, atol=1e-5)
@@ -197,7 +215,7 @@ def test_ray_progress_moves_block_by_block_and_the_cache_fills_as_it_goes(
 ) -> None:
     texts = [f"text number {i} about cards and fees" for i in range(300)]
     seen: list[int] = []
-    cfg = EmbedConfig(batch_size=8, max_seq_length=32)  # blocks of 64 texts
+    cfg = EmbedConfig(batch_size=8, max_seq_length=32, ray_min_texts=0)  # blocks of 64 texts
     res = embed_with_report(
         texts, cfg, root=tmp_path, engine="ray", progress=lambda done, total: seen.append(done)
     )
