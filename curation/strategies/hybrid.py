@@ -16,7 +16,7 @@ import numpy as np
 
 from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy, cold_start_fallback
 from curation.strategies.kcenter import far_reason, kcenter_greedy
-from curation.strategies.typiclust import typicality_in
+from curation.strategies.typiclust import kmeans_labels, typicality_in
 from curation.strategies.uncertainty import margin, margin_reasons
 
 
@@ -94,11 +94,9 @@ class Hybrid(Strategy):
                     for i, d in zip(pick, dist)
                 ],
             )
-        from sklearn.cluster import KMeans
-
-        cluster = KMeans(n, n_init=1, random_state=pool.seed).fit(X).labels_
+        cluster = kmeans_labels(X, n, pool.seed)
         if self.pick == "typical":
-            key, how = typicality_in(X, pool.embeddings, self.knn), "most typical"
+            key, how = typicality_in(X, pool.embeddings, self.knn, seed=pool.seed), "most typical"
         else:
             key, how = u[short], "most uncertain"
         best: dict[int, int] = {}

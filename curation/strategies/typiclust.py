@@ -13,27 +13,49 @@ import numpy as np
 
 from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy
 
+#: Typicality is measured among at most this many rows (a seeded sample of larger sets):
+#: the density ranking it gives is what matters, and a 1M-row pool would cost a matrix
+#: product of every query with every row.
+TYPICALITY_ROWS = 100_000
+#: k-means centres are fitted on at most this many rows; every row is then assigned.
+KMEANS_FIT_ROWS = 50_000
 
-def typicality(X: np.ndarray, knn: int) -> np.ndarray:
-    """``1 / mean distance to the knn nearest other rows`` of each row of ``X`` (unit-norm rows)."""
+
+def typicality_in(Q: np.ndarray, X: np.ndarray, knn: int, *, seed: int = 0) -> np.ndarray:
+    """Typicality of each row of ``Q`` among the rows of ``X`` (Q's rows may be in X).
+
+    Above :data:`TYPICALITY_ROWS` rows of ``X`` a seeded sample of them stands for ``X``.
+    """
     if len(X) < 2:
-        return np.ones(len(X))
-    d2 = np.maximum(2.0 - 2.0 * (X @ X.T), 0.0)
-    np.fill_diagonal(d2, np.inf)
-    k = min(knn, len(X) - 1)
-    near = np.partition(d2, k - 1, axis=1)[:, :k]
-    return 1.0 / (np.sqrt(near).mean(axis=1) + 1e-8)
-
-
-def typicality_in(Q: np.ndarray, X: np.ndarray, knn: int, chunk: int = 1024) -> np.ndarray:
-    """Typicality of each row of ``Q`` among the rows of ``X`` (Q's rows may be in X)."""
+        return np.ones(len(Q))
+    if len(X) > TYPICALITY_ROWS:
+        X = X[np.sort(np.random.default_rng(seed).choice(len(X), TYPICALITY_ROWS, replace=False))]
     out = np.empty(len(Q))
     k = min(knn + 1, len(X))
+    chunk = max(1, (1 << 24) // max(1, len(X)))  # a block of at most 16M distances
     for i in range(0, len(Q), chunk):
         d2 = np.maximum(2.0 - 2.0 * (Q[i : i + chunk] @ X.T), 0.0)
         near = np.sort(np.partition(d2, k - 1, axis=1)[:, :k], axis=1)[:, 1:]
         out[i : i + chunk] = 1.0 / (np.sqrt(near).mean(axis=1) + 1e-8)
     return out
+
+
+def kmeans_labels(X: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """k-means cluster of each row; the centres fitted on at most :data:`KMEANS_FIT_ROWS` rows.
+
+    Examples
+    --------
+    >>> X = np.repeat(np.eye(2, dtype=np.float32), 3, axis=0)
+    >>> kmeans_labels(X, 2, 0).tolist() in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
+    True
+    """
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters, n_init=1, random_state=seed)
+    if len(X) <= KMEANS_FIT_ROWS:
+        return np.asarray(km.fit(X).labels_)
+    fit = np.random.default_rng(seed).choice(len(X), KMEANS_FIT_ROWS, replace=False)
+    return np.asarray(km.fit(X[np.sort(fit)]).predict(X))
 
 
 @STRATEGIES.register
@@ -82,28 +104,26 @@ class TypiClust(Strategy):
         n_lab = len(pool.labeled)
         X = np.concatenate([pool.labeled.astype(np.float32), pool.embeddings]) if n_lab else pool.embeddings
         n_clusters = max(1, min(n_lab + n, self.max_clusters, len(X)))
-        from sklearn.cluster import KMeans
-
-        km = KMeans(n_clusters, n_init=1, random_state=pool.seed).fit(X)
-        cluster = km.labels_
+        cluster = kmeans_labels(X, n_clusters, pool.seed)
         covered = np.bincount(cluster[:n_lab], minlength=n_clusters).astype(np.int64)
         size = np.bincount(cluster, minlength=n_clusters)
-        members = [np.flatnonzero(cluster[n_lab:] == c) for c in range(n_clusters)]
+        by_cluster = np.argsort(cluster, kind="stable")  # rows of cluster c: one slice
+        starts = np.r_[0, np.cumsum(size)]
+        free = np.bincount(cluster[n_lab:], minlength=n_clusters)  # pool rows per cluster
         typ: dict[int, np.ndarray] = {}
-        taken = [0] * n_clusters
+        taken = np.zeros(n_clusters, np.int64)
+        small = size < self.min_cluster_size
         idx, score, reason = [], [], []
         for _ in range(n):
-            left = np.array([taken[c] < len(members[c]) for c in range(n_clusters)])
+            left = taken < free
             if not left.any():
                 break
-            small = size < self.min_cluster_size
-            key = np.lexsort((-size, covered, small | ~left))
-            c = int(key[0])
+            c = int(np.lexsort((-size, covered, small | ~left))[0])
             if c not in typ:
-                rows = np.flatnonzero(cluster == c)
-                t = typicality(X[rows], self.knn)[rows >= n_lab]
+                rows = by_cluster[starts[c] : starts[c + 1]]
+                t = typicality_in(X[rows[rows >= n_lab]], X[rows], self.knn, seed=pool.seed)
                 order = np.argsort(-t, kind="stable")
-                typ[c] = np.c_[members[c][order], t[order]]
+                typ[c] = np.c_[rows[rows >= n_lab][order] - n_lab, t[order]]
             i, t = typ[c][taken[c]]
             taken[c] += 1
             covered[c] += 1
