@@ -53,6 +53,8 @@ class IssueInputs:
     recipe : str
         ``reference`` or ``ensemble``: how ``pred_probs`` was made (detectors may pick
         their defaults by it).
+    texts : numpy.ndarray, optional
+        The rows' texts, when the caller gave them.
 
     Rows whose label code is ``-1`` are unlabeled (the active-learning pool): label
     detectors skip them, the kNN-graph detectors include them.
@@ -66,6 +68,7 @@ class IssueInputs:
     knn: Any = None
     members: list[Evidence] = field(default_factory=list)
     recipe: str = "reference"
+    texts: np.ndarray | None = None
 
     @property
     def labeled(self) -> np.ndarray:
@@ -153,5 +156,8 @@ DETECTORS: Registry[Detector] = Registry(
         "curation.issues.outlier",
         "curation.issues.duplicate",
         "curation.issues.imbalance",
+        "curation.issues.noniid",
+        "curation.issues.valuation",
+        "curation.issues.group",
     ),
 )

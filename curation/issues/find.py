@@ -85,7 +85,8 @@ def find_issues(
     Parameters
     ----------
     texts : sequence of str, optional
-        The rows' texts (for the TF-IDF view); ``None`` uses the embeddings alone.
+        The rows' texts (for the TF-IDF view and ``exact_duplicate``); ``None`` uses the
+        embeddings alone.
     ids : sequence
         Row ids (a list, a numpy array, a polars Series); the table's ``id`` has their dtype.
     labels : sequence
@@ -114,10 +115,11 @@ def find_issues(
     classes = [str(c) for c in classes]
     ids_arr = np.asarray([str(i) for i in ids], dtype=object)
     codes = label_codes(labels, classes)
-    if not (len(ids_arr) == len(codes) == embeddings.shape[0]):
+    n_texts = len(codes) if texts is None else len(texts)
+    if not (len(ids_arr) == len(codes) == embeddings.shape[0] == n_texts):
         raise DataError(
-            f"ids, labels and embeddings must have one row each, found {len(ids_arr)}, "
-            f"{len(codes)} and {embeddings.shape[0]}"
+            f"texts, ids, labels and embeddings must have one row each, found {n_texts}, "
+            f"{len(ids_arr)}, {len(codes)} and {embeddings.shape[0]}"
         )
     seconds: dict[str, float] = {}
     wants_graph = needs_graph(cfg)
@@ -138,7 +140,9 @@ def find_issues(
     else:
         probs = combine(members, codes, seed=cfg.seed)
     seconds["combine"] = time.perf_counter() - t
-    inputs = IssueInputs(ids_arr, codes, classes, embeddings, probs, knn, members, cfg.recipe)
+    inputs = IssueInputs(
+        ids_arr, codes, classes, embeddings, probs, knn, members, cfg.recipe, text_array(texts)
+    )
     table = run_detectors(cfg, inputs, seconds)
     report: dict[str, Any] = {
         "recipe": cfg.recipe,
@@ -153,6 +157,11 @@ def find_issues(
     if verdicts is not None:
         report["precision"] = flag_precision(table, verdicts)
     return keep_id_dtype(keep_id_dtype(table, ids), ids, column="partner"), report
+
+
+def text_array(texts: Sequence[str] | None) -> np.ndarray | None:
+    """The texts as an object array (``None`` stays ``None``)."""
+    return None if texts is None else np.asarray([str(t) for t in texts], dtype=object)
 
 
 def needs_graph(cfg: IssuesConfig) -> bool:

@@ -26,6 +26,16 @@ def datalab_issues(
 ) -> pd.DataFrame:
     """Run one Datalab issue type; its per-row table (``is_<type>_issue``, ``<type>_score``).
 
+    :func:`datalab_check` also gives Datalab's ``info`` on the check (a p-value, ...).
+    """
+    return datalab_check(issue_type, params, knn=knn, labels=labels)[0]
+
+
+def datalab_check(
+    issue_type: str, params: dict[str, Any], *, knn: Any = None, labels: np.ndarray | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Run one Datalab issue type; its per-row table and Datalab's ``info`` on the check.
+
     Parameters
     ----------
     issue_type : str
@@ -54,7 +64,7 @@ def datalab_issues(
     if printed:
         log.debug("Datalab: %s", printed)
     try:
-        return lab.get_issues(issue_type)
+        return lab.get_issues(issue_type), lab.get_info(issue_type)
     except ValueError as e:
         raise CurationError(
             f"cleanlab's Datalab could not check {issue_type!r} issues: {printed or e}; "

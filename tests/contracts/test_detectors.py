@@ -1,6 +1,7 @@
 """The detector contract: one suite, every registered detector.
 
-On a small dataset with planted label errors, an outlier, a duplicate and a rare class,
+On a small dataset with planted label errors, an outlier, a duplicate, a rare class, a
+cluster with mixed-up labels, and rows in the order of their classes (not IID),
 every detector returns the fixed columns (``ISSUE_COLUMNS``, then the detector columns it
 declares in ``Detector.columns``), ids from its input only, finite
 scores in [0, 1] worst first with ranks 1..n, its own ``issue`` name, and the same table twice
@@ -19,11 +20,21 @@ from curation.issues.knn import knn_graph
 from curation.steps.model import cross_val_probs
 
 #: Every registered detector runs this suite (tests/contracts/test_meta.py checks it).
-DETECTORS_TESTED = ["class_imbalance", "label", "near_duplicate", "outlier"]
+DETECTORS_TESTED = [
+    "class_imbalance",
+    "data_valuation",
+    "exact_duplicate",
+    "label",
+    "near_duplicate",
+    "non_iid",
+    "outlier",
+    "underperforming_group",
+]
 
 
 def inputs(seed: int = 0, with_knn: bool = True) -> IssueInputs:
-    """120 rows in 4 blobs (one of them rare), 6 labels moved, a duplicate, an outlier, 10 unlabeled."""
+    """120 rows in 4 blobs (one of them rare), in label order, 6 labels moved, a duplicate, an
+    outlier, 10 unlabeled, and a tight group of 12 rows whose labels are a mix of three."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(4, 16))
     sizes = [40, 40, 38, 2]
@@ -35,6 +46,10 @@ def inputs(seed: int = 0, with_knn: bool = True) -> IssueInputs:
     given = y.copy()
     moved = rng.choice(len(y) - 20, 6, replace=False)
     given[moved] = (given[moved] + 1) % 3
+    group = np.arange(80, 92)  # an underperforming group: its own place, labels a, b, c in turn
+    X[group] = rng.normal(size=16) + 0.1 * rng.normal(size=(len(group), 16))
+    X[group] /= np.linalg.norm(X[group], axis=1, keepdims=True)
+    given[group] = group % 3
     given[100:110] = -1  # the pool: unlabeled
     lab = given >= 0
     probs = np.zeros((len(y), 4))

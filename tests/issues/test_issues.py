@@ -12,14 +12,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from pydantic import ValidationError
 
+import curation
 from curation.config import IssuesConfig, PluginConfig
 from curation.errors import CurationError, DataError
 from curation.issues.base import DETECTORS, ISSUE_COLUMNS, IssueInputs
 from curation.issues.feedback import flag_precision
 from curation.issues.find import find_issues
+from curation.issues.group import spherical_kmeans
 from curation.issues.knn import knn_graph
+from curation.load import load_loop
+from curation.orchestration.sweep import sweep_settings
 from curation.steps.embed import embed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,6 +170,88 @@ def test_near_duplicates_and_outliers_are_found(
     assert len(outliers & {f"news{i}" for i in range(10)}) >= 8
 
 
+@pytest.fixture(scope="module")
+def banking_train(data_dir: Path) -> tuple[pl.DataFrame, np.ndarray]:
+    """Every fifth labeled row of BANKING77's train split (2,000 rows, 77 intents), embedded (cached)."""
+    df = pl.read_parquet(data_dir / "banking77_train.parquet").drop_nulls().filter(pl.col("id") % 5 == 0)
+    return df, embed(df["text"].to_list(), ids=df["id"].to_list(), root=ROOT, engine="local")
+
+
+def test_a_cluster_with_shuffled_labels_is_the_underperforming_group(
+    banking_train: tuple[pl.DataFrame, np.ndarray],
+) -> None:
+    df, X = banking_train
+    fast = {"detectors": ["underperforming_group"], "views": ["knn"]}  # kNN-label evidence: no model fit
+    clean, _ = run(df, X, df["label"].to_list(), **fast)
+    assert len(clean) <= 0.01 * len(df)  # the published labels: at most a small confusable group
+    # Plant: shuffle the labels inside one k-means cluster (the detector's clustering: 32, seed 0),
+    # the one of the most intents, where a shuffle moves most labels.
+    clusters = spherical_kmeans(X, 32, seed=0)
+    intents = df.with_columns(pl.Series("c", clusters)).group_by("c").agg(pl.col("label").n_unique())
+    planted = int(intents.sort(["label", "c"], descending=[True, False])["c"][0])
+    rows = np.flatnonzero(clusters == planted)
+    labels = df["label"].to_numpy().copy()
+    labels[rows] = np.random.default_rng(0).permutation(labels[rows])
+    assert (labels[rows] != df["label"].to_numpy()[rows]).mean() > 0.7
+    table, _ = run(df, X, labels.tolist(), **fast)
+    worst = table.filter(pl.col("score") == table["score"].max())
+    assert worst["cluster"].unique().to_list() == [planted]  # named, on each of its rows
+    assert sorted(worst["id"].to_list()) == sorted(df["id"].gather(rows).to_list())
+    assert worst["score"][0] >= 0.5  # its labels fit under half as well as the rest's
+    assert len(table) - len(worst) <= 0.01 * len(df)  # little else
+
+
+#: Every detector with a setting of its own, as a loop file's ``issues.detectors``.
+LOOP_DETECTORS = [
+    {"name": "label"},
+    {"name": "outlier"},
+    {"name": "near_duplicate", "threshold": 0.2},
+    {"name": "exact_duplicate"},
+    {"name": "non_iid", "num_permutations": 10},
+    {"name": "underperforming_group", "n_clusters": 32},
+    {"name": "data_valuation", "k": 8},
+    {"name": "class_imbalance"},
+]
+
+
+def test_every_detector_from_a_loop_file_through_curation_find_issues(
+    banking_train: tuple[pl.DataFrame, np.ndarray], data_dir: Path, tmp_path: Path
+) -> None:
+    loop = tmp_path / "loops" / "x.yaml"
+    loop.parent.mkdir()
+    loop.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "dataset": str(data_dir / "banking77_train.parquet"),
+                "schema": str(ROOT / "schemas" / "banking77.yaml"),
+                "connector": str(ROOT / "connectors" / "files.yaml"),
+                "issues": {"detectors": LOOP_DETECTORS, "views": ["knn"]},
+            }
+        )
+    )
+    cfg = load_loop(loop).issues
+    assert [d.model_dump() for d in cfg.detectors] == LOOP_DETECTORS
+    assert sweep_settings(None, None, loop=loop).issues == cfg  # the sweep reads the same detectors
+    df, X = banking_train  # in file order: sorted by intent
+    copies = [0, 7]  # two rows twice: exact duplicates
+    texts = df["text"].to_list() + df["text"].gather(copies).to_list()
+    ids = df["id"].to_list() + [-1, -2]
+    labels = df["label"].to_list() + df["label"].gather(copies).to_list()
+    classes = sorted(df["label"].unique().to_list())
+    table, report = curation.find_issues(texts, ids, labels, classes, np.concatenate([X, X[copies]]), cfg)
+    assert set(report["flagged"]) >= {"non_iid", "data_valuation", "exact_duplicate", "near_duplicate"}
+    assert table.schema["id"] == table.schema["partner"] == pl.Int64
+    exact = table.filter(pl.col("issue") == "exact_duplicate")
+    assert sorted(exact.select("id", "partner").rows()) == sorted(
+        [(-1, df["id"][0]), (df["id"][0], -1), (-2, df["id"][7]), (df["id"][7], -2)]
+    )
+    assert exact["group"].n_unique() == 2
+    non_iid = table.filter(pl.col("issue") == "non_iid")
+    assert non_iid["p_value"].max() < 0.05 and len(non_iid) > len(df) / 2  # sorted rows are not IID
+    assert set(report["seconds"]) >= {"non_iid", "underperforming_group", "data_valuation", "exact_duplicate"}
+
+
 def test_rare_classes_and_a_single_class_do_not_crash() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 8)).astype(np.float32)
@@ -202,6 +289,26 @@ def test_bad_inputs_say_what_to_do() -> None:
     inputs = IssueInputs(np.array(["0", "1", "2"]), np.array([0, 1, 0]), ["a", "b"], X, np.full((3, 2), 0.5))
     with pytest.raises(CurationError, match="needs the shared kNN graph"):
         DETECTORS.create("outlier").find(inputs)
+
+
+def test_the_near_duplicate_threshold_is_a_radius_and_exact_duplicates_need_no_graph() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 16)).astype(np.float32)
+    X[1] = X[0]
+    X[3] = X[2] + 0.5 * rng.normal(size=16)  # a looser paraphrase
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    ids = np.array([str(i) for i in range(200)], dtype=object)
+    inputs = IssueInputs(ids, np.zeros(200, int), ["a"], X, np.ones((200, 1)), knn_graph(X, 5))
+    found = {
+        t: set(DETECTORS.create("near_duplicate", {"threshold": t}).find(inputs)["id"])
+        for t in (0.0, 0.13, 0.6)
+    }
+    assert found[0.0] == set()  # under 0 x the median: nothing
+    assert found[0.13] == {"0", "1"} and found[0.13] < found[0.6] and {"2", "3"} <= found[0.6]
+    with pytest.raises(CurationError, match=r"near_duplicate\.threshold"):
+        DETECTORS.create("near_duplicate", {"threshold": -1.0}).find(inputs)
+    inputs.knn = None
+    assert DETECTORS.create("exact_duplicate").find(inputs)["id"].to_list() == ["0", "1"]
 
 
 def test_knn_graph_excludes_self_and_agrees_with_faiss() -> None:

@@ -70,6 +70,18 @@ def test_a_second_run_is_refused_while_the_lock_is_held(tmp_path: Path) -> None:
         pass
 
 
+#: The detectors the scheduled sweep runs: every one, the new ones named in its summary.
+SWEPT = [
+    "label",
+    "outlier",
+    "near_duplicate",
+    "exact_duplicate",
+    "non_iid",
+    "underperforming_group",
+    "data_valuation",
+]
+
+
 @pytest.mark.slow
 def test_sweep_every_runs_on_schedule_and_compares_with_the_last(tmp_path: Path, data_dir: Path) -> None:
     df = pl.read_parquet(data_dir / "banking77_train.parquet").filter(pl.col("id") < 600)
@@ -92,6 +104,7 @@ def test_sweep_every_runs_on_schedule_and_compares_with_the_last(tmp_path: Path,
             "1s",
             "--runs",
             "2",
+            *[arg for d in SWEPT for arg in ("--detector", d)],
         ],
         cwd=ROOT,
         capture_output=True,
@@ -104,3 +117,7 @@ def test_sweep_every_runs_on_schedule_and_compares_with_the_last(tmp_path: Path,
     second = json.loads((history / "sweep-0002" / "summary.json").read_text())
     assert second["compared_with"] == "sweep-0001"
     assert [d["drift"] for d in second["drift"]] == [False, False]  # the same data twice
+    assert second["detectors"] == SWEPT
+    assert second["issues"]["non_iid"] > 0  # the file is sorted by intent
+    issues = pl.read_parquet(history / "sweep-0002" / "issues.parquet")
+    assert {"p_value", "cluster", "group", "partner"} <= set(issues.columns)
