@@ -16,6 +16,7 @@ import pytest
 import curation
 from curation.config import IssuesConfig, PluginConfig
 from curation.strategies.kcenter import KCenterGreedy
+from tests.support.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "python.md"
@@ -36,12 +37,6 @@ for name, obj, wanted in (
 def python_blocks(text: str) -> list[str]:
     """The fenced ```python blocks of a Markdown text, in order."""
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "curation", *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.mark.slow

@@ -4,9 +4,7 @@ every input row in exactly one of valid and quarantine. No traceback ever reache
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import polars as pl
 import pytest
 import yaml
 
+from tests.support.cli import cli
 from tests.support.projects import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,18 +24,6 @@ columns:
   text: {dtype: String, nullable: false}
   label: {dtype: String, nullable: true}
 """
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "curation", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def rows(n: int, start: int = 0, **extra: list[object]) -> pl.DataFrame:

@@ -3,30 +3,17 @@ where the final label came from, and the round's flags; ids keep their dtype."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 
+from tests.support.cli import cli
 from tests.support.projects import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
 FLIPPED = 6
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "curation", *args],
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 @pytest.fixture(scope="module")
