@@ -542,6 +542,54 @@ def export_cmd(
     guarded(go)
 
 
+@app.command("explain")
+def explain_cmd(
+    round: Annotated[str, typer.Argument(help="The round: 2, round-2 or LOOP/round-2.")],
+    row_id: Annotated[str, typer.Argument(metavar="ID", help="The row's id.")],
+    loop: VersionLoop = None,
+    root: VersionRoot = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain one row of a committed round: its flags, its nearest neighbours, the model's
+    top classes, and why it was or was not selected. Reads only what the round stored."""
+    from curation.errors import ConfigError
+    from curation.load import load_loop
+    from curation.orchestration.explain import explain_row
+    from curation.orchestration.history import project_loop
+
+    def go() -> None:
+        path = loop or project_loop(root)
+        if path is None:
+            raise ConfigError(
+                f"{Path(root).resolve()} has no loops/*.yaml: pass --loop LOOP_FILE", field="--loop"
+            )
+        e = explain_row(load_loop(path), round, row_id)
+        if as_json:
+            out.print_json(json.dumps(e.to_dict(), default=str))
+            return
+        show_explanation(e)
+
+    guarded(go)
+
+
+def show_explanation(e: Any) -> None:
+    """An :class:`~curation.orchestration.explain.Explanation` as a few lines and tables."""
+    out.print(f"round {e.round} ({e.ref}), id {e.id}: {e.role}, label {e.label or '-'}", highlight=False)
+    if e.text is not None:
+        out.print(f"text: {e.text}", highlight=False, soft_wrap=True)
+    out.print(e.why, highlight=False, soft_wrap=True)
+    if e.flags:
+        out.print(metrics_table(e.flags, "flags"))
+    else:
+        out.print("flags: none")
+    if e.probabilities:
+        out.print(metrics_table(e.probabilities, "top classes"))
+    if e.neighbours:
+        out.print(metrics_table(e.neighbours, "nearest neighbours"))
+    for note in e.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
 EmbedData = Annotated[
     Path, typer.Argument(help="A Parquet, CSV or JSON Lines file (or folder) with the texts.")
 ]

@@ -304,10 +304,12 @@ def round_metrics(
     validation: dict[str, Any],
     tables: dict[str, pl.DataFrame],
     labels: int,
-    accuracy: float | None,
+    evaluation: dict[str, Any],
     issue_report: dict[str, Any],
 ) -> dict[str, Any]:
-    """The figures of round ``n`` (what ``curation run`` prints and the commit carries)."""
+    """The figures of round ``n`` (what ``curation run`` prints and the commit carries);
+    ``evaluation`` holds the held-out ones (``accuracy``, ``accuracy_without_leaks``,
+    ``leaked_rows``)."""
     issues, tasks = tables["issues"], tables["tasks"]
     metrics: dict[str, Any] = {
         "round": n,
@@ -320,7 +322,7 @@ def round_metrics(
         "reviews": int((tasks["kind"] == "review").sum()),
         "annotations": len(tables["annotations"]),
         "labels": labels,
-        "accuracy": accuracy,
+        **evaluation,
     }
     if "precision" in issue_report:
         metrics["flag_precision"] = issue_report["precision"].get("precision")
