@@ -3,6 +3,7 @@ BANKING77 rows planted in the labeled pool (local engine, local store)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -112,3 +113,42 @@ def test_planted_near_duplicates_of_held_out_rows_are_reported(
     print(
         f"recall {recall:.3f}, accuracy {m['accuracy']:.3f}, without leaks {m['accuracy_without_leaks']:.3f}"
     )
+
+
+@pytest.mark.slow
+def test_explain_prints_a_rows_flags_neighbours_classes_and_why(
+    leaky: tuple[RoundResult, Path, dict[str, Any]],
+) -> None:
+    from curation.steps.embed import embed
+
+    result, loop, _ = leaky
+    project, tasks = loop.parent.parent, result.tables["tasks"]
+    picked = tasks.filter(pl.col("kind") == "label").row(0, named=True)
+    r = cli("explain", "1", picked["id"], "--loop", str(loop), "--json", cwd=project)
+    assert r.returncode == 0, r.stderr
+    e = json.loads(r.stdout)
+    assert (e["id"], e["role"], e["text"]) == (picked["id"], "pool", picked["text"])
+    assert e["selected"]["rank"] == picked["rank"] and e["selected"]["reason"] == picked["reason"]
+    assert e["why"].startswith(f"selected to label (rank {picked['rank']} of 20)")
+    assert e["probabilities"][0]["label"] == picked["prediction"]  # the round model's top class
+    valid = result.tables["valid"].with_columns(pl.col("id").cast(pl.String))
+    texts = dict(zip(valid["id"], valid["text"]))
+    nbrs = [n["id"] for n in e["neighbours"]]
+    X = embed([picked["text"], *(texts[i] for i in nbrs)], load_loop(loop).embed, root=ROOT, engine="local")
+    assert [n["similarity"] for n in e["neighbours"]] == pytest.approx((X[1:] @ X[0]).tolist(), abs=1e-3)
+    labels = dict(zip(valid["id"], valid["label"]))
+    assert [n["label"] for n in e["neighbours"]] == [labels[i] for i in nbrs]
+
+    flagged = result.tables["issues"].filter(pl.col("issue") == "label")
+    sent = set(tasks.filter(pl.col("kind") == "review")["id"])
+    kept = flagged.filter(~pl.col("id").is_in(list(sent))).row(0, named=True)
+    r = cli("explain", "round-1", kept["id"], "--loop", str(loop), cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert f"id {kept['id']}: labeled" in r.stdout and "not sent to review" in r.stdout
+    assert kept["suggested_label"] in r.stdout and "nearest neighbours" in r.stdout
+
+    for args, expected in ((("7", picked["id"]), "no round 7"), (("1", "no-such-row"), "'no-such-row'")):
+        r = cli("explain", *args, "--loop", str(loop), cwd=project)
+        assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and expected in lines[0], r.stderr
