@@ -746,6 +746,14 @@ WebhookOpt = Annotated[
 ]
 EveryOpt = Annotated[str | None, typer.Option(help="Run on a schedule in this process: 30m, 6h, 1d...")]
 RunsOpt = Annotated[int | None, typer.Option(min=1, help="With --every: stop after this many runs.")]
+EvalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--eval",
+        help="A held-out set (same columns): report its rows that nearly repeat a dataset row "
+        "(leaky splits; default: the --loop's eval_dataset).",
+    ),
+]
 
 
 #: The sweep options that are fields of ``Gates`` (``--drift-gate`` is ``drift``).
@@ -768,6 +776,7 @@ def sweep_cmd(
     id_col: IdOpt = None,
     text: Column = None,
     label: Column = None,
+    eval_dataset: EvalOpt = None,
     detector: DetectorOpt = None,
     max_seq_length: SweepSeq = None,
     folds: FoldsOpt = None,
@@ -799,7 +808,9 @@ def sweep_cmd(
     quiet_libraries()
     given = dict(locals())
     gates = {k: given[k] for k in GATE_OPTIONS} | {"drift": drift_gate}
-    options = {k: given[k] for k in ("text", "label", "engine", "max_seq_length", "folds", "recipe")}
+    options = {
+        k: given[k] for k in ("text", "label", "engine", "max_seq_length", "folds", "recipe", "eval_dataset")
+    }
     settings = guarded(
         lambda: sweep_settings(
             dataset, schema, history, loop=loop, detectors=detector, gates=gates, id=id_col, **options

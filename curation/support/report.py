@@ -27,7 +27,7 @@ from markupsafe import Markup, escape
 
 ROWS_SHOWN = 25
 #: Columns whose values are texts (cut short, whole on hover and in a details element).
-TEXT_COLUMNS = ("text", "partner_text")
+TEXT_COLUMNS = ("text", "partner_text", "eval_text", "pool_text")
 #: Columns of sentences, kept wide enough to read.
 WIDE_COLUMNS = ("reason", "status", "verdict", "curation_reason")
 #: Characters of a text shown before it is cut; the tooltip holds at most TOOLTIP of them.
@@ -322,7 +322,7 @@ def render_report(
         The sweep's ``summary.json``.
     tables : dict of str to polars.DataFrame
         ``quarantine``, ``duplicates`` and ``issues`` (with ``text``; a near-duplicate with
-        ``partner`` and ``partner_text``).
+        ``partner`` and ``partner_text``), and ``leaks`` when the sweep had a held-out set.
     history : list of dict
         Every sweep's ``history.jsonl`` line, this one included.
     counts : dict of str to int
@@ -352,8 +352,10 @@ def render_report(
         "issues",
         "issue_fraction",
         "detectors",
+        "eval_rows",
+        "leaked_rows",
     )
-    summary_rows = [{"figure": k, "value": summary[k]} for k in keys]
+    summary_rows = [{"figure": k, "value": summary.get(k)} for k in keys]
     summary_rows += [
         {"figure": f"cross-validated accuracy ({m['name']})", "value": m["accuracy"]}
         for m in summary["models"]
@@ -365,6 +367,16 @@ def render_report(
         ("Broken rows", _rows(q), len(q), "broken"),
         ("Duplicate texts", _rows(tables["duplicates"]), len(tables["duplicates"]), "duplicates"),
     ]
+    if "leaks" in tables:
+        leaks = tables["leaks"]
+        sections.append(
+            (
+                "Leaky splits: held-out rows that nearly repeat a dataset row",
+                _rows(leaks),
+                len(leaks),
+                "leaks",
+            )
+        )
     for name in sorted(issues["issue"].unique().to_list()):
         part = filled(issues.filter(pl.col("issue") == name).sort("rank"))
         title = "Suspected label errors" if name == "label" else f"Flagged: {name}"

@@ -15,32 +15,11 @@ import pytest
 
 from curation.load import load_loop
 from curation.orchestration.round import RoundResult, run_round
-from tests.support.projects import make_project
+from tests.support.projects import light_edit, make_project
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED = 30
-#: One word changed (the first of these a text has), else the text with its final
-#: punctuation mark dropped or added, else a greeting in front.
-SWAP = {"my": "the", "the": "my", "i": "we", "a": "the", "is": "was", "can": "could", "how": "what"}
-
 pytestmark = pytest.mark.xdist_group("leaks")  # one round per worker, shared by the tests here
-
-
-def light_edit(text: str, i: int) -> str:
-    """A near-duplicate of ``text``: punctuation, one word, or a greeting (by ``i % 3``).
-
-    >>> light_edit("How do I top up?", 0), light_edit("How do I top up?", 1)
-    ('How do I top up', 'what do I top up?')
-    """
-    if i % 3 == 0:
-        return text[:-1] if text.endswith(("?", ".", "!")) else text + "?"
-    if i % 3 == 1:
-        words = text.split()
-        for j, w in enumerate(words):
-            if w.lower() in SWAP:
-                return " ".join([*words[:j], SWAP[w.lower()], *words[j + 1 :]])
-        return text + " please"
-    return "Hi, " + text[0].lower() + text[1:]
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +131,21 @@ def test_explain_prints_a_rows_flags_neighbours_classes_and_why(
         assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and expected in lines[0], r.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_of_the_loop_reports_the_same_leaks(leaky: tuple[RoundResult, Path, dict[str, Any]]) -> None:
+    result, loop, pairs = leaky
+    project = loop.parent.parent
+    r = cli("sweep", "--loop", str(loop), cwd=project)  # the loop's eval_dataset is the held-out set
+    assert r.returncode == 0, r.stdout + r.stderr
+    folder = project / "sweeps" / "unit" / "sweep-0001"
+    summary = json.loads((folder / "summary.json").read_text())
+    leaks = pl.read_parquet(folder / "leaks.parquet")
+    found = set(zip(leaks["eval_id"], leaks["pool_id"]))
+    assert sum((e, p) in found for p, e in pairs.items()) / len(pairs) >= 0.95
+    round_leaks = result.tables["leaks"]
+    assert found == set(zip(round_leaks["eval_id"], round_leaks["pool_id"]))  # the same rows, the same pairs
+    assert summary["leaked_rows"] == result.metrics["leaked_rows"] and summary["eval_rows"] == 300
+    assert f"{summary['leaked_rows']} of 300 held-out rows leak" in r.stdout
+    assert "Leaky splits" in (folder / "report.html").read_text()
