@@ -544,14 +544,23 @@ def export_cmd(
 
 @app.command("explain")
 def explain_cmd(
-    round: Annotated[str, typer.Argument(help="The round: 2, round-2 or LOOP/round-2.")],
-    row_id: Annotated[str, typer.Argument(metavar="ID", help="The row's id.")],
+    round: Annotated[str, typer.Argument(metavar="ROUND", help="The round: 2, round-2 or LOOP/round-2.")],
+    row_id: Annotated[str, typer.Argument(metavar="ID", help="The id of the row.")],
     loop: VersionLoop = None,
     root: VersionRoot = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Explain one row of a committed round: its flags, its nearest neighbours, the model's
-    top classes, and why it was or was not selected. Reads only what the round stored."""
+    """Explain one row of a committed round: its flags, nearest neighbours, top classes, and
+    why it was or was not selected.
+
+    Reads only what the round stored: its issue and selection tables and its evidence table
+    (for each valid row, its nearest neighbours in the kNN graph of the round with their
+    labels, and the top three classes of the model: out of sample for labeled rows, those of
+    the round model for the pool). A selected row shows the rank, score and reason of the
+    strategy; another row why not (the rank and score of the last pick, a flag not sent to
+    review, quarantined, queued). Example:
+    curation explain round-2 4127 --loop loops/banking77.yaml. Exits 2 for an unknown round or id.
+    """
     from curation.errors import ConfigError
     from curation.load import load_loop
     from curation.orchestration.explain import explain_row

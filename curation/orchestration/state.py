@@ -4,7 +4,8 @@ Layout (paths relative to the project root, versioned by the loop's store):
 
 - ``labels/LOOP.parquet``: the labels the annotators gave, one row per id (``LABEL_TABLE``);
 - ``rounds/LOOP/round-N/``: round N's tables (``quarantine``, ``issues``, ``selection``,
-  ``tasks``, ``annotations``) and its ``manifest.json``.
+  ``tasks``, ``annotations``, ``leaks``, ``evidence``), its ``report.html`` and its
+  ``manifest.json``.
 
 Everything here is read through the store at its head (:func:`load_state`), never from
 the working tree, so every store (DVC, lakeFS, local) gives the next round the same state,
