@@ -126,20 +126,26 @@ def test_explain_prints_a_rows_flags_neighbours_classes_and_why(
     assert f"id {kept['id']}: labeled" in r.stdout and "not sent to review" in r.stdout
     assert kept["suggested_label"] in r.stdout and "nearest neighbours" in r.stdout
 
+    from typer.testing import CliRunner
+
+    from curation.cli import app
+
     for args, expected in ((("7", picked["id"]), "no round 7"), (("1", "no-such-row"), "'no-such-row'")):
-        r = cli("explain", *args, "--loop", str(loop), cwd=project)
-        assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
-        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and expected in lines[0], r.stderr
+        res = CliRunner().invoke(app, ["explain", *args, "--loop", str(loop)])  # in process: fast
+        assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and expected in lines[0] and "Traceback" not in res.output, res.stderr
 
 
 @pytest.mark.slow
 def test_a_sweep_of_the_loop_reports_the_same_leaks(leaky: tuple[RoundResult, Path, dict[str, Any]]) -> None:
     result, loop, pairs = leaky
     project = loop.parent.parent
-    r = cli("sweep", "--loop", str(loop), cwd=project)  # the loop's eval_dataset is the held-out set
-    assert r.returncode == 0, r.stdout + r.stderr
+    from curation.orchestration.sweep import one_line, sweep_once, sweep_settings
+
+    sweep = sweep_once(sweep_settings(None, None, loop=loop))  # the loop's eval_dataset is the held-out set
     folder = project / "sweeps" / "unit" / "sweep-0001"
+    assert sweep.folder == folder
     summary = json.loads((folder / "summary.json").read_text())
     leaks = pl.read_parquet(folder / "leaks.parquet")
     found = set(zip(leaks["eval_id"], leaks["pool_id"]))
@@ -147,5 +153,5 @@ def test_a_sweep_of_the_loop_reports_the_same_leaks(leaky: tuple[RoundResult, Pa
     round_leaks = result.tables["leaks"]
     assert found == set(zip(round_leaks["eval_id"], round_leaks["pool_id"]))  # the same rows, the same pairs
     assert summary["leaked_rows"] == result.metrics["leaked_rows"] and summary["eval_rows"] == 300
-    assert f"{summary['leaked_rows']} of 300 held-out rows leak" in r.stdout
+    assert f"{summary['leaked_rows']} of 300 held-out rows leak" in one_line(summary)
     assert "Leaky splits" in (folder / "report.html").read_text()
