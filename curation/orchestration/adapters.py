@@ -15,6 +15,7 @@ from scipy.sparse import csr_matrix
 
 from curation.config import Columns, LoopConfig
 from curation.connectors.base import ANNOTATORS, Annotator, Project, Pulled, VersionStore
+from curation.errors import ConfigError
 from curation.issues.find import find_issues
 from curation.issues.leaks import LEAK_COLUMNS, find_leaks, leaked_rows
 from curation.load import load_connector
@@ -238,7 +239,10 @@ def config_paths(cfg: LoopConfig) -> list[str]:
 
 def held_out(cfg: LoopConfig, classes: list[str], rep: Reporter) -> tuple[pl.DataFrame, np.ndarray]:
     """The loop's ``eval_dataset`` rows with a text and a known label, and their vectors."""
-    assert cfg.eval_dataset is not None
+    if cfg.eval_dataset is None:
+        raise ConfigError(
+            "the loop has no held-out set: set eval_dataset in the loop file", field="eval_dataset"
+        )
     c = cfg.columns
     ev = read_table(cfg.path(cfg.eval_dataset))
     require_columns(ev, {"id": c.id, "text": c.text, "label": c.label}, str(cfg.eval_dataset))
