@@ -542,6 +542,63 @@ def export_cmd(
     guarded(go)
 
 
+@app.command("explain")
+def explain_cmd(
+    round: Annotated[str, typer.Argument(metavar="ROUND", help="The round: 2, round-2 or LOOP/round-2.")],
+    row_id: Annotated[str, typer.Argument(metavar="ID", help="The id of the row.")],
+    loop: VersionLoop = None,
+    root: VersionRoot = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain one row of a committed round: its flags, nearest neighbours, top classes, and
+    why it was or was not selected.
+
+    Reads only what the round stored: its issue and selection tables and its evidence table
+    (for each valid row, its nearest neighbours in the kNN graph of the round with their
+    labels, and the top three classes of the model: out of sample for labeled rows, those of
+    the round model for the pool). A selected row shows the rank, score and reason of the
+    strategy; another row why not (the rank and score of the last pick, a flag not sent to
+    review, quarantined, queued). Example:
+    curation explain round-2 4127 --loop loops/banking77.yaml. Exits 2 for an unknown round or id.
+    """
+    from curation.errors import ConfigError
+    from curation.load import load_loop
+    from curation.orchestration.explain import explain_row
+    from curation.orchestration.history import project_loop
+
+    def go() -> None:
+        path = loop or project_loop(root)
+        if path is None:
+            raise ConfigError(
+                f"{Path(root).resolve()} has no loops/*.yaml: pass --loop LOOP_FILE", field="--loop"
+            )
+        e = explain_row(load_loop(path), round, row_id)
+        if as_json:
+            out.print_json(json.dumps(e.to_dict(), default=str))
+            return
+        show_explanation(e)
+
+    guarded(go)
+
+
+def show_explanation(e: Any) -> None:
+    """An :class:`~curation.orchestration.explain.Explanation` as a few lines and tables."""
+    out.print(f"round {e.round} ({e.ref}), id {e.id}: {e.role}, label {e.label or '-'}", highlight=False)
+    if e.text is not None:
+        out.print(f"text: {e.text}", highlight=False, soft_wrap=True)
+    out.print(e.why, highlight=False, soft_wrap=True)
+    if e.flags:
+        out.print(metrics_table(e.flags, "flags"))
+    else:
+        out.print("flags: none")
+    if e.probabilities:
+        out.print(metrics_table(e.probabilities, "top classes"))
+    if e.neighbours:
+        out.print(metrics_table(e.neighbours, "nearest neighbours"))
+    for note in e.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
 EmbedData = Annotated[
     Path, typer.Argument(help="A Parquet, CSV or JSON Lines file (or folder) with the texts.")
 ]
@@ -698,6 +755,14 @@ WebhookOpt = Annotated[
 ]
 EveryOpt = Annotated[str | None, typer.Option(help="Run on a schedule in this process: 30m, 6h, 1d...")]
 RunsOpt = Annotated[int | None, typer.Option(min=1, help="With --every: stop after this many runs.")]
+EvalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--eval",
+        help="A held-out set (same columns): report its rows that nearly repeat a dataset row "
+        "(leaky splits; default: the --loop's eval_dataset).",
+    ),
+]
 
 
 #: The sweep options that are fields of ``Gates`` (``--drift-gate`` is ``drift``).
@@ -720,6 +785,7 @@ def sweep_cmd(
     id_col: IdOpt = None,
     text: Column = None,
     label: Column = None,
+    eval_dataset: EvalOpt = None,
     detector: DetectorOpt = None,
     max_seq_length: SweepSeq = None,
     folds: FoldsOpt = None,
@@ -751,7 +817,9 @@ def sweep_cmd(
     quiet_libraries()
     given = dict(locals())
     gates = {k: given[k] for k in GATE_OPTIONS} | {"drift": drift_gate}
-    options = {k: given[k] for k in ("text", "label", "engine", "max_seq_length", "folds", "recipe")}
+    options = {
+        k: given[k] for k in ("text", "label", "engine", "max_seq_length", "folds", "recipe", "eval_dataset")
+    }
     settings = guarded(
         lambda: sweep_settings(
             dataset, schema, history, loop=loop, detectors=detector, gates=gates, id=id_col, **options

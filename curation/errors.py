@@ -144,3 +144,16 @@ class BusyError(CurationError):
     """Another run holds the lock this one needs (an overlapping scheduled sweep)."""
 
     exit_code = 5
+
+
+class NotFoundError(CurationError):
+    """What a command names (a round, a row id) does not exist (exit code 2: the command
+    line has to change).
+
+    Parameters
+    ----------
+    message : str
+        What was asked for, and what there is.
+    """
+
+    exit_code = 2

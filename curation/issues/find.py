@@ -108,7 +108,8 @@ def find_issues(
         The issue table (``ISSUE_COLUMNS``, worst first within each issue, ``id`` in the
         dtype of ``ids``) and a report:
         ``recipe``, ``members`` (name, accuracy, weight, seconds), ``seconds`` per stage,
-        ``flagged`` per issue, ``pred_probs`` (combined, one row per input row), and
+        ``flagged`` per issue, ``pred_probs`` (combined, one row per input row), ``knn``
+        (the shared kNN graph, see :func:`curation.issues.knn.knn_graph`, or ``None``), and
         ``precision`` when verdicts were given.
     """
     cfg = cfg or IssuesConfig()
@@ -153,6 +154,7 @@ def find_issues(
         "seconds": seconds,
         "flagged": {str(k): int(v) for k, v in table.group_by("issue").len().iter_rows()},
         "pred_probs": probs,
+        "knn": knn,
     }
     if verdicts is not None:
         report["precision"] = flag_precision(table, verdicts)

@@ -11,15 +11,18 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.sparse import csr_matrix
 
-from curation.config import LoopConfig
+from curation.config import Columns, LoopConfig
 from curation.connectors.base import ANNOTATORS, Annotator, Project, Pulled, VersionStore
+from curation.errors import ConfigError
 from curation.issues.find import find_issues
+from curation.issues.leaks import LEAK_COLUMNS, find_leaks, leaked_rows
 from curation.load import load_connector
 from curation.orchestration.state import codes, labels_path, round_dir
 from curation.orchestration.state import rel as st_rel
 from curation.steps.embed import embed_with_report
-from curation.steps.model import accuracy
+from curation.steps.model import accuracy, correct, fit_predict_proba
 from curation.steps.validate import ValidationResult, load_schema, validate
 from curation.strategies.select import select
 from curation.support.data import read_table, require_columns
@@ -28,6 +31,17 @@ from curation.support.manifest import Manifest, write_manifest
 from curation.support.progress import Reporter
 
 log = logging.getLogger(__name__)
+
+#: A round's ``leaks`` table: the pairs of :func:`~curation.issues.leaks.find_leaks`, both
+#: texts and labels, and whether the dataset row is a training row of the round's model.
+LEAK_TABLE: dict[str, Any] = {
+    **LEAK_COLUMNS,
+    "eval_text": pl.String,
+    "eval_label": pl.String,
+    "pool_text": pl.String,
+    "pool_label": pl.String,
+    "in_train": pl.Boolean,
+}
 
 
 def step_validate(cfg: LoopConfig, df: pl.DataFrame, rep: Reporter) -> ValidationResult:
@@ -76,7 +90,7 @@ def step_issues(
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Every configured detector over the valid rows (unlabeled rows are neighbours, never
     label errors); one table, worst first within each issue, and the step's report."""
-    issues, report, _ = step_issues_with_probs(cfg, valid, X, classes, verdicts, rep)
+    issues, report, _, _ = step_issues_with_probs(cfg, valid, X, classes, verdicts, rep)
     return issues, report
 
 
@@ -87,10 +101,11 @@ def step_issues_with_probs(
     classes: list[str],
     verdicts: pl.DataFrame | None,
     rep: Reporter,
-) -> tuple[pl.DataFrame, dict[str, Any], np.ndarray]:
-    """:func:`step_issues`, and the step's combined out-of-sample class probabilities (one
-    row per valid row; all zeros without a model), kept out of the JSON report: the round
-    report's confusion of given and suggested labels reads them."""
+) -> tuple[pl.DataFrame, dict[str, Any], np.ndarray, csr_matrix | None]:
+    """:func:`step_issues`, the step's combined out-of-sample class probabilities (one row
+    per valid row; all zeros without a model) and its kNN graph (``None`` when no detector
+    needed one), kept out of the JSON report: the round report's confusion of given and
+    suggested labels reads the probabilities, ``curation explain`` both."""
     rep.start("issues", None)
     c = cfg.columns
     issues, report = find_issues(
@@ -102,12 +117,22 @@ def step_issues_with_probs(
         cfg.issues,
         verdicts=verdicts,
     )
-    probs = report.pop("pred_probs")
+    probs, knn = report.pop("pred_probs"), report.pop("knn")
     rep.finish(
         f"issues: {len(issues)} flagged ({', '.join(f'{k} {v}' for k, v in report['flagged'].items())})"
     )
     checkpoint("after-issues")
-    return issues, report, probs
+    return issues, report, probs, knn
+
+
+def pool_probs(
+    cfg: LoopConfig, lab_X: np.ndarray, y: np.ndarray, pool_X: np.ndarray, n_classes: int
+) -> np.ndarray | None:
+    """The round model's class probabilities for the pool rows (``None`` without two classes
+    labeled, or without a pool): what the strategy ranks by."""
+    if len(np.unique(y)) < 2 or len(pool_X) == 0:
+        return None
+    return fit_predict_proba(lab_X, y, pool_X, n_classes, cfg.seed, cfg.model)
 
 
 def step_select(
@@ -212,12 +237,12 @@ def config_paths(cfg: LoopConfig) -> list[str]:
     return sorted(set(inside))
 
 
-def eval_accuracy(
-    cfg: LoopConfig, X: np.ndarray, y: np.ndarray, classes: list[str], rep: Reporter
-) -> float | None:
-    """Accuracy on the loop's held-out set of a model fitted on ``(X, y)``."""
+def held_out(cfg: LoopConfig, classes: list[str], rep: Reporter) -> tuple[pl.DataFrame, np.ndarray]:
+    """The loop's ``eval_dataset`` rows with a text and a known label, and their vectors."""
     if cfg.eval_dataset is None:
-        return None
+        raise ConfigError(
+            "the loop has no held-out set: set eval_dataset in the loop file", field="eval_dataset"
+        )
     c = cfg.columns
     ev = read_table(cfg.path(cfg.eval_dataset))
     require_columns(ev, {"id": c.id, "text": c.text, "label": c.label}, str(cfg.eval_dataset))
@@ -226,8 +251,60 @@ def eval_accuracy(
         & (pl.col(c.text).str.strip_chars() != "")
         & pl.col(c.label).cast(pl.String).is_in(classes)
     )
-    ev_X = step_embed(cfg, ev, rep, what="embed held-out")
-    return accuracy(X, y, ev_X, codes(ev[c.label], classes), len(classes), cfg.seed, cfg.model)
+    return ev, step_embed(cfg, ev, rep, what="embed held-out")
+
+
+def eval_accuracy(
+    cfg: LoopConfig, X: np.ndarray, y: np.ndarray, classes: list[str], rep: Reporter
+) -> float | None:
+    """Accuracy on the loop's held-out set of a model fitted on ``(X, y)``."""
+    if cfg.eval_dataset is None:
+        return None
+    ev, ev_X = held_out(cfg, classes, rep)
+    return accuracy(X, y, ev_X, codes(ev[cfg.columns.label], classes), len(classes), cfg.seed, cfg.model)
+
+
+def step_leaks(
+    cfg: LoopConfig,
+    ev: pl.DataFrame,
+    ev_X: np.ndarray,
+    valid: pl.DataFrame,
+    X: np.ndarray,
+    train: np.ndarray,
+    rep: Reporter,
+) -> pl.DataFrame:
+    """Leaky splits: the held-out rows ``ev`` that nearly repeat a valid row of the dataset
+    (:func:`~curation.issues.leaks.find_leaks` at ``issues.leak_threshold``), with both texts
+    and ``in_train`` (the dataset row is among the rows the round's model learns from)."""
+    rep.start("leaks", None)
+    c = cfg.columns
+    leaks = leak_pairs(ev, ev_X, valid, X, c, cfg.issues.leak_threshold)
+    trained = valid[c.id].cast(pl.String).filter(pl.Series(train, dtype=pl.Boolean)).implode()
+    leaks = leaks.with_columns(pl.col("pool_id").is_in(trained).alias("in_train"))
+    rep.finish(
+        f"leaks: {leaked_rows(leaks).len()} of {len(ev)} held-out rows nearly repeat a dataset row "
+        f"({len(leaks)} pairs at cosine >= {cfg.issues.leak_threshold})"
+    )
+    return leaks
+
+
+def leak_pairs(
+    ev: pl.DataFrame, ev_X: np.ndarray, pool: pl.DataFrame, X: np.ndarray, c: Columns, threshold: float
+) -> pl.DataFrame:
+    """:func:`~curation.issues.leaks.find_leaks` between ``ev`` and ``pool`` (string ids),
+    with ``eval_text``, ``eval_label``, ``pool_text`` and ``pool_label``."""
+    e_ids, p_ids = ev[c.id].cast(pl.String), pool[c.id].cast(pl.String)
+    leaks = find_leaks(ev_X, X, e_ids.to_list(), p_ids.to_list(), threshold)
+    for side, ids, df in (("eval", e_ids, ev), ("pool", p_ids, pool)):
+        rows = pl.DataFrame(
+            {
+                f"{side}_id": ids,
+                f"{side}_text": df[c.text].cast(pl.String),
+                f"{side}_label": df[c.label].cast(pl.String),
+            }
+        ).unique(f"{side}_id", keep="first")
+        leaks = leaks.join(rows, on=f"{side}_id", how="left", maintain_order="left")
+    return leaks
 
 
 def step_evaluate(
@@ -237,9 +314,11 @@ def step_evaluate(
     labels: pl.DataFrame,
     classes: list[str],
     rep: Reporter,
-) -> tuple[int, float | None]:
-    """Rows with a final label (given, or from the annotators) and the held-out accuracy of a
-    model fitted on them."""
+) -> tuple[int, dict[str, Any], pl.DataFrame]:
+    """Rows with a final label (given, or from the annotators), the held-out figures of a
+    model fitted on them (``accuracy``, ``accuracy_without_leaks``, ``leaked_rows``: the
+    held-out rows that nearly repeat a dataset row, left out of the second accuracy; all
+    ``None`` without an ``eval_dataset``) and the leaks (see :func:`step_leaks`)."""
     c = cfg.columns
     final = valid.select(
         pl.col(c.id).cast(pl.String).alias("id"), pl.col(c.label).cast(pl.String).alias("given")
@@ -248,4 +327,22 @@ def step_evaluate(
     final_label = final.select(pl.coalesce("label", "given"))["label"]
     train = final_label.is_in(classes).fill_null(False).to_numpy()
     y = codes(final_label.filter(pl.Series(train, dtype=pl.Boolean)), classes)
-    return int(train.sum()), eval_accuracy(cfg, X[train], y, classes, rep)
+    figures: dict[str, Any] = dict.fromkeys(("accuracy", "accuracy_without_leaks", "leaked_rows"))
+    if cfg.eval_dataset is None:
+        return int(train.sum()), figures, pl.DataFrame(schema=LEAK_TABLE)
+    ev, ev_X = held_out(cfg, classes, rep)
+    leaks = step_leaks(cfg, ev, ev_X, valid, X, train, rep)
+    leaked = ev[c.id].cast(pl.String).is_in(leaked_rows(leaks).implode()).to_numpy()
+    right = np.full(len(ev), np.nan)  # no training row: no accuracy
+    if train.any():
+        right = correct(X[train], y, ev_X, codes(ev[c.label], classes), len(classes), cfg.seed, cfg.model)
+    figures.update(
+        accuracy=_mean(right),
+        accuracy_without_leaks=_mean(right[~leaked]),
+        leaked_rows=int(leaked.sum()),
+    )
+    return int(train.sum()), figures, leaks
+
+
+def _mean(right: np.ndarray) -> float:
+    return float(np.mean(right)) if len(right) else float("nan")

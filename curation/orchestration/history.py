@@ -31,14 +31,7 @@ def resolve_store(
     ``lakefs://REPO[/BRANCH]`` is a lakeFS store, anything else the DVC repository at
     ``root`` (``remote`` then being its DVC remote) with plain ``round-N`` tags.
     """
-    loops = sorted((Path(root) / "loops").glob("*.yaml")) if loop is None and remote is None else []
-    if len(loops) > 1:
-        raise ConfigError(
-            f"{Path(root).resolve()} has {len(loops)} loops ({', '.join(p.stem for p in loops)}): "
-            f"pass --loop loops/NAME.yaml",
-            field="--loop",
-        )
-    loop = loop or (loops[0] if loops else None)
+    loop = loop if loop is not None or remote is not None else project_loop(root)
     if loop is not None:
         cfg = load_loop(loop)
         return store_for(cfg), cfg.columns.id, cfg.columns.label
@@ -50,6 +43,25 @@ def resolve_store(
             "--root PROJECT_DIR or --remote lakefs://REPOSITORY"
         )
     return open_store("dvc", {"remote": remote}, root), "id", "label"
+
+
+def project_loop(root: Path = Path(".")) -> Path | None:
+    """The loop file of the project at ``root`` when ``loops/`` holds exactly one (``None``
+    when it holds none).
+
+    Raises
+    ------
+    ConfigError
+        ``loops/`` holds several: the message lists them and asks for ``--loop``.
+    """
+    loops = sorted((Path(root) / "loops").glob("*.yaml"))
+    if len(loops) > 1:
+        raise ConfigError(
+            f"{Path(root).resolve()} has {len(loops)} loops ({', '.join(p.stem for p in loops)}): "
+            f"pass --loop loops/NAME.yaml",
+            field="--loop",
+        )
+    return loops[0] if loops else None
 
 
 def history(store: VersionStore) -> list[RoundInfo]:

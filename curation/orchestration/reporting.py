@@ -194,7 +194,7 @@ def report_inputs(
     metrics: dict[str, Any],
 ) -> RoundReport:
     """Round ``n``'s report, from its tables (``valid``, ``quarantine``, ``issues``,
-    ``selection``, ``tasks``, ``labels``), embeddings ``X`` of the valid rows, and the issue
+    ``selection``, ``tasks``, ``labels``, ``leaks``), embeddings ``X`` of the valid rows, and the issue
     step's probabilities ``pred_probs`` (same rows)."""
     c = cfg.columns
     valid, issues, sel = tables["valid"], tables["issues"], tables["selection"]
@@ -222,6 +222,8 @@ def report_inputs(
         given=valid.filter(pl.Series(labeled))[c.label].cast(pl.String).to_list(),
         suggested=[classes[i] for i in lab_probs.argmax(axis=1)] if has_model else None,
         review_share=float(cfg.strategy.params().get("review_share", 0.0)),
+        leaks=tables.get("leaks", pl.DataFrame()),
+        leak_threshold=cfg.issues.leak_threshold if cfg.eval_dataset is not None else None,
     )
 
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from curation.config import LoopConfig
 from curation.connectors.base import VersionStore
 from curation.orchestration import adapters as step
 from curation.orchestration import state as st
+from curation.orchestration.explain import row_evidence
 from curation.orchestration.reporting import step_report
 from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import RoundState
-from curation.steps.model import fit_predict_proba
 from curation.steps.validate import load_schema
 from curation.support.display import result_html
 from curation.support.progress import LogReporter, Reporter
@@ -61,8 +60,10 @@ def run_round(
     Returns
     -------
     RoundResult
-        The round number, its version ref, its metrics and its tables (``valid``,
-        ``quarantine``, ``issues``, ``selection``, ``tasks``, ``annotations``, ``labels``).
+        The round number, its version ref, its metrics (``accuracy`` on ``eval_dataset``,
+        ``accuracy_without_leaks``, ``leaked_rows``, ...) and its tables (``valid``,
+        ``quarantine``, ``issues``, ``selection``, ``tasks``, ``annotations``, ``leaks``,
+        ``evidence``, ``labels``).
 
     Raises
     ------
@@ -113,12 +114,8 @@ def _round(
     classes = st.label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
     y = st.codes(labeled[c.label], classes)
     verdicts = st.review_verdicts(past.labels)
-    issues, issue_report, oos = step.step_issues_with_probs(cfg, v.valid, X, classes, verdicts, rep)
-    pool_probs = (
-        fit_predict_proba(X[is_lab], y, X[in_pool], len(classes), cfg.seed, cfg.model)
-        if len(np.unique(y)) >= 2 and len(pool)
-        else None
-    )
+    issues, issue_report, oos, knn = step.step_issues_with_probs(cfg, v.valid, X, classes, verdicts, rep)
+    pool_probs = step.pool_probs(cfg, X[is_lab], y, X[in_pool], len(classes))
     suspects = issues.filter((pl.col("issue") == "label") & ~pl.col("id").is_in(past.reviewed().implode()))
     sel = step.step_select(cfg, pool, X[in_pool], X[is_lab], pool_probs, suspects, rep)
     tasks = st.make_tasks(cfg, n, sel, v.valid, st.suggestions(pool, pool_probs, issues, c.id, classes))
@@ -135,10 +132,11 @@ def _round(
         classes,
         n,
     )
-    train, acc = step.step_evaluate(cfg, v.valid, X, labels, classes, rep)
+    train, evaluation, leaks = step.step_evaluate(cfg, v.valid, X, labels, classes, rep)
     tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel, "tasks": tasks}
-    tables["annotations"] = pulled.annotations
-    metrics = st.round_metrics(n, v.report, tables, train, acc, issue_report)
+    tables.update(annotations=pulled.annotations, leaks=leaks)
+    tables["evidence"] = row_evidence(ids, v.valid[c.label], in_pool, classes, oos, knn, pool_probs)
+    metrics = st.round_metrics(n, v.report, tables, train, evaluation, issue_report)
     state: dict[str, Any] = {"cursor": pulled.cursor, "tasks_pushed": len(tasks), "tasks_new": pushed}
     state.update(issues=issue_report, reconciliation=agreement, answers_not_used=pulled.skipped)
     manifest = st.round_manifest(cfg, n, metrics, tables, v.report, state)

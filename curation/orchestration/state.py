@@ -4,7 +4,8 @@ Layout (paths relative to the project root, versioned by the loop's store):
 
 - ``labels/LOOP.parquet``: the labels the annotators gave, one row per id (``LABEL_TABLE``);
 - ``rounds/LOOP/round-N/``: round N's tables (``quarantine``, ``issues``, ``selection``,
-  ``tasks``, ``annotations``) and its ``manifest.json``.
+  ``tasks``, ``annotations``, ``leaks``, ``evidence``), its ``report.html`` and its
+  ``manifest.json``.
 
 Everything here is read through the store at its head (:func:`load_state`), never from
 the working tree, so every store (DVC, lakeFS, local) gives the next round the same state,
@@ -304,10 +305,12 @@ def round_metrics(
     validation: dict[str, Any],
     tables: dict[str, pl.DataFrame],
     labels: int,
-    accuracy: float | None,
+    evaluation: dict[str, Any],
     issue_report: dict[str, Any],
 ) -> dict[str, Any]:
-    """The figures of round ``n`` (what ``curation run`` prints and the commit carries)."""
+    """The figures of round ``n`` (what ``curation run`` prints and the commit carries);
+    ``evaluation`` holds the held-out ones (``accuracy``, ``accuracy_without_leaks``,
+    ``leaked_rows``)."""
     issues, tasks = tables["issues"], tables["tasks"]
     metrics: dict[str, Any] = {
         "round": n,
@@ -320,7 +323,7 @@ def round_metrics(
         "reviews": int((tasks["kind"] == "review").sum()),
         "annotations": len(tables["annotations"]),
         "labels": labels,
-        "accuracy": accuracy,
+        **evaluation,
     }
     if "precision" in issue_report:
         metrics["flag_precision"] = issue_report["precision"].get("precision")

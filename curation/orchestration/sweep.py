@@ -7,6 +7,8 @@ immutable folder ``<history>/sweep-NNNN/`` holding:
 - ``summary.json``: the figures, the drift tests and the gates (what the webhook gets);
 - ``report.html``: a self-contained report (plots inlined as PNG);
 - ``quarantine.parquet``, ``duplicates.parquet``, ``issues.parquet``: the flagged rows;
+- ``leaks.parquet`` (with an ``eval_dataset``): leaky splits, the held-out rows that nearly
+  repeat a dataset row (:func:`curation.find_leaks`), with both texts;
 - ``state/label_counts.json``, ``state/embeddings.npy``: what the next sweep's drift tests
   compare against (a seeded sample of at most ``sample`` vectors, float32: half precision
   moves near-constant dimensions enough for the KS test to see it).
@@ -35,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from curation.config import Columns, EmbedConfig, IssuesConfig, LoopConfig
 from curation.errors import ConfigError, ConnectorError, GateError
 from curation.load import bind_plugins, load_loop
-from curation.orchestration.adapters import step_embed, step_issues, step_validate
+from curation.orchestration.adapters import leak_pairs, step_embed, step_issues, step_validate
 from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import label_choices
 from curation.steps.drift import DriftTest, embedding_drift, label_drift
@@ -114,6 +116,10 @@ class SweepSettings(BaseModel):
         What fails the sweep.
     root : Path
         The folder the embedding cache is relative to.
+    eval_dataset : str or None
+        A held-out set (same columns): its rows that nearly repeat a row of the dataset
+        (cosine similarity of the embeddings at least ``issues.leak_threshold``) are reported
+        as leaky splits.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -128,6 +134,7 @@ class SweepSettings(BaseModel):
     seed: int = 0
     gates: Gates = Field(default_factory=Gates)
     root: Path = Path(".")
+    eval_dataset: str | None = None
 
     def loop_config(self) -> LoopConfig:
         """The loop config the step functions take (no selection, no annotator)."""
@@ -209,6 +216,7 @@ def _loop_base(loop: Path) -> dict[str, Any]:
         "root": cfg.root,
         "seed": cfg.seed,
         "history": cfg.root / "sweeps" / cfg.name,
+        "eval_dataset": str(cfg.path(cfg.eval_dataset)) if cfg.eval_dataset is not None else None,
     }
 
 
@@ -281,6 +289,26 @@ def detect(
         partner = text.rename({"id": "partner", "text": "partner_text"})
         issues = issues.join(partner, on="partner", how="left", maintain_order="left")
     return issues, report
+
+
+def sweep_leaks(
+    s: SweepSettings, cfg: LoopConfig, valid: pl.DataFrame, X: np.ndarray, rep: Reporter
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Leaky splits: the pairs of a held-out row (``s.eval_dataset``, rows with a text) and a
+    valid row at least ``issues.leak_threshold`` alike, and the summary's ``eval_rows``,
+    ``leaked_rows`` (held-out rows with a pair) and ``leak_pairs`` (``None`` without a set)."""
+    if s.eval_dataset is None:
+        return pl.DataFrame(), dict.fromkeys(("eval_rows", "leaked_rows", "leak_pairs"))
+    c = cfg.columns
+    ev = read_table(s.eval_dataset)
+    require_columns(ev, {"id": c.id, "text": c.text, "label": c.label}, s.eval_dataset)
+    ev = ev.filter(pl.col(c.text).is_not_null() & (pl.col(c.text).cast(pl.String).str.strip_chars() != ""))
+    ev_X = step_embed(cfg, ev, rep, what="embed held-out")
+    rep.start("leaks", None)
+    leaks = leak_pairs(ev, ev_X, valid, X, c, s.issues.leak_threshold)
+    leaked = leaks["eval_id"].n_unique()
+    rep.finish(f"leaks: {leaked} of {len(ev)} held-out rows nearly repeat a dataset row")
+    return leaks, {"eval_rows": len(ev), "leaked_rows": leaked, "leak_pairs": len(leaks)}
 
 
 def previous(history: Path) -> tuple[int, Path | None]:
@@ -429,6 +457,7 @@ def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
     dups = duplicate_texts(df, c)
     X = step_embed(cfg, v.valid, rep)
     issues, found = detect(cfg, v.valid, X, rep)
+    leaks, leak_figures = sweep_leaks(s, cfg, v.valid, X, rep)
 
     counts = {
         str(k): int(n)
@@ -443,12 +472,14 @@ def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
     drift = drift_tests(prev, counts, sample, s.gates)
 
     summary = sweep_summary(s, n_prev + 1, started, v.report, dups, counts, issues, found, drift)
-    summary["compared_with"] = prev.name if prev else None
+    summary.update(leak_figures, compared_with=prev.name if prev else None)
     before = json.loads((prev / "summary.json").read_text(encoding="utf-8")) if prev else None
     summary["gates"] = gate_rows(summary, drift, s.gates, before)
     summary["passed"] = not any(g["breached"] for g in summary["gates"])
 
     tables = {"quarantine": v.quarantine, "duplicates": dups, "issues": issues}
+    if s.eval_dataset is not None:
+        tables["leaks"] = leaks
     folder = write_sweep(s, summary, tables, counts, sample)
     history = read_history(s.history)
     (folder / "report.html").write_text(
@@ -501,6 +532,8 @@ def one_line(summary: dict[str, Any]) -> str:
         )
         or "no earlier sweep"
     )
+    if summary.get("leaked_rows") is not None:
+        drift += f"; {summary['leaked_rows']} of {summary['eval_rows']} held-out rows leak"
     bad = [g["gate"] for g in summary["gates"] if g["breached"]]
     verdict = f"FAILED: {', '.join(bad)}" if bad else "passed"
     return (

@@ -210,6 +210,32 @@ def choose_model(
     return best, scores
 
 
+def correct(
+    X_train: Any,
+    y_train: np.ndarray,
+    X_test: Any,
+    y_test: np.ndarray,
+    n_classes: int,
+    seed: int = 0,
+    model: str = "logreg",
+) -> np.ndarray:
+    """Whether the model fitted on ``(X_train, y_train)`` predicts each row of ``X_test``
+    right (all ``False`` without training rows).
+
+    Examples
+    --------
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9], [0.9, 0.1]])
+    >>> correct(X[:2], np.array([0, 1]), X[2:], np.array([0, 0]), 2).tolist()
+    [True, False]
+    """
+    if _rows(X_test) == 0:
+        return np.zeros(0, dtype=bool)
+    if _rows(X_train) == 0:
+        return np.zeros(_rows(X_test), dtype=bool)
+    probs = fit_predict_proba(X_train, y_train, X_test, n_classes, seed, model)
+    return np.asarray(probs.argmax(1) == y_test)
+
+
 def accuracy(
     X_train: Any,
     y_train: np.ndarray,
@@ -222,5 +248,4 @@ def accuracy(
     """Accuracy on ``(X_test, y_test)`` of the model fitted on ``(X_train, y_train)``."""
     if _rows(X_train) == 0 or _rows(X_test) == 0:
         return float("nan")
-    probs = fit_predict_proba(X_train, y_train, X_test, n_classes, seed, model)
-    return float((probs.argmax(1) == y_test).mean())
+    return float(correct(X_train, y_train, X_test, y_test, n_classes, seed, model).mean())

@@ -27,7 +27,7 @@ from markupsafe import Markup, escape
 
 ROWS_SHOWN = 25
 #: Columns whose values are texts (cut short, whole on hover and in a details element).
-TEXT_COLUMNS = ("text", "partner_text")
+TEXT_COLUMNS = ("text", "partner_text", "eval_text", "pool_text")
 #: Columns of sentences, kept wide enough to read.
 WIDE_COLUMNS = ("reason", "status", "verdict", "curation_reason")
 #: Characters of a text shown before it is cut; the tooltip holds at most TOOLTIP of them.
@@ -307,6 +307,32 @@ def filled(df: pl.DataFrame) -> pl.DataFrame:
     return df.select([c for c in df.columns if df[c].null_count() < len(df)]) if len(df) else df
 
 
+def _sections(tables: dict[str, pl.DataFrame]) -> list[tuple[str, list[dict[str, Any]], int, str]]:
+    """The report's tables: title, first rows, row count, element id."""
+    q = tables["quarantine"]
+    q = q.select([c for c in q.columns if not c.startswith("curation_") or c == "curation_reason"])
+    sections = [
+        ("Broken rows", _rows(q), len(q), "broken"),
+        ("Duplicate texts", _rows(tables["duplicates"]), len(tables["duplicates"]), "duplicates"),
+    ]
+    if "leaks" in tables:
+        leaks = tables["leaks"]
+        sections.append(
+            (
+                "Leaky splits: held-out rows that nearly repeat a dataset row",
+                _rows(leaks),
+                len(leaks),
+                "leaks",
+            )
+        )
+    issues = tables["issues"]
+    for name in sorted(issues["issue"].unique().to_list()):
+        part = filled(issues.filter(pl.col("issue") == name).sort("rank"))
+        title = "Suspected label errors" if name == "label" else f"Flagged: {name}"
+        sections.append((title, _rows(part), len(part), f"issues-{name}"))
+    return sections
+
+
 def render_report(
     summary: dict[str, Any],
     tables: dict[str, pl.DataFrame],
@@ -322,7 +348,7 @@ def render_report(
         The sweep's ``summary.json``.
     tables : dict of str to polars.DataFrame
         ``quarantine``, ``duplicates`` and ``issues`` (with ``text``; a near-duplicate with
-        ``partner`` and ``partner_text``).
+        ``partner`` and ``partner_text``), and ``leaks`` when the sweep had a held-out set.
     history : list of dict
         Every sweep's ``history.jsonl`` line, this one included.
     counts : dict of str to int
@@ -340,7 +366,7 @@ def render_report(
         ("Label shares", label_shift_plot(counts, before), None),
         ("Drift over time", drift_over_time_plot(history, summary["drift"]), drift_caption(summary["drift"])),
     ]
-    keys = (
+    keys: tuple[str, ...] = (
         "rows",
         "valid",
         "quarantined",
@@ -353,22 +379,15 @@ def render_report(
         "issue_fraction",
         "detectors",
     )
+    if summary.get("eval_rows") is not None:  # a held-out set: leaky splits
+        keys += ("eval_rows", "leaked_rows", "leak_pairs")
     summary_rows = [{"figure": k, "value": summary[k]} for k in keys]
     summary_rows += [
         {"figure": f"cross-validated accuracy ({m['name']})", "value": m["accuracy"]}
         for m in summary["models"]
     ]
     checks = [{"check": k, "rows": v} for k, v in summary["by_check"].items()] or [{"check": "-", "rows": 0}]
-    q = tables["quarantine"]
-    q = q.select([c for c in q.columns if not c.startswith("curation_") or c == "curation_reason"])
-    sections = [
-        ("Broken rows", _rows(q), len(q), "broken"),
-        ("Duplicate texts", _rows(tables["duplicates"]), len(tables["duplicates"]), "duplicates"),
-    ]
-    for name in sorted(issues["issue"].unique().to_list()):
-        part = filled(issues.filter(pl.col("issue") == name).sort("rank"))
-        title = "Suspected label errors" if name == "label" else f"Flagged: {name}"
-        sections.append((title, _rows(part), len(part), f"issues-{name}"))
+    sections = _sections(tables)
     worst = _rows(filled(worst_examples(issues).select(_worst_columns(issues))), 100) if len(issues) else []
     return (
         html_env()

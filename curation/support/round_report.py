@@ -2,7 +2,8 @@
 
 Sections: the round's figures; what validation quarantined and why; the suspected label
 errors with their texts, given and suggested labels, and the reviewers' verdicts on flags;
-the other flags (a near-duplicate with its partner); what was selected and why, one reason
+the other flags (a near-duplicate with its partner); leaky splits (held-out rows that nearly
+repeat a dataset row); what was selected and why, one reason
 per row; the learning curve so far; a 2-D map of the embeddings (labeled, pool, selected,
 flagged); and the confusion of given against suggested labels over the labeled rows.
 
@@ -26,7 +27,16 @@ from markupsafe import Markup
 from curation.support.report import filled, html_env, png
 
 #: Rows each table shows at most (the whole tables are in the round's folder).
-TABLE_ROWS = {"quarantine": 100, "label_issues": 100, "verdicts": 200, "other_issues": 50, "selection": 500}
+TABLE_ROWS = {
+    "quarantine": 100,
+    "label_issues": 100,
+    "verdicts": 200,
+    "other_issues": 50,
+    "leaks": 100,
+    "selection": 500,
+}
+#: The columns of the leaky-splits table the page shows.
+LEAK_SHOWN = ("similarity", "eval_id", "eval_text", "pool_id", "pool_text", "in_train")
 #: How each group of the embedding map is drawn: colour, marker, size; in drawing order.
 GROUPS = {
     "pool": ("#b8b8b8", "o", 6),
@@ -67,6 +77,15 @@ step; <em>status</em> says whether a reviewer has seen the flag.</p>
 <section id="other-issues"><h2>Other flags ({{ r.other_issues|length }})</h2>
 {% if r.other_issues|length %}{{ table(rows.other_issues, "other-issues") }}{{ more("other_issues") }}
 {% else %}<p>None.</p>{% endif %}</section>
+
+<section id="leaks"><h2>Leaky splits ({{ r.leaks|length }})</h2>
+{% if r.leak_threshold is none %}<p>No held-out set (<code>eval_dataset</code>): nothing to compare.</p>
+{% elif r.leaks|length %}<p>Pairs of a held-out row and a dataset row whose embeddings have a cosine similarity of at
+least {{ r.leak_threshold }} (<code>issues.leak_threshold</code>): the held-out row nearly repeats a row the model may
+learn from, so its accuracy measures memory. {{ leaked }} held-out rows leak; <em>accuracy_without_leaks</em> leaves
+them out. <em>in_train</em>: the dataset row is a training row of this round's model.</p>
+{{ table(rows.leaks, "leaks") }}{{ more("leaks") }}
+{% else %}<p>None: no held-out row is that close to a dataset row.</p>{% endif %}</section>
 
 <section id="selection"><h2>Selected for annotation ({{ r.selection|length }})</h2>
 {% if r.selection|length %}<p>In priority order; <em>review</em> rows re-check a suspected label error,
@@ -126,6 +145,11 @@ class RoundReport:
         out-of-sample prediction); ``suggested`` is ``None`` when there was no model.
     review_share : float
         The strategy's review share (the report says how to turn review on).
+    leaks : polars.DataFrame
+        ``eval_id``, ``pool_id``, ``similarity``, ``eval_text``, ``pool_text``, ``in_train``:
+        the leaky splits (see :func:`curation.issues.leaks.find_leaks`).
+    leak_threshold : float or None
+        Their similarity threshold; ``None`` without a held-out set.
     """
 
     loop: str
@@ -144,6 +168,8 @@ class RoundReport:
     given: list[str] = field(default_factory=list)
     suggested: list[str] | None = None
     review_share: float = 0.0
+    leaks: pl.DataFrame = field(default_factory=pl.DataFrame)
+    leak_threshold: float | None = None
 
 
 def confusion(given: list[str], suggested: list[str], classes: list[str]) -> np.ndarray:
@@ -335,6 +361,7 @@ def render_round_report(r: RoundReport) -> str:
     reasons = r.quarantine.group_by("reason").len("rows").sort("rows", "reason", descending=[True, False])
     names = ("quarantine", "label_issues", "verdicts", "other_issues", "selection")
     tables = {name: getattr(r, name) for name in names}
+    tables["leaks"] = r.leaks.select([c for c in LEAK_SHOWN if c in r.leaks.columns])
     rows = {name: _rows(filled(t), name) for name, t in tables.items()} | {"curve": r.curve.to_dicts()}
     accuracy = r.curve.filter(pl.col("accuracy").is_not_null())
     env = html_env()
@@ -353,6 +380,7 @@ def render_round_report(r: RoundReport) -> str:
         confirmed=confirmed,
         precision=confirmed / len(verdicts) if len(verdicts) else None,
         review_share=r.review_share,
+        leaked=r.leaks["eval_id"].n_unique() if "eval_id" in r.leaks.columns else 0,
         pairs=pairs,
         plots={"curve": curve_plot(r.curve), "map": map_plot(r.points), "confusion": confusion_png},
         captions={

@@ -43,3 +43,25 @@ def make_project(tmp: Path, data_dir: Path, n_classes: int = 5, per_class: int =
     doc.update(loop)
     (tmp / "loops" / "unit.yaml").write_text(yaml.safe_dump(doc))
     return tmp / "loops" / "unit.yaml"
+
+
+#: One word changed (the first of these a text has), else the text with its final
+#: punctuation mark dropped or added, else a greeting in front.
+SWAP = {"my": "the", "the": "my", "i": "we", "a": "the", "is": "was", "can": "could", "how": "what"}
+
+
+def light_edit(text: str, i: int) -> str:
+    """A near-duplicate of ``text``: punctuation, one word, or a greeting (by ``i % 3``).
+
+    >>> light_edit("How do I top up?", 0), light_edit("How do I top up?", 1)
+    ('How do I top up', 'what do I top up?')
+    """
+    if i % 3 == 0:
+        return text[:-1] if text.endswith(("?", ".", "!")) else text + "?"
+    if i % 3 == 1:
+        words = text.split()
+        for j, w in enumerate(words):
+            if w.lower() in SWAP:
+                return " ".join([*words[:j], SWAP[w.lower()], *words[j + 1 :]])
+        return text + " please"
+    return "Hi, " + text[0].lower() + text[1:]

@@ -26,7 +26,17 @@ from tests.support.projects import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-SECTIONS = ["summary", "quarantine", "label-issues", "other-issues", "selection", "curve", "map", "confusion"]
+SECTIONS = [
+    "summary",
+    "quarantine",
+    "label-issues",
+    "other-issues",
+    "leaks",
+    "selection",
+    "curve",
+    "map",
+    "confusion",
+]
 PLOTS = ["Learning curve", "Embedding map", "Confusion of given and suggested labels"]
 
 
