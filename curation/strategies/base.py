@@ -196,9 +196,10 @@ def expected_gains(quality: np.ndarray, probs: np.ndarray, noise: float) -> tupl
 
     A review that sets a wrong label right takes a harmful label out and puts a right one
     in: two labels, times the chance the label is wrong (:func:`label_correct`). A new row
-    is one label, times how informative it is against the batch's average (ActiveLab's
-    score of the row, :func:`activelab_scores`: one minus the model's confidence, pulled
-    towards 1/K).
+    is one label when its annotation is right and minus one when it is wrong (at the rate
+    ``noise``), so ``1 - 2 noise``, times how informative the row is against the batch's
+    average (ActiveLab's score of the row, :func:`activelab_scores`: one minus the model's
+    confidence, pulled towards 1/K).
 
     Parameters
     ----------
@@ -218,13 +219,14 @@ def expected_gains(quality: np.ndarray, probs: np.ndarray, noise: float) -> tupl
     --------
     >>> review, new = expected_gains(np.array([1e-4, 0.9]), np.array([[0.5, 0.5], [0.9, 0.1]]), 0.2)
     >>> review.round(2).tolist(), new.round(2).tolist()
-    ([2.0, 0.05], [1.25, 0.75])
+    ([2.0, 0.05], [0.75, 0.45])
     """
     k = probs.shape[1]
     _, new = activelab_scores(np.zeros(0), probs, k)
     right = label_correct(quality, noise, k)
     info = 1.0 - new
-    return 2.0 * (1.0 - right), info / max(float(info.mean()), 1e-12) if len(info) else info
+    worth = (1.0 - 2.0 * noise) * info / max(float(info.mean()), 1e-12) if len(info) else info
+    return 2.0 * (1.0 - right), worth
 
 
 def review_count(review: np.ndarray, new: np.ndarray, budget: int) -> int:

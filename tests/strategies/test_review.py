@@ -40,7 +40,7 @@ def test_decision_labels_new_rows_when_no_label_is_wrong() -> None:
 
 def test_decision_spends_more_on_reviews_as_labels_get_worse() -> None:
     decide = STRATEGIES.create("margin", {"review": "decision"})
-    pool = make_pool(n_labeled=40)
+    pool = make_pool(n_labeled=100)  # 20 of 100 flagged: a prior error rate of 0.2
     counts = [
         (decide.select(with_suspects(pool, 20, q), 20)["kind"] == "review").sum()
         for q in (0.9, 0.3, 0.05, 1e-4)
