@@ -144,8 +144,8 @@ def step_select(
     suspects: pl.DataFrame,
     rep: Reporter,
 ) -> pl.DataFrame:
-    """Choose the next batch: pool rows to label and, with ``review_share``, suspected label
-    errors to review (``suspects``: ``id`` and ``score``, worst first)."""
+    """Choose the next batch: pool rows to label and, as the strategy's ``review`` decides,
+    suspected label errors to review (``suspects``: ``id`` and ``score``, worst first)."""
     rep.start("select", None)
     sel = select(
         pool_X,

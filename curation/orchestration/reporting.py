@@ -19,6 +19,7 @@ from curation.config import LoopConfig
 from curation.connectors.base import VersionStore
 from curation.orchestration.history import history_rows
 from curation.orchestration.state import round_dir
+from curation.strategies.select import make_strategy
 from curation.support.progress import Reporter
 from curation.support.round_report import RoundReport, render_round_report
 
@@ -221,7 +222,7 @@ def report_inputs(
         classes=classes,
         given=valid.filter(pl.Series(labeled))[c.label].cast(pl.String).to_list(),
         suggested=[classes[i] for i in lab_probs.argmax(axis=1)] if has_model else None,
-        review_share=float(cfg.strategy.params().get("review_share", 0.0)),
+        review=make_strategy(cfg.strategy).review_mode,
         leaks=tables.get("leaks", pl.DataFrame()),
         leak_threshold=cfg.issues.leak_threshold if cfg.eval_dataset is not None else None,
     )

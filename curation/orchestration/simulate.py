@@ -1,7 +1,7 @@
 """Pool-based active-learning simulation: learning curves that prove a strategy.
 
-Every label a strategy asks for is answered by an oracle (the true label of the row);
-after each round a model is fitted on the labels so far and scored on a held-out set. The
+Every label a strategy asks for is answered by an oracle (the true label of the row), or by
+a noisy first annotator whose errors a review sets right (``first``); after each round a model is fitted on the labels so far and scored on a held-out set. The
 curve (accuracy against labels) is averaged over seeds, and the area under it (AULC, the
 mean of the per-round accuracies) sums it up.
 """
@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,10 @@ from curation.config import LoopConfig, PluginConfig
 from curation.connectors.base import Project
 from curation.connectors.oracle import Oracle
 from curation.errors import ConfigError, DataError
+from curation.issues.base import IssueInputs
+from curation.issues.label import LabelIssues
 from curation.orchestration.adapters import step_embed, step_validate
-from curation.steps.model import fit_predict_proba
+from curation.steps.model import cross_val_probs, fit_predict_proba
 from curation.strategies.base import STRATEGIES, Pool, Strategy
 from curation.support.data import read_table
 from curation.support.progress import LogReporter
@@ -37,11 +39,13 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class Curve:
-    """One strategy's learning curve: accuracy per round (rows: seeds) against labels."""
+    """One strategy's learning curve: accuracy per round (rows: seeds) against labels
+    (annotations spent: new labels and reviews), and the reviews among them."""
 
     strategy: str
     labels: list[int]
     accuracy: list[list[float]]
+    reviews: list[list[int]] = field(default_factory=list)
 
     @property
     def mean(self) -> np.ndarray:
@@ -89,8 +93,10 @@ def simulate(
     answer: Answer | None = None,
     progress: Progress | None = None,
     model: str = "logreg_cv",
+    first: Answer | None = None,
+    folds: int = 3,
 ) -> Curve:
-    """Run ``rounds`` rounds of ``budget`` labels from a cold start, once per seed.
+    """Run ``rounds`` rounds of ``budget`` annotations from a cold start, once per seed.
 
     Parameters
     ----------
@@ -100,24 +106,34 @@ def simulate(
     X_test, y_test : numpy.ndarray
         The held-out set the model is scored on after each round.
     strategy : Strategy
-        What selects.
+        What selects. One that reviews (``strategy.review_mode`` not ``none``) is shown,
+        from the second round on, the suspected label errors of the labels so far: cleanlab's
+        label-issue detector (:class:`~curation.issues.label.LabelIssues`) on ``folds``-fold
+        out-of-sample probabilities of ``logreg`` on the embeddings (the reference recipe),
+        rows already reviewed left out.
     rounds, budget : int
-        How many rounds, and labels per round.
+        How many rounds, and annotations per round: a new label and a review cost one each.
     seeds : sequence of int
         One simulation per seed.
     n_classes : int
         The number of classes.
     answer : callable, optional
-        ``answer(pool_positions) -> labels``: the oracle (default: ``y[positions]``).
+        ``answer(pool_positions) -> labels``: the oracle (default: ``y[positions]``); it
+        answers every review.
     progress : callable, optional
         Called with ``(rounds done, rounds in all)``.
     model : str
         The classifier of :data:`curation.steps.model.MODELS` fitted after each round.
+    first : callable, optional
+        What the first annotation of a pool row answers (default ``answer``); planted label
+        noise goes here, and a review of the row then sets it right.
+    folds : int
+        Cross-validation folds for the suspects' probabilities.
 
     Returns
     -------
     Curve
-        Accuracy after each round, per seed.
+        Accuracy after each round, per seed, against the annotations spent.
     """
     if rounds * budget > len(X):
         raise DataError(
@@ -125,36 +141,101 @@ def simulate(
             f"the pool has {len(X)}; lower --rounds or the budget"
         )
     answer = answer or (lambda pos: y[pos])
-    ids = np.arange(len(X)).astype(str)
+    run = _Run(X, X_test, y_test, strategy, n_classes, answer, first or answer, model, folds)
     acc: list[list[float]] = []
+    reviews: list[list[int]] = []
     for s, seed in enumerate(seeds):
-        labeled = np.zeros(len(X), dtype=bool)
+
+        def tick(r: int, s: int = s) -> None:
+            if progress:
+                progress(s * rounds + r, len(seeds) * rounds)
+
+        row, n_reviews = run.curve(seed, rounds, budget, tick)
+        acc.append(row)
+        reviews.append(n_reviews)
+    return Curve(strategy.name, [budget * (r + 1) for r in range(rounds)], acc, reviews)
+
+
+@dataclass
+class _Run:
+    """One strategy's simulation: what stays the same across seeds and rounds."""
+
+    X: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    strategy: Strategy
+    n_classes: int
+    answer: Answer
+    first: Answer
+    model: str
+    folds: int
+
+    def curve(
+        self, seed: int, rounds: int, budget: int, tick: Callable[[int], None]
+    ) -> tuple[list[float], list[int]]:
+        """Accuracy after each of ``rounds`` rounds from a cold start, and reviews per round."""
+        X, ids = self.X, np.arange(len(self.X)).astype(str)
+        labeled, reviewed = np.zeros(len(X), dtype=bool), np.zeros(len(X), dtype=bool)
         got = np.full(len(X), -1, dtype=np.int64)
-        probs, row = None, []
+        probs, suspects, row, n_reviews = None, _no_suspects(), [], []
         for r in range(rounds):
             free = np.flatnonzero(~labeled)
-            pool = Pool(ids[free], X[free], X[labeled], probs, seed=seed * 1000 + r)
-            sel = strategy.select(pool, budget)
-            pos = sel.filter(pl.col("kind") == "label")["id"].cast(pl.Int64).to_numpy()
-            if len(np.unique(pos)) != len(pos) or labeled[pos].any():
-                raise DataError(f"strategy {strategy.name!r} selected a row twice or a labeled row")
-            got[pos] = answer(pos)
-            labeled[pos] = True
-            lab = np.flatnonzero(labeled)
-            rest = np.flatnonzero(~labeled)
-            with threadpool_limits(1, "blas"):  # small dense fits: threads only add wake-ups
-                p = fit_predict_proba(
-                    X[lab], got[lab], np.concatenate([X[rest], X_test]), n_classes, seed, model
+            pool = Pool(ids[free], X[free], X[labeled], probs, seed * 1000 + r, *suspects)
+            sel = self.strategy.select(pool, budget)
+            pos, rev = _positions(sel, "label"), _positions(sel, "review")
+            if len(np.unique(pos)) != len(pos) or labeled[pos].any() or not labeled[rev].all():
+                raise DataError(
+                    f"strategy {self.strategy.name!r} selected a row twice, a labeled row to label "
+                    "or an unlabeled row to review"
                 )
-            probs = p[: len(rest)]
-            row.append(float((p[len(rest) :].argmax(1) == y_test).mean()))
+            got[pos], labeled[pos] = self.first(pos), True
+            got[rev], reviewed[rev] = self.answer(rev), True
+            probs, accuracy = self._fit(labeled, got, seed)
+            row.append(accuracy)
+            n_reviews.append(len(rev))
+            if self.strategy.review_mode != "none":
+                suspects = self._suspects(labeled, reviewed, got, seed)
             log.info(
-                "%s seed %d round %d: %d labels, accuracy %.4f", strategy.name, seed, r + 1, len(lab), row[-1]
+                "%s seed %d round %d: %d labels, %d reviews, accuracy %.4f",
+                self.strategy.name, seed, r + 1, len(pos), len(rev), accuracy,
+            )  # fmt: skip
+            tick(r + 1)
+        return row, n_reviews
+
+    def _fit(self, labeled: np.ndarray, got: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+        """The pool rows' probabilities and the held-out accuracy of a model on the labels."""
+        lab, rest = np.flatnonzero(labeled), np.flatnonzero(~labeled)
+        with threadpool_limits(1, "blas"):  # small dense fits: threads only add wake-ups
+            p = fit_predict_proba(
+                self.X[lab],
+                got[lab],
+                np.concatenate([self.X[rest], self.X_test]),
+                self.n_classes,
+                seed,
+                self.model,
             )
-            if progress:
-                progress(s * rounds + r + 1, len(seeds) * rounds)
-        acc.append(row)
-    return Curve(strategy.name, [budget * (r + 1) for r in range(rounds)], acc)
+        return p[: len(rest)], float((p[len(rest) :].argmax(1) == self.y_test).mean())
+
+    def _suspects(
+        self, labeled: np.ndarray, reviewed: np.ndarray, got: np.ndarray, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flagged label errors not reviewed yet, worst first, and their label quality."""
+        lab = np.flatnonzero(labeled)
+        with threadpool_limits(1, "blas"):
+            oos = cross_val_probs(self.X[lab], got[lab], self.n_classes, self.folds, seed, "logreg")
+        classes = [str(k) for k in range(self.n_classes)]
+        inputs = IssueInputs(lab.astype(str), got[lab], classes, self.X[lab], oos)
+        flags = LabelIssues().find(inputs)
+        flags = flags.filter(~pl.col("id").cast(pl.Int64).is_in(np.flatnonzero(reviewed).tolist()))
+        return flags["id"].to_numpy().astype(str), 1.0 - flags["score"].to_numpy()
+
+
+def _no_suspects() -> tuple[np.ndarray, np.ndarray | None]:
+    return np.array([], dtype=str), None
+
+
+def _positions(sel: pl.DataFrame, kind: str) -> np.ndarray:
+    return sel.filter(pl.col("kind") == kind)["id"].cast(pl.Int64).to_numpy()
 
 
 def oracle_answer(

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy, cold_start_fallback
+from curation.strategies.base import STRATEGIES, Pool, Ranked, ReviewMode, Strategy, cold_start_fallback
 from curation.strategies.kcenter import far_reason, kcenter_greedy
 from curation.strategies.typiclust import kmeans_labels, typicality_in
 from curation.strategies.uncertainty import margin, margin_reasons
@@ -38,7 +38,7 @@ class Hybrid(Strategy):
         Neighbours for typicality.
     cold_start : str
         The strategy to use while there is no model.
-    max_per_class, review_share
+    max_per_class, review_share, review
         See :class:`~curation.strategies.base.Strategy`.
 
     Examples
@@ -64,8 +64,9 @@ class Hybrid(Strategy):
         *,
         max_per_class: int | None = None,
         review_share: float = 0.0,
+        review: ReviewMode | None = None,
     ) -> None:
-        super().__init__(max_per_class=max_per_class, review_share=review_share)
+        super().__init__(max_per_class=max_per_class, review_share=review_share, review=review)
         self.shortlist = shortlist
         self.diversify = diversify
         self.cold_start = cold_start

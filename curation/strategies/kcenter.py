@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import numpy as np
 
 from curation.errors import DataError
-from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy
+from curation.strategies.base import STRATEGIES, Pool, Ranked, ReviewMode, Strategy
 
 if TYPE_CHECKING:
     import ray.data
@@ -214,7 +214,7 @@ class KCenterGreedy(Strategy):
     ----------
     precision : {"float32", "int8"}
         Exact batched greedy, or the int8 pass per pick (see :func:`kcenter_greedy`).
-    max_per_class, review_share
+    max_per_class, review_share, review
         See :class:`~curation.strategies.base.Strategy`.
 
     Examples
@@ -228,9 +228,14 @@ class KCenterGreedy(Strategy):
     name: ClassVar[str] = "kcenter"
 
     def __init__(
-        self, precision: Precision = "float32", *, max_per_class: int | None = None, review_share: float = 0.0
+        self,
+        precision: Precision = "float32",
+        *,
+        max_per_class: int | None = None,
+        review_share: float = 0.0,
+        review: ReviewMode | None = None,
     ) -> None:
-        super().__init__(max_per_class=max_per_class, review_share=review_share)
+        super().__init__(max_per_class=max_per_class, review_share=review_share, review=review)
         self.precision = precision
 
     def rank(self, pool: Pool, n: int) -> Ranked:

@@ -57,7 +57,7 @@ def select(
         Seed for any randomness.
     suspects, suspect_scores : optional
         Ids of labeled rows with suspected label errors (worst first) and their
-        label-quality scores, for strategies with ``review_share``.
+        label-quality scores, for strategies that review (``review``).
 
     Returns
     -------

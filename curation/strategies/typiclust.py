@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy
+from curation.strategies.base import STRATEGIES, Pool, Ranked, ReviewMode, Strategy
 
 #: Typicality is measured among at most this many rows (a seeded sample of larger sets):
 #: the density ranking it gives is what matters, and a 1M-row pool would cost a matrix
@@ -74,7 +74,7 @@ class TypiClust(Strategy):
         Neighbours for the typicality of a row (within its cluster).
     min_cluster_size : int
         Clusters smaller than this are served last (they are often outliers).
-    max_per_class, review_share
+    max_per_class, review_share, review
         See :class:`~curation.strategies.base.Strategy`.
 
     Examples
@@ -97,8 +97,9 @@ class TypiClust(Strategy):
         *,
         max_per_class: int | None = None,
         review_share: float = 0.0,
+        review: ReviewMode | None = None,
     ) -> None:
-        super().__init__(max_per_class=max_per_class, review_share=review_share)
+        super().__init__(max_per_class=max_per_class, review_share=review_share, review=review)
         self.max_clusters = max_clusters
         self.knn = knn
         self.min_cluster_size = min_cluster_size

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from curation.strategies.base import STRATEGIES, Pool, Ranked, Strategy, cold_start_fallback
+from curation.strategies.base import STRATEGIES, Pool, Ranked, ReviewMode, Strategy, cold_start_fallback
 
 
 def least_confidence(probs: np.ndarray) -> np.ndarray:
@@ -60,16 +60,21 @@ class _Uncertainty(Strategy):
     ----------
     cold_start : str
         The strategy to use while there is no model (``pool.probs is None``).
-    max_per_class, review_share
+    max_per_class, review_share, review
         See :class:`~curation.strategies.base.Strategy`.
     """
 
     measure: ClassVar[str]
 
     def __init__(
-        self, cold_start: str = "random", *, max_per_class: int | None = None, review_share: float = 0.0
+        self,
+        cold_start: str = "random",
+        *,
+        max_per_class: int | None = None,
+        review_share: float = 0.0,
+        review: ReviewMode | None = None,
     ) -> None:
-        super().__init__(max_per_class=max_per_class, review_share=review_share)
+        super().__init__(max_per_class=max_per_class, review_share=review_share, review=review)
         self.cold_start = cold_start
 
     def uncertainty(self, probs: np.ndarray) -> np.ndarray:

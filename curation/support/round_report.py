@@ -72,7 +72,7 @@ step; <em>status</em> says whether a reviewer has seen the flag.</p>
 {% else %}<p>None flagged this round.</p>{% endif %}
 <h3>Reviewers' verdicts on flags ({{ r.verdicts|length }}{% if r.verdicts|length %}: {{ confirmed }} confirmed, precision {{ fmt(precision) }}{% endif %})</h3>
 {% if r.verdicts|length %}{{ table(rows.verdicts, "verdicts") }}{{ more("verdicts") }}
-{% else %}<p>No flag has been reviewed yet{% if not review_share %} (set <code>review_share</code> in the loop's strategy to send the worst flags to review){% endif %}.</p>{% endif %}</section>
+{% else %}<p>No flag has been reviewed yet{% if review == "none" %} (set <code>review: decision</code> in the loop's strategy to send the flags worth it to review){% endif %}.</p>{% endif %}</section>
 
 <section id="other-issues"><h2>Other flags ({{ r.other_issues|length }})</h2>
 {% if r.other_issues|length %}{{ table(rows.other_issues, "other-issues") }}{{ more("other_issues") }}
@@ -143,8 +143,9 @@ class RoundReport:
     given, suggested : list of str
         Over the labeled rows, the given label and the issue step's suggestion (its
         out-of-sample prediction); ``suggested`` is ``None`` when there was no model.
-    review_share : float
-        The strategy's review share (the report says how to turn review on).
+    review : str
+        The strategy's review mode (``decision``, ``fixed`` or ``none``; with ``none`` the
+        report says how to turn review on).
     leaks : polars.DataFrame
         ``eval_id``, ``pool_id``, ``similarity``, ``eval_text``, ``pool_text``, ``in_train``:
         the leaky splits (see :func:`curation.issues.leaks.find_leaks`).
@@ -167,7 +168,7 @@ class RoundReport:
     classes: list[str]
     given: list[str] = field(default_factory=list)
     suggested: list[str] | None = None
-    review_share: float = 0.0
+    review: str = "none"
     leaks: pl.DataFrame = field(default_factory=pl.DataFrame)
     leak_threshold: float | None = None
 
@@ -379,7 +380,7 @@ def render_round_report(r: RoundReport) -> str:
         rows=rows,
         confirmed=confirmed,
         precision=confirmed / len(verdicts) if len(verdicts) else None,
-        review_share=r.review_share,
+        review=r.review,
         leaked=r.leaks["eval_id"].n_unique() if "eval_id" in r.leaks.columns else 0,
         pairs=pairs,
         plots={"curve": curve_plot(r.curve), "map": map_plot(r.points), "confusion": confusion_png},

@@ -64,6 +64,16 @@ class StrategyContract:
         assert sel["id"].head(2).to_list() == ["lab-3", "lab-7"]
         assert set(sel["id"].tail(8)) <= set(pool.ids)
 
+    def test_review_decision_reviews_surely_wrong_labels_first(self) -> None:
+        pool = make_pool()
+        pool.suspects = np.array(["lab-3", "lab-7", "lab-1"])
+        pool.suspect_scores = np.array([1e-4, 2e-4, 0.99])  # two surely wrong, one surely right
+        sel = self.make(review="decision").select(pool, 10)
+        assert sel["kind"].to_list() == ["review"] * 2 + ["label"] * 8
+        assert sel["id"].head(2).to_list() == ["lab-3", "lab-7"]
+        assert set(sel["id"].tail(8)) <= set(pool.ids)
+        assert sel["rank"].to_list() == list(range(1, 11))
+
     def test_class_quota_caps_each_predicted_class(self) -> None:
         pool = make_pool()
         pred = dict(zip(pool.ids, pool.probs.argmax(1)))
@@ -76,6 +86,8 @@ class StrategyContract:
             self.make().select(make_pool(), 0)
         with pytest.raises(ConfigError, match="review_share"):
             self.make(review_share=1.5).select(make_pool(), 5)
+        with pytest.raises(ConfigError, match=r"strategy\.review.*valid choices: decision, fixed, none"):
+            STRATEGIES.get(self.name)(**self.params, review="sometimes").select(make_pool(), 5)
 
 
 class TestRandom(StrategyContract):

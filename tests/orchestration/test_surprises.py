@@ -17,6 +17,7 @@ from curation.load import load_loop
 from curation.orchestration.stages import stage_config
 from curation.orchestration.state import store_for
 from curation.orchestration.sweep import sweep_settings
+from curation.strategies.select import make_strategy
 from curation.support.project import init_project
 from tests.support.projects import make_project
 
@@ -117,7 +118,7 @@ def test_init_reviews_flags_by_default_and_states_each_default_once(tmp_path: Pa
     )
     loop = tmp_path / "loops" / "example.yaml"
     cfg = load_loop(loop)
-    assert cfg.strategy.params().get("review_share", 0) > 0
+    assert make_strategy(cfg.strategy).review_mode == "decision"
     piped, _ = stage_config(loop, tmp_path / "params.yaml")
     swept = sweep_settings(None, None, loop=loop)
     for settings in (piped, swept):
