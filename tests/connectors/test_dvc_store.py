@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import polars as pl
@@ -18,13 +17,10 @@ from curation.connectors.dvc import DEFAULT_REMOTE, JOURNAL, DvcStore
 from curation.errors import VersioningError
 from curation.orchestration.history import diff, open_store
 from curation.support.manifest import manifest_path
+from tests.support.cli import git
 from tests.support.round_worker import labeled, run_round
 
 TABLE = "data/labeled.parquet"
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
 def remote_objects(remote: Path) -> set[str]:

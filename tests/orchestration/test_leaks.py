@@ -4,9 +4,6 @@ BANKING77 rows planted in the labeled pool (local engine, local store)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import pytest
 
 from curation.load import load_loop
 from curation.orchestration.round import RoundResult, run_round
+from tests.support.cli import cli
 from tests.support.projects import light_edit, make_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,17 +55,6 @@ def leaky(
     result = run_round(load_loop(loop))
     pairs = dict(zip(planted["id"], src["id"].cast(pl.String)))
     return result, loop, pairs
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "curation", *args],
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.slow
