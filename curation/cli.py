@@ -714,6 +714,7 @@ GATE_OPTIONS = (
     "embedding_test",
     "embedding_min_distance",
     "text_min_distance",
+    "max_label_issue_increase",
 )
 
 
