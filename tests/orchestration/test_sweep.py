@@ -145,11 +145,9 @@ def test_sweep_drift_runs_the_default_embedding_test_and_text_drift(tmp_path: Pa
     assert [t.name for t in same] == ["label", "embedding", "text"] and not any(t.drift for t in same)
     assert Gates().embedding_test == DEFAULT_EMBEDDING_TEST == "classifier"
     assert same[1].test.startswith("domain classifier") and same[1].min_distance == 0.55
-    moved = drift_tests(
-        state.parent,
-        {"a": 500, "b": 500},
-        new + 0.5,
-        [t + " please help, it is urgent" for t in texts[1000:2000]],
-        Gates(embedding_test="mmd"),
-    )
-    assert moved[1].test.startswith("MMD") and moved[1].drift and moved[2].drift
+    urgent = [t + " please help, it is urgent" for t in texts[1000:2000]]
+    moved = drift_tests(state.parent, {"a": 500, "b": 500}, new + 0.5, urgent, Gates())
+    assert [t.drift for t in moved] == [False, True, True] and moved[1].statistic > 0.6
+    assert "length" in moved[2].test
+    mmd = drift_tests(state.parent, {"a": 500, "b": 500}, new + 0.5, urgent, Gates(embedding_test="mmd"))
+    assert mmd[1].test.startswith("MMD") and mmd[1].drift
