@@ -73,9 +73,9 @@ class Gates(BaseModel):
         Significance threshold of the drift tests.
     label_min_distance : float
         Smallest total variation distance of the label shares that counts as drift.
-    embedding_test : {"classifier", "mmd", "ks"}
-        The embedding drift test (``curation.steps.drift.EMBEDDING_TESTS``): the domain
-        classifier (default, the best in ``benchmarks/drift.py``), MMD, or KS per dimension.
+    embedding_test : {"mmd", "classifier", "ks"}
+        The embedding drift test (``curation.steps.drift.EMBEDDING_TESTS``): MMD (default,
+        the best in ``benchmarks/drift.py``), the domain classifier, or KS per dimension.
     embedding_min_distance : float or None
         Smallest effect size that counts as embedding drift, in the test's unit (``None``:
         the test's own, ROC AUC 0.55, MMD² 0, KS distance 0.1).

@@ -8,13 +8,13 @@ from alerting):
 - :func:`label_drift`: Pearson's chi-square test of homogeneity on the label counts of the
   two snapshots (a 2 x K contingency table; labels seen in only one of them count too),
   with the total variation distance as the effect size.
-- :func:`classifier_drift` (the default embedding test, chosen by ``benchmarks/drift.py``):
-  a domain classifier, Evidently's default for embeddings. A ridge classifier learns to tell
+- :func:`mmd_drift` (the default embedding test, chosen by ``benchmarks/drift.py``): the
+  maximum mean discrepancy with an RBF kernel (bandwidth by the median heuristic) and a
+  permutation test.
+- :func:`classifier_drift`: a domain classifier, Evidently's default for embeddings. A ridge classifier learns to tell
   the earlier rows from the later ones; its cross-validated ROC AUC is the statistic and the
   effect size (threshold 0.55, Evidently's). The p-value is a permutation test that refits
   every fold for every permutation (one linear solve per fold serves them all).
-- :func:`mmd_drift`: the maximum mean discrepancy with an RBF kernel (bandwidth by the
-  median heuristic) and a permutation test.
 - :func:`embedding_drift`: a two-sample Kolmogorov-Smirnov test on every embedding
   dimension, Bonferroni-corrected over the dimensions; the statistic is the largest KS
   distance.
@@ -22,7 +22,7 @@ from alerting):
   words the reference never uses, its writing script), each tested (KS, KS, chi-square)
   and Bonferroni-corrected over the three.
 
-:data:`EMBEDDING_TESTS` names the embedding tests (``classifier``, ``mmd``, ``ks``);
+:data:`EMBEDDING_TESTS` names the embedding tests (``mmd``, ``classifier``, ``ks``);
 :func:`embedding_test` runs one by name with its default threshold.
 """
 
@@ -468,7 +468,7 @@ EMBEDDING_TESTS: dict[str, tuple[Callable[..., DriftTest], float]] = {
 #: The names of the embedding drift tests.
 EmbeddingTest = Literal["classifier", "mmd", "ks"]
 #: The sweep's embedding test: the best by ``benchmarks/drift.py`` (see docs/benchmarks.md).
-DEFAULT_EMBEDDING_TEST: EmbeddingTest = "classifier"
+DEFAULT_EMBEDDING_TEST: EmbeddingTest = "mmd"
 
 
 def embedding_test(

@@ -303,12 +303,17 @@ def drift_caption(drift: list[dict[str, Any]]) -> str:
     if not drift:
         return "Drift over time: the first sweep has nothing to compare with."
     parts = [
-        f"{d['name']} drift: {effect(d.get('test', ''))} {d['distance']:.3f} "
+        f"{d['name']} drift: {effect(d.get('test', ''))} {_number(d['distance'])} "
         f"(minimum {d['min_distance']:g}), p = {d['p_value']:.2g} (threshold {d['alpha']:g}): "
         + ("drift" if d["drift"] else "no drift")
         for d in drift
     ]
     return "Drift over time. This sweep: " + "; ".join(parts) + "."
+
+
+def _number(x: float) -> str:
+    """Three decimals, or two significant digits below 0.01 (an MMD² is about 0.001)."""
+    return f"{x:.3f}" if abs(x) >= 0.01 or x == 0 else f"{x:.2g}"
 
 
 def _rows(df: pl.DataFrame, n: int = ROWS_SHOWN) -> list[dict[str, Any]]:
