@@ -405,8 +405,10 @@ def text_drift(
     """Drift of simple text descriptors: length, out-of-vocabulary share, script.
 
     Three tests, Bonferroni-corrected over the three: a two-sample KS test on the texts'
-    lengths in characters, one on their out-of-vocabulary shares against the ``before``
-    vocabulary (:func:`oov_shares`), and a chi-square test of homogeneity on their scripts
+    lengths in characters, a one-sided one on their out-of-vocabulary shares against the
+    ``before`` vocabulary (:func:`oov_shares`; only a rise counts: a ``before`` text scores
+    its words against the other ``before`` texts, so the same texts again, or an overlap,
+    score lower ``after``), and a chi-square test of homogeneity on their scripts
     (:func:`script`, a stand-in for language) with the total variation distance as its
     effect size. The result is the descriptor that drifts most (else the one of smallest
     p-value), named in ``test``.
@@ -436,11 +438,11 @@ def text_drift(
             f"{len(before)} and {len(after)}; sweep more rows"
         )
     found = []
-    for name, (x, y) in (
-        ("length", ([len(t) for t in before], [len(t) for t in after])),
-        ("out-of-vocabulary", oov_shares(before, after)),
+    for name, (x, y), side in (
+        ("length", ([len(t) for t in before], [len(t) for t in after]), "two-sided"),
+        ("out-of-vocabulary", oov_shares(before, after), "greater"),  # only more new words
     ):
-        res = stats.ks_2samp(x, y)
+        res = stats.ks_2samp(x, y, alternative=side)
         found.append((name, float(res.statistic), min(1.0, 3 * float(res.pvalue))))
     lang = label_drift(Counter(map(script, before)), Counter(map(script, after)))
     found.append(("script", lang.distance, min(1.0, 3 * lang.p_value)))
@@ -448,7 +450,7 @@ def text_drift(
     name, d, p = max(drifting, key=lambda f: f[1]) if drifting else min(found, key=lambda f: f[2])
     return DriftTest(
         "text",
-        "text descriptors (length KS, out-of-vocabulary share KS, script chi-square; "
+        "text descriptors (length KS, out-of-vocabulary share one-sided KS, script chi-square; "
         f"Bonferroni over 3): {name}",
         d,
         p,
