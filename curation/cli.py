@@ -746,6 +746,10 @@ FoldsOpt = Annotated[int | None, typer.Option(min=2, help="Cross-validation fold
 RecipeOpt = Annotated[str | None, typer.Option(help="Label-issue recipe: ensemble (default) or reference.")]
 SweepEngine = Annotated[str | None, typer.Option(help="local (in process, default) or ray.")]
 Gate = Annotated[float | None, _gate("see docs/sweeps.md.")]
+EmbeddingTestOpt = Annotated[
+    str | None,
+    _gate("the embedding drift test: mmd (default), classifier or ks; see docs/sweeps.md."),
+]
 DriftGate = Annotated[
     bool | None,
     typer.Option("--drift-gate/--no-drift-gate", help="Fail the sweep on drift (default) or only report it."),
@@ -772,7 +776,10 @@ GATE_OPTIONS = (
     "max_duplicate_fraction",
     "alpha",
     "label_min_distance",
+    "embedding_test",
     "embedding_min_distance",
+    "text_min_distance",
+    "max_label_issue_increase",
 )
 
 
@@ -796,7 +803,9 @@ def sweep_cmd(
     max_duplicate_fraction: Gate = None,
     alpha: Gate = None,
     label_min_distance: Gate = None,
+    embedding_test: EmbeddingTestOpt = None,
     embedding_min_distance: Gate = None,
+    text_min_distance: Gate = None,
     max_label_issue_increase: Gate = None,
     drift_gate: DriftGate = None,
     webhook: WebhookOpt = None,

@@ -9,9 +9,10 @@ immutable folder ``<history>/sweep-NNNN/`` holding:
 - ``quarantine.parquet``, ``duplicates.parquet``, ``issues.parquet``: the flagged rows;
 - ``leaks.parquet`` (with an ``eval_dataset``): leaky splits, the held-out rows that nearly
   repeat a dataset row (:func:`curation.find_leaks`), with both texts;
-- ``state/label_counts.json``, ``state/embeddings.npy``: what the next sweep's drift tests
-  compare against (a seeded sample of at most ``sample`` vectors, float32: half precision
-  moves near-constant dimensions enough for the KS test to see it).
+- ``state/label_counts.json``, ``state/embeddings.npy``, ``state/texts.parquet``: what the
+  next sweep's drift tests compare against (a seeded sample of at most ``sample`` rows: their
+  vectors, float32 (half precision moves near-constant dimensions enough for the KS test to
+  see it), and their texts).
 
 ``<history>/history.jsonl`` gets one line per sweep (the drift-over-time plot reads it).
 Sweeps are numbered and never rewritten, so the folder is the versioned history; track
@@ -40,7 +41,14 @@ from curation.load import bind_plugins, load_loop
 from curation.orchestration.adapters import leak_pairs, step_embed, step_issues, step_validate
 from curation.orchestration.schedule import run_lock
 from curation.orchestration.state import label_choices
-from curation.steps.drift import DriftTest, embedding_drift, label_drift
+from curation.steps.drift import (
+    DEFAULT_EMBEDDING_TEST,
+    DriftTest,
+    EmbeddingTest,
+    embedding_test,
+    label_drift,
+    text_drift,
+)
 from curation.steps.validate import RESERVED, load_schema
 from curation.support.data import read_table, require_columns, write_parquet
 from curation.support.display import result_html
@@ -64,11 +72,18 @@ class Gates(BaseModel):
     max_duplicate_fraction : float or None
         Largest share of rows that may repeat another row's text.
     alpha : float
-        Significance threshold of both drift tests.
+        Significance threshold of the drift tests.
     label_min_distance : float
         Smallest total variation distance of the label shares that counts as drift.
-    embedding_min_distance : float
-        Smallest KS distance (worst dimension) that counts as embedding drift.
+    embedding_test : {"mmd", "classifier", "ks"}
+        The embedding drift test (``curation.steps.drift.EMBEDDING_TESTS``): MMD (default,
+        the best in ``benchmarks/drift.py``), the domain classifier, or KS per dimension.
+    embedding_min_distance : float or None
+        Smallest effect size that counts as embedding drift, in the test's unit (``None``:
+        the test's own, ROC AUC 0.55, MMD² 0, KS distance 0.1).
+    text_min_distance : float
+        Smallest KS (length, out-of-vocabulary share) or TV (script) distance of the text
+        descriptors that counts as text drift.
     drift : bool
         Whether drift breaches a gate (else it is only reported).
     max_label_issue_increase : float or None
@@ -83,7 +98,9 @@ class Gates(BaseModel):
     max_duplicate_fraction: float | None = Field(None, ge=0.0, le=1.0)
     alpha: float = Field(0.01, gt=0.0, lt=1.0)
     label_min_distance: float = Field(0.02, ge=0.0, le=1.0)
-    embedding_min_distance: float = Field(0.1, ge=0.0, le=1.0)
+    embedding_test: EmbeddingTest = DEFAULT_EMBEDDING_TEST
+    embedding_min_distance: float | None = Field(None, ge=0.0, le=1.0)
+    text_min_distance: float = Field(0.1, ge=0.0, le=1.0)
     drift: bool = True
     max_label_issue_increase: float | None = Field(0.25, ge=0.0)
 
@@ -107,7 +124,7 @@ class SweepSettings(BaseModel):
     issues : IssuesConfig
         The detectors, recipe and folds.
     sample : int
-        Vectors kept for the next sweep's embedding drift test.
+        Rows (vectors and texts) kept for the next sweep's embedding and text drift tests.
     engine : {"local", "ray"}
         Where validation and embedding run.
     seed : int
@@ -328,9 +345,15 @@ def read_history(history: Path) -> list[dict[str, Any]]:
 
 
 def drift_tests(
-    prev: Path | None, counts: dict[str, int], sample: np.ndarray, gates: Gates
+    prev: Path | None,
+    counts: dict[str, int],
+    sample: np.ndarray,
+    texts: list[str],
+    gates: Gates,
+    seed: int = 0,
 ) -> list[DriftTest]:
-    """Label and embedding drift against the sweep in ``prev`` (none before the first)."""
+    """Label, embedding and text drift against the sweep in ``prev`` (none before the first;
+    no text drift against a sweep that kept no texts)."""
     if prev is None:
         return []
     state = prev / "state"
@@ -338,11 +361,18 @@ def drift_tests(
     tests = [label_drift(before, counts, gates.alpha, gates.label_min_distance)]
     old = np.load(state / "embeddings.npy").astype(np.float32)
     if old.shape[1:] == sample.shape[1:]:
-        tests.append(embedding_drift(old, sample, gates.alpha, gates.embedding_min_distance))
+        tests.append(
+            embedding_test(gates.embedding_test, old, sample, gates.alpha, gates.embedding_min_distance, seed)
+        )
     else:
         log.warning(
             "embedding sizes differ (%s vs %s): embedding drift not tested", old.shape[1:], sample.shape[1:]
         )
+    if (state / "texts.parquet").exists():
+        old_texts = pl.read_parquet(state / "texts.parquet")["text"].to_list()
+        tests.append(text_drift(old_texts, texts, gates.alpha, gates.text_min_distance))
+    else:
+        log.warning("%s kept no texts: text drift not tested", prev.name)
     return tests
 
 
@@ -467,9 +497,10 @@ def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
         .iter_rows()
     }
     rng = np.random.default_rng(s.seed)
-    sample = X[np.sort(rng.choice(len(X), min(len(X), s.sample), replace=False))] if len(X) else X
+    rows = np.sort(rng.choice(len(X), min(len(X), s.sample), replace=False))
+    sample, texts = X[rows], v.valid[c.text].cast(pl.String).gather(rows).to_list()
     n_prev, prev = previous(s.history)
-    drift = drift_tests(prev, counts, sample, s.gates)
+    drift = drift_tests(prev, counts, sample, texts, s.gates, s.seed)
 
     summary = sweep_summary(s, n_prev + 1, started, v.report, dups, counts, issues, found, drift)
     summary.update(leak_figures, compared_with=prev.name if prev else None)
@@ -480,7 +511,7 @@ def run_sweep(s: SweepSettings, rep: Reporter | None = None) -> SweepResult:
     tables = {"quarantine": v.quarantine, "duplicates": dups, "issues": issues}
     if s.eval_dataset is not None:
         tables["leaks"] = leaks
-    folder = write_sweep(s, summary, tables, counts, sample)
+    folder = write_sweep(s, summary, tables, counts, sample, texts)
     history = read_history(s.history)
     (folder / "report.html").write_text(
         render_report(summary, tables, history, counts, prev), encoding="utf-8"
@@ -495,6 +526,7 @@ def write_sweep(
     tables: dict[str, pl.DataFrame],
     counts: dict[str, int],
     sample: np.ndarray,
+    texts: list[str],
 ) -> Path:
     """Write the sweep's folder (via a temporary name, renamed in) and its history line."""
     folder = s.history / f"sweep-{summary['sweep']:04d}"
@@ -504,6 +536,7 @@ def write_sweep(
         write_parquet(table, tmp / f"{name}.parquet")
     (tmp / "state" / "label_counts.json").write_text(json.dumps(counts, sort_keys=True), encoding="utf-8")
     np.save(tmp / "state" / "embeddings.npy", sample.astype(np.float32))
+    write_parquet(pl.DataFrame({"text": texts}, schema={"text": pl.String}), tmp / "state" / "texts.parquet")
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(folder)
     line = {

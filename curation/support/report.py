@@ -231,18 +231,37 @@ def label_shift_plot(counts: dict[str, int], before: dict[str, int] | None, n: i
     return png(fig)
 
 
-#: The effect size of each drift test, as the drift plot and its caption name it.
-EFFECT = {"label": "TV distance", "embedding": "KS statistic"}
+#: The effect size of each drift test (by the start of its ``test``), as the drift plot and
+#: its caption name it.
+EFFECT = {
+    "chi-square": "TV distance",
+    "domain classifier": "ROC AUC",
+    "MMD": "MMD²",
+    "KS per dimension": "KS statistic",
+    "text descriptors": "descriptor distance",
+}
+
+
+def effect(test: str) -> str:
+    """The name of a drift test's effect size.
+
+    Examples
+    --------
+    >>> effect("domain classifier ROC AUC (5-fold ridge, 200 permutations)")
+    'ROC AUC'
+    """
+    return next((name for start, name in EFFECT.items() if test.startswith(start)), "effect size")
 
 
 def drift_over_time_plot(history: list[dict[str, Any]], drift: list[dict[str, Any]]) -> str:
     """Per sweep, each drift test's p-value (log scale, left) and its effect size (right: the
-    label shares' total variation distance, the embeddings' largest KS statistic), each
-    against its threshold (``drift``: this sweep's tests, for the thresholds)."""
+    label shares' total variation distance, the embedding test's effect size, the text
+    descriptors' largest distance), each against its threshold (``drift``: this sweep's
+    tests, for the thresholds and the effect sizes' names)."""
     fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(7.5, 3.2))
     ax.set_yscale("log")
     limits = {d["name"]: d for d in drift}
-    for i, name in enumerate(("label", "embedding")):
+    for i, name in enumerate(("label", "embedding", "text")):
         rows = [h for h in history if f"{name}_drift_p_value" in h]
         if not rows:
             continue
@@ -252,7 +271,8 @@ def drift_over_time_plot(history: list[dict[str, Any]], drift: list[dict[str, An
             x, [max(h[f"{name}_drift_p_value"], 1e-300) for h in rows], marker="o", color=colour, label=name
         )
         d = [h[f"{name}_drift_distance"] for h in rows]
-        ax_d.plot(x, d, marker="o", color=colour, label=f"{name}: {EFFECT[name]}")
+        unit = effect(limits[name]["test"]) if name in limits else "effect size"
+        ax_d.plot(x, d, marker="o", color=colour, label=f"{name}: {unit}")
         ax_d.annotate(f"{d[-1]:.3f}", (x[-1], d[-1]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if name in limits:
             ax_d.axhline(limits[name]["min_distance"], color=colour, linestyle=":", linewidth=1)
@@ -276,19 +296,24 @@ def drift_caption(drift: list[dict[str, Any]]) -> str:
 
     Examples
     --------
-    >>> drift_caption([{"name": "label", "distance": 0.031, "min_distance": 0.02,
-    ...                 "p_value": 1.2e-5, "alpha": 0.01, "drift": True}])
+    >>> drift_caption([{"name": "label", "test": "chi-square homogeneity", "distance": 0.031,
+    ...                 "min_distance": 0.02, "p_value": 1.2e-5, "alpha": 0.01, "drift": True}])
     'Drift over time. This sweep: label drift: TV distance 0.031 (minimum 0.02), p = 1.2e-05 (threshold 0.01): drift.'
     """
     if not drift:
         return "Drift over time: the first sweep has nothing to compare with."
     parts = [
-        f"{d['name']} drift: {EFFECT.get(d['name'], 'effect size')} {d['distance']:.3f} "
+        f"{d['name']} drift: {effect(d.get('test', ''))} {_number(d['distance'])} "
         f"(minimum {d['min_distance']:g}), p = {d['p_value']:.2g} (threshold {d['alpha']:g}): "
         + ("drift" if d["drift"] else "no drift")
         for d in drift
     ]
     return "Drift over time. This sweep: " + "; ".join(parts) + "."
+
+
+def _number(x: float) -> str:
+    """Three decimals, or two significant digits below 0.01 (an MMD² is about 0.001)."""
+    return f"{x:.3f}" if abs(x) >= 0.01 or x == 0 else f"{x:.2g}"
 
 
 def _rows(df: pl.DataFrame, n: int = ROWS_SHOWN) -> list[dict[str, Any]]:

@@ -116,7 +116,11 @@ def test_sweep_every_runs_on_schedule_and_compares_with_the_last(tmp_path: Path,
     assert [x["sweep"] for x in lines] == [1, 2]
     second = json.loads((history / "sweep-0002" / "summary.json").read_text())
     assert second["compared_with"] == "sweep-0001"
-    assert [d["drift"] for d in second["drift"]] == [False, False]  # the same data twice
+    assert [(d["name"], d["drift"]) for d in second["drift"]] == [
+        ("label", False),
+        ("embedding", False),
+        ("text", False),
+    ]  # the same data twice
     assert second["detectors"] == SWEPT
     assert second["issues"]["non_iid"] > 0  # the file is sorted by intent
     issues = pl.read_parquet(history / "sweep-0002" / "issues.parquet")

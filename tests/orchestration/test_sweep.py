@@ -15,7 +15,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curation.steps.drift import embedding_drift, label_drift
+from curation.orchestration.sweep import Gates, drift_tests
+from curation.steps.drift import DEFAULT_EMBEDDING_TEST, embedding_drift, label_drift
 
 ROOT = Path(__file__).resolve().parents[2]
 CURATION = str(Path(sys.executable).parent / "curation")
@@ -105,6 +106,8 @@ def test_banking77_sweep_reports_broken_rows_duplicates_label_errors_then_drift(
     drift = {d["name"]: d for d in s2["drift"]}
     assert drift["label"]["drift"] and drift["label"]["p_value"] < 1e-10
     assert not drift["embedding"]["drift"]  # the same texts: only the labels moved
+    assert drift["embedding"]["test"].startswith("MMD")  # the default test
+    assert not drift["text"]["drift"] and drift["text"]["p_value"] > 0.01
     # relabeling half of ten intents as another is drift and also a rise of label errors
     assert [g["gate"] for g in s2["gates"] if g["breached"]] == ["label_issue_increase", "label_drift"]
     assert s2["compared_with"] == "sweep-0001"
@@ -124,3 +127,29 @@ def test_drift_tests_on_real_label_counts_and_embeddings(data_dir: Path) -> None
     a = rng.normal(size=(800, 16)).astype(np.float32)
     assert not embedding_drift(a[:400], a[400:]).drift
     assert embedding_drift(a[:400], a[400:] + 0.5).drift
+
+
+def test_sweep_drift_runs_the_default_embedding_test_and_text_drift(tmp_path: Path, data_dir: Path) -> None:
+    """What a sweep compares against the previous one's state (``drift_tests``), on real texts
+    and synthetic vectors: the default embedding test, the chosen one, text drift."""
+    rows = pl.read_parquet(data_dir / "banking77_train.parquet").drop_nulls()
+    texts = rows["text"].sample(fraction=1.0, shuffle=True, seed=0).to_list()  # the file is by intent
+    state = tmp_path / "sweep-0001" / "state"
+    state.mkdir(parents=True)
+    (state / "label_counts.json").write_text(json.dumps({"a": 500, "b": 500}))
+    old = np.random.default_rng(0).normal(size=(400, 16)).astype(np.float32)
+    np.save(state / "embeddings.npy", old)
+    pl.DataFrame({"text": texts[:1000]}).write_parquet(state / "texts.parquet")
+    new = np.random.default_rng(1).normal(size=(400, 16)).astype(np.float32)
+    same = drift_tests(state.parent, {"a": 500, "b": 500}, new, texts[1000:2000], Gates())
+    assert [t.name for t in same] == ["label", "embedding", "text"] and not any(t.drift for t in same)
+    assert Gates().embedding_test == DEFAULT_EMBEDDING_TEST == "mmd"
+    assert same[1].test.startswith("MMD") and same[1].min_distance == 0.0
+    urgent = [t + " please help, it is urgent" for t in texts[1000:2000]]
+    moved = drift_tests(state.parent, {"a": 500, "b": 500}, new + 0.5, urgent, Gates())
+    assert [t.drift for t in moved] == [False, True, True] and moved[1].p_value < 0.01
+    assert "length" in moved[2].test
+    auc = drift_tests(
+        state.parent, {"a": 500, "b": 500}, new + 0.5, urgent, Gates(embedding_test="classifier")
+    )
+    assert auc[1].test.startswith("domain classifier") and auc[1].drift and auc[1].statistic > 0.6
