@@ -316,7 +316,15 @@ class Strategy(ABC):
 
     def _decide(self, pool: Pool, budget: int) -> pl.DataFrame:
         """Reviews and new rows by expected gain (:func:`expected_gains`), the share of labeled
-        rows flagged as the prior noise rate; the pool rows keep the strategy's order."""
+        rows flagged as the prior noise rate; the pool rows keep the strategy's order.
+
+        The flagged share overstates the error rate while the model knows few rows per class
+        (0.31 against 0.08 on 200 BANKING77 labels), but the principled alternatives measured
+        were worse: cleanlab's calibrated estimate (``num_label_issues(...,
+        "off_diagonal_calibrated") / n``) is higher still (0.35), and the rate that matches the
+        suspects' mean posterior (:func:`label_correct`) collapses to about 0. Shrinking towards
+        a low prior needs a prior mean and strength fitted to planted noise (docs/strategies.md).
+        """
         new = self._new_rows(pool, budget)
         if pool.probs is None or not len(pool.suspects):
             return new
