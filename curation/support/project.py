@@ -32,10 +32,9 @@ schema: schemas/example.yaml
 # eval_dataset: data/test.parquet  # a labeled held-out set, for the accuracy metric
 columns: {id: id, text: text, label: label}
 budget: 100                        # samples to label per round
-# hybrid (the default strategy, see docs/strategies.md); each round decides how much of the
-# budget reviews suspected label errors (review: fixed with review_share: 0.1 spends a tenth;
-# review: none turns reviews off)
-strategy: {name: hybrid, review: decision}
+# hybrid (the default strategy, see docs/strategies.md); a tenth of the budget reviews the worst
+# suspected label errors (review_share: 0 turns reviews off; review: decision decides each round)
+strategy: {name: hybrid, review_share: 0.1}
 # Every other setting has one default, the same for `curation run`, `dvc repro` (params.yaml)
 # and `curation sweep --loop`: the issue detectors (label, outlier, near_duplicate), the
 # embedding model (the offline MiniLM) and its max_seq_length (256), the round model

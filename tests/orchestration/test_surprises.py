@@ -100,7 +100,7 @@ def test_init_reviews_flags_by_default_and_states_each_default_once(tmp_path: Pa
     )
     loop = tmp_path / "loops" / "example.yaml"
     cfg = load_loop(loop)
-    assert make_strategy(cfg.strategy).review_mode == "decision"
+    assert make_strategy(cfg.strategy).review_mode == "fixed" and cfg.strategy.params()["review_share"] > 0
     piped, _ = stage_config(loop, tmp_path / "params.yaml")
     swept = sweep_settings(None, None, loop=loop)
     for settings in (piped, swept):
@@ -200,6 +200,7 @@ def test_a_ray_round_prints_each_step_once_and_no_ray_noise(tmp_path: Path, data
         "✓ select",
         "✓ annotate",
         "✓ embed held-out",
+        "✓ leaks",
         "✓ report",
         "✓ version",
     ]
