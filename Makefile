@@ -45,7 +45,7 @@ lint: install
 test:
 	$(MAKE) -j3 install install-ls install-chromium
 	$(MAKE) lint
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=30
 
 # The command reference, from the CLI's own --help.
 docs: install
