@@ -50,6 +50,16 @@ def load(name: str) -> tuple[np.ndarray, list[str]]:
     return embed(df["text"].to_list(), EmbedConfig(), engine="local"), df["label"].to_list()
 
 
+def banking77() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The pool and the test split, their labels as codes into the sorted class names."""
+    X, labels = load("banking77_train")
+    X_test, test_labels = load("banking77_test")
+    classes = sorted(set(labels))
+    code = {c: i for i, c in enumerate(classes)}
+    y = np.array([code[v] for v in labels])
+    return X, y, X_test, np.array([code[v] for v in test_labels]), classes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--strategies", nargs="*", default=ALL)
@@ -63,12 +73,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
 
     t0 = time.perf_counter()
-    X, labels = load("banking77_train")
-    X_test, test_labels = load("banking77_test")
-    classes = sorted(set(labels))
-    code = {c: i for i, c in enumerate(classes)}
-    y = np.array([code[v] for v in labels])
-    y_test = np.array([code[v] for v in test_labels])
+    X, y, X_test, y_test, classes = banking77()
     print(
         f"pool {len(y):,} rows, test {len(y_test):,}, {len(classes)} classes "
         f"(embedded in {time.perf_counter() - t0:.0f} s)"

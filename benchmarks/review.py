@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from active_learning import RESULTS, load
+from active_learning import RESULTS, banking77
 
 from curation.orchestration.simulate import Curve, simulate
 from curation.strategies.base import STRATEGIES
@@ -123,12 +123,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
 
     t0 = time.perf_counter()
-    X, labels = load("banking77_train")
-    X_test, test_labels = load("banking77_test")
-    classes = sorted(set(labels))
-    code = {c: i for i, c in enumerate(classes)}
-    y = np.array([code[v] for v in labels])
-    y_test = np.array([code[v] for v in test_labels])
+    X, y, X_test, y_test, classes = banking77()
     data = (X, y, X_test, y_test, len(classes))
     print(f"pool {len(y):,} rows, test {len(y_test):,}, {len(classes)} classes")
     out: dict[str, Any] = {}
