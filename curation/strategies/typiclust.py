@@ -126,9 +126,10 @@ class TypiClust(Strategy):
             c = int(np.lexsort((-size, covered, small | ~left))[0])
             if c not in typ:
                 rows = by_cluster[starts[c] : starts[c + 1]]
-                t = typicality_in(X[rows[rows >= n_lab]], X[rows], self.knn, seed=pool.seed)
+                in_pool = rows[rows >= n_lab]
+                t = typicality_in(X[in_pool], X[rows], self.knn, seed=pool.seed)
                 order = np.argsort(-t, kind="stable")
-                typ[c] = np.c_[rows[rows >= n_lab][order] - n_lab, t[order]]
+                typ[c] = np.c_[in_pool[order] - n_lab, t[order]]
             i, t = typ[c][taken[c]]
             taken[c] += 1
             covered[c] += 1

@@ -35,7 +35,7 @@ def leaky(
         budget=20,
         engine="local",
         version={"name": "local"},
-        embed={"max_seq_length": 64, "cache_dir": str(ROOT / ".curation" / "cache" / "embeddings")},
+        embed={"max_seq_length": 64},  # the session's embedding cache (tests/conftest.py)
         model="logreg",
         issues={"views": ["knn"], "detectors": [{"name": "label"}, {"name": "near_duplicate"}]},  # fast
     )
