@@ -748,7 +748,7 @@ SweepEngine = Annotated[str | None, typer.Option(help="local (in process, defaul
 Gate = Annotated[float | None, _gate("see docs/sweeps.md.")]
 EmbeddingTestOpt = Annotated[
     str | None,
-    _gate("the embedding drift test: mmd (default), classifier or ks; see docs/sweeps.md."),
+    _gate("the embedding drift test: knn (default), mmd, classifier or ks; see docs/sweeps.md."),
 ]
 DriftGate = Annotated[
     bool | None,

@@ -75,12 +75,13 @@ class Gates(BaseModel):
         Significance threshold of the drift tests.
     label_min_distance : float
         Smallest total variation distance of the label shares that counts as drift.
-    embedding_test : {"mmd", "classifier", "ks"}
-        The embedding drift test (``curation.steps.drift.EMBEDDING_TESTS``): MMD (default,
-        the best in ``benchmarks/drift.py``), the domain classifier, or KS per dimension.
+    embedding_test : {"knn", "mmd", "classifier", "ks"}
+        The embedding drift test (``curation.steps.drift.EMBEDDING_TESTS``): kNN pockets
+        (default, the best in ``benchmarks/drift.py``), MMD, the domain classifier, or KS per
+        dimension.
     embedding_min_distance : float or None
         Smallest effect size that counts as embedding drift, in the test's unit (``None``:
-        the test's own, ROC AUC 0.55, MMD² 0, KS distance 0.1).
+        the test's own: pocket share 0.005, ROC AUC 0.55, MMD² 0, KS distance 0.1).
     text_min_distance : float
         Smallest KS (length, out-of-vocabulary share) or TV (script) distance of the text
         descriptors that counts as text drift.

@@ -8,9 +8,11 @@ from alerting):
 - :func:`label_drift`: Pearson's chi-square test of homogeneity on the label counts of the
   two snapshots (a 2 x K contingency table; labels seen in only one of them count too),
   with the total variation distance as the effect size.
-- :func:`mmd_drift` (the default embedding test, chosen by ``benchmarks/drift.py``): the
-  maximum mean discrepancy with an RBF kernel (bandwidth by the median heuristic) and a
-  permutation test.
+- :func:`knn_drift` (the default embedding test, chosen by ``benchmarks/drift.py``): pockets
+  of new data, the later rows whose nearest neighbours in both samples are all later rows,
+  counted against a permutation test.
+- :func:`mmd_drift`: the maximum mean discrepancy with an RBF kernel (bandwidth by the
+  median heuristic) and a permutation test.
 - :func:`classifier_drift`: a domain classifier, Evidently's default for embeddings. A ridge classifier learns to tell
   the earlier rows from the later ones; its cross-validated ROC AUC is the statistic and the
   effect size (threshold 0.55, Evidently's). The p-value is a permutation test that refits
@@ -22,7 +24,7 @@ from alerting):
   words the reference never uses, its writing script), each tested (KS, KS, chi-square)
   and Bonferroni-corrected over the three.
 
-:data:`EMBEDDING_TESTS` names the embedding tests (``mmd``, ``classifier``, ``ks``);
+:data:`EMBEDDING_TESTS` names the embedding tests (``knn``, ``mmd``, ``classifier``, ``ks``);
 :func:`embedding_test` runs one by name with its default threshold.
 """
 
@@ -52,12 +54,13 @@ class DriftTest:
     test : str
         The statistical test used.
     statistic : float
-        The test statistic (chi-square; ROC AUC; MMD²; largest KS distance).
+        The test statistic (chi-square; rows in kNN pockets; ROC AUC; MMD²; largest KS distance).
     p_value : float
         Its p-value (permutation p-values are at least ``1 / (permutations + 1)``;
         Bonferroni-corrected over dimensions or descriptors).
     distance : float
-        The effect size (total variation distance; ROC AUC; MMD²; largest KS distance).
+        The effect size (total variation distance; excess share of rows in kNN pockets; ROC
+        AUC; MMD²; largest KS distance).
     alpha : float
         The significance threshold.
     min_distance : float
@@ -344,6 +347,93 @@ def mmd_drift(
     )
 
 
+def _neighbours(Z: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
+    """``(n, k)`` indices of each row's ``k`` nearest other rows by inner product (cosine on
+    unit vectors), computed a block of rows at a time."""
+    out = np.empty((len(Z), k), np.int64)
+    for i in range(0, len(Z), block):
+        S = Z[i : i + block] @ Z.T
+        S[np.arange(len(S)), np.arange(i, i + len(S))] = -np.inf  # not its own neighbour
+        out[i : i + block] = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    return out
+
+
+def knn_drift(
+    before: np.ndarray,
+    after: np.ndarray,
+    alpha: float = 0.01,
+    min_distance: float = 0.005,
+    *,
+    k: int = 10,
+    permutations: int = 200,
+    max_rows: int = 5000,
+    seed: int = 0,
+) -> DriftTest:
+    """Pockets of new data: ``after`` rows whose ``k`` nearest neighbours are all ``after`` rows.
+
+    Both samples are pooled and each row's ``k`` nearest neighbours found (cosine). A row of
+    a kind the earlier snapshot never had (a new intent, a new source) sits among rows like
+    itself, all of them new, so its neighbourhood holds no earlier row. The statistic is the
+    number of ``after`` rows in such a pocket; the p-value permutes which rows are "after"
+    over the same graph. The effect size is the share of ``after`` rows in pockets beyond the
+    permutations' mean. A whole-sample test (MMD, a domain classifier) averages a small new
+    group into the rest; this one counts only where the samples differ locally. Each sample
+    is cut to ``max_rows`` seeded rows first. A small shift of every row (a new mean) is
+    MMD's to find: :func:`mmd_drift` sees it before pockets form.
+
+    Parameters
+    ----------
+    before, after : numpy.ndarray
+        ``(n, dim)`` and ``(m, dim)`` samples of the two snapshots' vectors.
+    alpha : float
+        Significance threshold of the permutation p-value.
+    min_distance : float
+        Smallest excess share of ``after`` rows in pockets that counts as drift.
+    k : int
+        Neighbours of a row.
+    permutations : int
+        Permutations of the p-value (its smallest value is ``1 / (permutations + 1)``).
+    max_rows : int
+        Rows kept of each sample.
+    seed : int
+        Seed of the row cut and the permutations.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = rng.normal(size=(300, 8)), rng.normal(size=(300, 8))
+    >>> new = rng.normal(size=(30, 8)) * 0.1 + 3.0
+    >>> knn_drift(a, b).drift, knn_drift(a, np.r_[b[:270], new]).drift
+    (False, True)
+    """
+    check_vectors(before, after, least=k + 1)
+    rng = np.random.default_rng(seed)
+    a, b = (
+        x[np.sort(rng.choice(len(x), max_rows, replace=False))] if len(x) > max_rows else x
+        for x in (before, after)
+    )
+    Z = np.vstack([a, b]).astype(np.float32)
+    Z /= np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)  # cosine
+    near = _neighbours(Z, k)
+    Y = _labelings(len(a), len(b), permutations, seed).astype(bool)
+    in_pocket = np.ones_like(Y)
+    for j in range(k):  # every neighbour an "after" row, for every labeling at once
+        in_pocket &= Y[near[:, j]]
+    counts = (in_pocket & Y).sum(axis=0)
+    excess = float(counts[0] - counts[1:].mean()) / len(b)
+    p = _p_value(counts.astype(np.float64))
+    return DriftTest(
+        "embedding",
+        f"kNN pockets ({k} neighbours all new, {permutations} permutations)",
+        float(counts[0]),
+        p,
+        excess,
+        alpha,
+        min_distance,
+        bool(p < alpha and excess >= min_distance),
+    )
+
+
 #: A word: a run of letters (digits and underscores split words).
 WORD = re.compile(r"[^\W\d_]+")
 
@@ -466,11 +556,12 @@ EMBEDDING_TESTS: dict[str, tuple[Callable[..., DriftTest], float]] = {
     "classifier": (classifier_drift, 0.55),
     "mmd": (mmd_drift, 0.0),
     "ks": (embedding_drift, 0.1),
+    "knn": (knn_drift, 0.005),
 }
 #: The names of the embedding drift tests.
-EmbeddingTest = Literal["classifier", "mmd", "ks"]
+EmbeddingTest = Literal["classifier", "mmd", "ks", "knn"]
 #: The sweep's embedding test: the best by ``benchmarks/drift.py`` (see docs/benchmarks.md).
-DEFAULT_EMBEDDING_TEST: EmbeddingTest = "mmd"
+DEFAULT_EMBEDDING_TEST: EmbeddingTest = "knn"
 
 
 def embedding_test(
@@ -483,7 +574,8 @@ def embedding_test(
 ) -> DriftTest:
     """Run the embedding drift test named ``method`` (a key of :data:`EMBEDDING_TESTS`).
 
-    ``min_distance`` defaults to the method's own (ROC AUC 0.55, MMD² 0, KS distance 0.1).
+    ``min_distance`` defaults to the method's own (pocket share 0.005, ROC AUC 0.55, MMD² 0, KS
+    distance 0.1).
 
     Examples
     --------

@@ -235,6 +235,7 @@ def label_shift_plot(counts: dict[str, int], before: dict[str, int] | None, n: i
 #: its caption name it.
 EFFECT = {
     "chi-square": "TV distance",
+    "kNN pockets": "pocket share",
     "domain classifier": "ROC AUC",
     "MMD": "MMD²",
     "KS per dimension": "KS statistic",

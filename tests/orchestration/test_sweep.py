@@ -106,7 +106,7 @@ def test_banking77_sweep_reports_broken_rows_duplicates_label_errors_then_drift(
     drift = {d["name"]: d for d in s2["drift"]}
     assert drift["label"]["drift"] and drift["label"]["p_value"] < 1e-10
     assert not drift["embedding"]["drift"]  # the same texts: only the labels moved
-    assert drift["embedding"]["test"].startswith("MMD")  # the default test
+    assert drift["embedding"]["test"].startswith("kNN pockets")  # the default test
     assert not drift["text"]["drift"] and drift["text"]["p_value"] > 0.01
     # relabeling half of ten intents as another is drift and also a rise of label errors
     assert [g["gate"] for g in s2["gates"] if g["breached"]] == ["label_issue_increase", "label_drift"]
@@ -143,8 +143,8 @@ def test_sweep_drift_runs_the_default_embedding_test_and_text_drift(tmp_path: Pa
     new = np.random.default_rng(1).normal(size=(400, 16)).astype(np.float32)
     same = drift_tests(state.parent, {"a": 500, "b": 500}, new, texts[1000:2000], Gates())
     assert [t.name for t in same] == ["label", "embedding", "text"] and not any(t.drift for t in same)
-    assert Gates().embedding_test == DEFAULT_EMBEDDING_TEST == "mmd"
-    assert same[1].test.startswith("MMD") and same[1].min_distance == 0.0
+    assert Gates().embedding_test == DEFAULT_EMBEDDING_TEST == "knn"
+    assert same[1].test.startswith("kNN pockets") and same[1].min_distance == 0.005
     urgent = [t + " please help, it is urgent" for t in texts[1000:2000]]
     moved = drift_tests(state.parent, {"a": 500, "b": 500}, new + 0.5, urgent, Gates())
     assert [t.drift for t in moved] == [False, True, True] and moved[1].p_value < 0.01

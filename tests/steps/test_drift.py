@@ -11,6 +11,7 @@ from curation.steps.drift import (
     EMBEDDING_TESTS,
     classifier_drift,
     embedding_test,
+    knn_drift,
     mmd_drift,
     oov_shares,
     script,
@@ -56,9 +57,24 @@ def test_mmd_is_unbiased_and_its_p_value_a_permutation_share() -> None:
     assert mmd_drift(vectors(0), vectors(1) + 0.2, permutations=199).drift  # p = 1/200
 
 
+def test_knn_pockets_find_a_small_new_group_that_mmd_averages_away() -> None:
+    """3% of the rows from 4 tight groups the earlier sample never had: MMD, a whole-sample
+    statistic, cannot tell; the pocket count can, and says how many rows are in pockets."""
+    before, after = vectors(0, 2000), vectors(50, 2000)
+    centres = vectors(99, 4)
+    new = centres[np.random.default_rng(0).integers(0, 4, 60)] + 0.15 * vectors(7, 60)
+    after[:60] = new / np.linalg.norm(new, axis=1, keepdims=True)
+    assert not mmd_drift(before, after).drift
+    found = knn_drift(before, after, permutations=199)
+    assert found.drift and found.p_value == pytest.approx(1 / 200), found
+    assert 55 <= found.statistic <= 66 and found.distance == pytest.approx(0.03, abs=0.005)
+    quiet = knn_drift(before, vectors(50, 2000), permutations=99)
+    assert not quiet.drift and quiet.statistic < 5 and "10 neighbours" in quiet.test
+
+
 def test_the_default_embedding_test_is_a_known_one_and_unknown_names_list_the_known() -> None:
     assert DEFAULT_EMBEDDING_TEST in EMBEDDING_TESTS
-    with pytest.raises(ConfigError, match="classifier, ks, mmd"):
+    with pytest.raises(ConfigError, match="classifier, knn, ks, mmd"):
         embedding_test("cosine", vectors(0), vectors(1))
     with pytest.raises(DataError, match="same embedding model"):
         embedding_test("mmd", vectors(0), vectors(1, dim=8))
