@@ -22,6 +22,7 @@ Usage::
 
     python benchmarks/review.py                    # noise 0.1 and 0.2, 3 seeds, margin
     python benchmarks/review.py --seeds 1 --noise 0.2 --strategy hybrid
+    python benchmarks/review.py --methods decision --out /tmp/decision.json
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=200)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--model", default="logreg", help="classifier fitted after each round")
+    ap.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--out", type=Path, default=RESULTS / "review.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -129,7 +131,7 @@ def main() -> None:
     out: dict[str, Any] = {}
     for share in args.noise:
         out[str(share)] = {}
-        for method in METHODS:
+        for method in args.methods:
             t = time.perf_counter()
             r = out[str(share)][method] = run_method(args, method, share, data)
             print(

@@ -135,6 +135,11 @@ def pool_probs(
     return fit_predict_proba(lab_X, y, pool_X, n_classes, cfg.seed, cfg.model)
 
 
+def verdict_changes(verdicts: pl.DataFrame) -> int:
+    """How many reviews changed the label (``given_label`` to another ``label``)."""
+    return int((verdicts["given_label"].cast(pl.String) != verdicts["label"].cast(pl.String)).sum())
+
+
 def step_select(
     cfg: LoopConfig,
     pool: pl.DataFrame,
@@ -143,9 +148,12 @@ def step_select(
     pool_probs: np.ndarray | None,
     suspects: pl.DataFrame,
     rep: Reporter,
+    verdicts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Choose the next batch: pool rows to label and, as the strategy's ``review`` decides,
-    suspected label errors to review (``suspects``: ``id`` and ``score``, worst first)."""
+    suspected label errors to review (``suspects``: ``id`` and ``score``, worst first;
+    ``verdicts``: earlier reviews, ``given_label`` and ``label``, whose share of changed
+    labels ``review: decision`` reads as the flags' precision)."""
     rep.start("select", None)
     sel = select(
         pool_X,
@@ -157,6 +165,7 @@ def step_select(
         seed=cfg.seed,
         suspects=suspects["id"].to_list(),
         suspect_scores=1.0 - suspects["score"].to_numpy(),
+        verdicts=(0, 0) if verdicts is None else (len(verdicts), verdict_changes(verdicts)),
     )
     rep.finish(f"select: {len(sel)} of {len(pool)} with {cfg.strategy.name}")
     checkpoint("after-select")

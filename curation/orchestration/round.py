@@ -117,7 +117,7 @@ def _round(
     issues, issue_report, oos, knn = step.step_issues_with_probs(cfg, v.valid, X, classes, verdicts, rep)
     pool_probs = step.pool_probs(cfg, X[is_lab], y, X[in_pool], len(classes))
     suspects = issues.filter((pl.col("issue") == "label") & ~pl.col("id").is_in(past.reviewed().implode()))
-    sel = step.step_select(cfg, pool, X[in_pool], X[is_lab], pool_probs, suspects, rep)
+    sel = step.step_select(cfg, pool, X[in_pool], X[is_lab], pool_probs, suspects, rep, verdicts)
     tasks = st.make_tasks(cfg, n, sel, v.valid, st.suggestions(pool, pool_probs, issues, c.id, classes))
     if dry_run:
         return RoundResult(

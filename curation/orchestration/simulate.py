@@ -178,9 +178,10 @@ class _Run:
         labeled, reviewed = np.zeros(len(X), dtype=bool), np.zeros(len(X), dtype=bool)
         got = np.full(len(X), -1, dtype=np.int64)
         probs, suspects, row, n_reviews = None, _no_suspects(), [], []
+        verdicts = (0, 0)  # reviews answered, and how many changed the label
         for r in range(rounds):
             free = np.flatnonzero(~labeled)
-            pool = Pool(ids[free], X[free], X[labeled], probs, seed * 1000 + r, *suspects)
+            pool = Pool(ids[free], X[free], X[labeled], probs, seed * 1000 + r, *suspects, verdicts)
             sel = self.strategy.select(pool, budget)
             pos, rev = _positions(sel, "label"), _positions(sel, "review")
             if len(np.unique(pos)) != len(pos) or labeled[pos].any() or not labeled[rev].all():
@@ -189,7 +190,8 @@ class _Run:
                     "or an unlabeled row to review"
                 )
             got[pos], labeled[pos] = self.first(pos), True
-            got[rev], reviewed[rev] = self.answer(rev), True
+            before, (got[rev], reviewed[rev]) = got[rev], (self.answer(rev), True)
+            verdicts = (verdicts[0] + len(rev), verdicts[1] + int((got[rev] != before).sum()))
             probs, accuracy = self._fit(labeled, got, seed)
             row.append(accuracy)
             n_reviews.append(len(rev))

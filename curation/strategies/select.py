@@ -34,6 +34,7 @@ def select(
     seed: int = 0,
     suspects: Sequence[Any] | None = None,
     suspect_scores: np.ndarray | None = None,
+    verdicts: tuple[int, int] = (0, 0),
 ) -> pl.DataFrame:
     """Choose up to ``budget`` rows of the pool to label next.
 
@@ -58,6 +59,9 @@ def select(
     suspects, suspect_scores : optional
         Ids of labeled rows with suspected label errors (worst first) and their
         label-quality scores, for strategies that review (``review``).
+    verdicts : tuple of int
+        Reviews of earlier suspects answered so far and how many changed the label (what
+        ``review: decision`` learns the flags' precision from).
 
     Returns
     -------
@@ -82,6 +86,7 @@ def select(
         seed,
         suspects=np.asarray([str(s) for s in (suspects if suspects is not None else [])], dtype=str),
         suspect_scores=suspect_scores,
+        verdicts=verdicts,
     )
     chosen = make_strategy(strategy).select(pool, budget)
     return keep_id_dtype(chosen, ids if ids is not None else range(n), suspects)

@@ -48,6 +48,21 @@ def test_decision_spends_more_on_reviews_as_labels_get_worse() -> None:
     assert counts == sorted(counts) and counts[0] == 0 and counts[-1] == 20
 
 
+def test_decision_reviews_less_once_reviews_find_the_flags_mostly_right() -> None:
+    """Past verdicts set the flags' precision: 1 of 20 reviews changed a label, so the
+    flagged share (0.4) overstates the error rate twentyfold and fewer suspects are worth a
+    review; reviews that all changed the label keep the flagged share."""
+    decide = STRATEGIES.create("margin", {"review": "decision"})
+
+    def reviews(verdicts: tuple[int, int]) -> int:
+        pool = with_suspects(make_pool(n_labeled=100), 40, 0.02)
+        pool.verdicts = verdicts
+        return int((decide.select(pool, 30)["kind"] == "review").sum())
+
+    untested, all_wrong, mostly_right = reviews((0, 0)), reviews((20, 20)), reviews((20, 1))
+    assert untested == all_wrong > mostly_right, (untested, all_wrong, mostly_right)
+
+
 def test_decision_without_a_model_labels_new_rows() -> None:
     pool = with_suspects(make_pool(cold=True), 5, 1e-4)
     assert (STRATEGIES.create("random", {"review": "decision"}).select(pool, 10)["kind"] == "label").all()
