@@ -11,7 +11,7 @@ current sample of ``--current`` rows (2,000: the sample the next sweep compares 
   drawn from the 5 held-back intents instead: the detection rate.
 
 Each method runs with the sweep's defaults (``alpha`` 0.01, its own ``min_distance``) on
-the embeddings (``classifier``, ``mmd``, ``ks``) or the texts (``text``). Prints a table and
+the embeddings (``knn``, ``mmd``, ``classifier``, ``ks``) or the texts (``text``). Prints a table and
 writes ``benchmarks/results/drift.json``; the default is the embedding method with the best
 mean detection of the small shifts (5% and 10%) among those with a false-alarm rate of at
 most 0.05 that detect the 20% shift in at least 0.95 of resamples; rates within one
