@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -236,6 +237,7 @@ def main() -> None:
         print(json.dumps(one(args.one, args.rows[0], args.data_dir, args.repeat)))
         return
     figures: dict[int, dict[str, Any]] = {}
+    load_before = os.getloadavg()[0]
     for rows in args.rows:
         make_dataset(rows, args.data_dir)
         figures[rows] = {}
@@ -254,10 +256,10 @@ def main() -> None:
             ]
             run = subprocess.run(cmd, capture_output=True, text=True, check=True)
             figures[rows][c] = json.loads(run.stdout.strip().splitlines()[-1])
-    report(figures)
+    report(figures, {"load_before": round(load_before, 2), "load_avg": round(os.getloadavg()[0], 2)})
 
 
-def report(figures: dict[int, dict[str, Any]]) -> None:
+def report(figures: dict[int, dict[str, Any]], load: dict[str, float]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -308,6 +310,10 @@ def report(figures: dict[int, dict[str, Any]]) -> None:
             str(r): {c: f["driver_peak_rss_mb"] for c, f in by.items()} for r, by in figures.items()
         },
         "ray_idle_rss_mb": {str(r): by["ray"]["idle_rss_mb"] for r, by in figures.items()},
+        "ray_vs_floor": {
+            str(r): by["ray"]["seconds"] / by["polars_floor"]["seconds"] for r, by in figures.items()
+        },
+        **load,  # the load average before the run (other work) and at its end
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")

@@ -48,8 +48,8 @@ ROW, COLUMN, CHECK, VALUE, REASON = (f"{RESERVED}{n}" for n in ("row", "column",
 #: The columns the quarantine adds to each failing row.
 REASON_COLUMNS = (ROW, COLUMN, CHECK, VALUE, REASON)
 FAILURES: dict[str, Any] = {ROW: pl.Int64, COLUMN: pl.String, CHECK: pl.String, VALUE: pl.String}
-BUCKET_ROWS = 500_000
-"""Rows of spilled keys per hash bucket in :func:`validate_source` (bounds driver memory)."""
+BUCKET_ROWS = 1_000_000
+"""Rows of spilled keys per hash bucket in :func:`validate_source` (bounds a task's memory)."""
 
 Engine = Literal["auto", "ray", "local"]
 
@@ -551,22 +551,25 @@ def _read_dir(path: Path) -> pl.DataFrame | None:
     return pl.read_parquet(files) if files else None
 
 
-def _cross_block(job: _Job) -> tuple[pl.DataFrame, list[Any]]:
-    """Cross-block failures, one hash bucket in memory at a time; and the rare labels."""
+def _cross_bucket(k: int, job: _Job) -> dict[str, int]:
+    """Cross-block failures of hash bucket ``k`` (its keys in memory): work/g/K.parquet."""
     parts = [_empty_failures()]
-    for k in range(job.buckets):
-        for c in job.rules.unique:
-            keys = _read_dir(Path(job.work, f"u_{c}", f"b{k}"))
-            if keys is not None:
-                parts.append(duplicated(keys, c))
-        keys = _read_dir(Path(job.work, "t", f"b{k}"))
+    for c in job.rules.unique:
+        keys = _read_dir(Path(job.work, f"u_{c}", f"b{k}"))
         if keys is not None:
-            parts.append(
-                conflicting(keys, [f"{RESERVED}h1", f"{RESERVED}h2"], job.rules.label, job.rules.label)
-            )
+            parts.append(duplicated(keys, c))
+    keys = _read_dir(Path(job.work, "t", f"b{k}"))
+    if keys is not None:
+        parts.append(conflicting(keys, [f"{RESERVED}h1", f"{RESERVED}h2"], job.rules.label, job.rules.label))
+    failures = pl.concat(parts)
+    failures.write_parquet(Path(job.work, "g", f"{k}.parquet"))
+    return {"block": k, "rows": len(failures)}
+
+
+def _rare(job: _Job) -> list[Any]:
+    """The labels with fewer than ``min_per_class`` rows over every block's counts."""
     counts = _read_dir(Path(job.work, "c"))
-    rare = [] if counts is None else rare_classes(counts, job.rules.label, job.rules.min_per_class)
-    return pl.concat(parts), rare
+    return [] if counts is None else rare_classes(counts, job.rules.label, job.rules.min_per_class)
 
 
 def _second_pass(i: int, block: Block, job: _Job, rare: list[Any]) -> dict[str, int]:
@@ -574,7 +577,7 @@ def _second_pass(i: int, block: Block, job: _Job, rare: list[Any]) -> dict[str, 
     df = _read(block, job)
     last = block.first_row + len(df)
     cross = (
-        pl.scan_parquet(Path(job.work, "g.parquet"))
+        pl.scan_parquet(Path(job.work, "g", "*.parquet"))
         .filter(pl.col(ROW).is_between(block.first_row, last, closed="left"))
         .collect()
     )
@@ -588,30 +591,28 @@ def _second_pass(i: int, block: Block, job: _Job, rare: list[Any]) -> dict[str, 
     return {"block": i, "rows": len(df)}
 
 
-def _run_blocks(
-    fn: Callable[[int, Block], dict[str, int]],
-    blocks: list[Block],
+def _run_tasks(
+    fn: Callable[[int], dict[str, int]],
+    n: int,
     engine: Literal["ray", "local"],
     tick: Callable[[], None],
 ) -> list[dict[str, int]]:
-    """Run ``fn`` on every block: in this process, or as a Ray Data job (a task a block)."""
+    """Run ``fn(0) ... fn(n - 1)``: in this process, or as a Ray Data job (a task each)."""
     if engine == "local":
         done = []
-        for i, b in enumerate(blocks):
-            done.append(fn(i, b))
+        for i in range(n):
+            done.append(fn(i))
             tick()
         return done
     import ray
 
     def task(row: dict[str, Any]) -> dict[str, Any]:
         try:
-            return {**fn(row["i"], blocks[row["i"]]), "error": b""}
+            return {**fn(row["i"]), "error": b""}
         except CurationError as e:  # sent back whole: Ray Data keeps only a traceback's text
             return {"block": row["i"], "rows": 0, "error": pickle.dumps(e)}
 
-    ds = ray.data.from_items(
-        [{"i": i} for i in range(len(blocks))], override_num_blocks=max(len(blocks), 1)
-    ).map(task)
+    ds = ray.data.from_items([{"i": i} for i in range(n)], override_num_blocks=max(n, 1)).map(task)
     results = []
     for r in ds.iter_rows():
         if r["error"]:
@@ -626,7 +627,7 @@ def _prepare_out(out: Path, work_dir: Path | None) -> Path:
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=work_dir or out))
-    for sub in ("f", "c", "all"):
+    for sub in ("f", "c", "g", "all"):
         (work / sub).mkdir()
     return work
 
@@ -639,7 +640,7 @@ def validate_source(
     columns: Columns | None = None,
     *,
     engine: Engine = "auto",
-    block_rows: int = 262_144,
+    block_rows: int = 1_048_576,
     ray_address: str | None = None,
     work_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -665,7 +666,8 @@ def validate_source(
     work_dir : str or Path, optional
         Where the spilled keys go (deleted at the end); default: inside ``out``.
     progress : callable, optional
-        Called as ``progress(done, total)`` after each block task (two passes per block).
+        Called as ``progress(done, total)`` after each task: two passes per block and,
+        between them, one task per hash bucket of the cross-block checks.
     settings, columns
         As in :func:`validate`.
 
@@ -708,16 +710,18 @@ def validate_source(
         first = blocks[0].url if blocks else ""
         names = tuple(column_names(first)) if first else ()
         job = _Job(rules, str(out), str(work), max(1, math.ceil(rows / BUCKET_ROWS)), names, first)
-        count = iter(range(1, 2 * len(blocks) + 1))
+        total = 2 * len(blocks) + job.buckets
+        count = iter(range(1, total + 1))
 
         def tick() -> None:
             if progress is not None:
-                progress(next(count), 2 * len(blocks))
+                progress(next(count), total)
 
-        done = _run_blocks(lambda i, b: _first_pass(i, b, job), blocks, engine_used, tick)
-        cross, rare = _cross_block(job)
-        cross.write_parquet(work / "g.parquet")
-        _run_blocks(lambda i, b: _second_pass(i, b, job, rare), blocks, engine_used, tick)
+        n = len(blocks)
+        done = _run_tasks(lambda i: _first_pass(i, blocks[i], job), n, engine_used, tick)
+        _run_tasks(lambda k: _cross_bucket(k, job), job.buckets, engine_used, tick)
+        rare = _rare(job)
+        _run_tasks(lambda i: _second_pass(i, blocks[i], job, rare), n, engine_used, tick)
         failures = pl.read_parquet(work / "all")
         report = make_report(
             sum(d["rows"] for d in done),
