@@ -5,18 +5,24 @@ Compares cleanlab's reference recipe (``find_label_issues`` ranked by self-confi
 recipe: the views and models the tool weighs itself). Prints, for each, how many confirmed
 errors are in the top 100 and top 200 flags, how many are flagged at all, and the seconds of
 each stage. ``--scale N`` also runs the step on N generated rows (384-d, 20 classes) and
-prints its time and peak memory.
+prints its time and peak memory, after timing its kNN graph (k = 10) against faiss IVF as the
+step used it before (nlist sqrt(N), nprobe 8), both scored by recall@10 against exact search
+on ``--queries`` sampled rows (``knn`` in ``label_errors_scale.json``; ``--knn-only`` skips
+the step and keeps the step's figures already in the file).
 
 Usage::
 
     .venv/bin/python benchmarks/label_errors.py            # writes benchmarks/results/label_errors.json
     .venv/bin/python benchmarks/label_errors.py --scale 1000000
+    .venv/bin/python benchmarks/label_errors.py --skip-news --scale 1000000 --knn-only
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import resource
 import statistics
 import time
@@ -28,6 +34,7 @@ import polars as pl
 
 from curation.config import IssuesConfig, PluginConfig
 from curation.issues.find import find_issues
+from curation.issues.knn import knn_graph
 from curation.steps.embed import embed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +114,61 @@ def generated(
     return X, [f"c{v:02d}" for v in given], set(moved.tolist())
 
 
+def faiss_ivf(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """The k nearest other rows by faiss IVF as the issue step searched before (nlist sqrt(n))."""
+    import faiss
+
+    n, d = X.shape
+    nlist = max(1, int(min(math.sqrt(n), n // 40)))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.train(X[np.random.default_rng(seed).choice(n, size=min(n, 40 * nlist), replace=False)])
+    index.add(X)
+    index.nprobe = 8
+    idx = index.search(X, k + 1)[1]
+    return np.array([[j for j in row if j != i][:k] for i, row in enumerate(idx)])
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row's true neighbours among those found."""
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def knn_compare(X: np.ndarray, queries: int, k: int = 10) -> dict[str, Any]:
+    """Seconds of our graph and of faiss IVF, and their recall@k on sampled rows."""
+    import faiss
+
+    n = len(X)
+    q = np.sort(np.random.default_rng(1).choice(n, min(queries, n), replace=False))
+    t = time.perf_counter()
+    exact = faiss.knn(X[q], X, k + 1, faiss.METRIC_INNER_PRODUCT)[1]
+    exact_s = time.perf_counter() - t
+    truth = np.array([[j for j in row if j != i][:k] for i, row in zip(q, exact)])
+    t = time.perf_counter()
+    ours = knn_graph(X, k).indices.reshape(n, k)
+    ours_s = time.perf_counter() - t
+    t = time.perf_counter()
+    ivf = faiss_ivf(X, k)
+    ivf_s = time.perf_counter() - t
+    out = {
+        "rows": n,
+        "k": k,
+        "queries": len(q),
+        "ours_s": round(ours_s, 2),
+        "faiss_ivf_s": round(ivf_s, 2),
+        "recall_at_10": round(recall_at(ours[q], truth), 4),
+        "faiss_ivf_recall_at_10": round(recall_at(ivf[q], truth), 4),
+        "exact_queries_s": round(exact_s, 2),
+        "load_avg": round(os.getloadavg()[0], 2),
+    }
+    print(
+        f"kNN graph, {n:,} rows, k={k}: ours {ours_s:.1f} s, recall@10 {out['recall_at_10']:.3f}; "
+        f"faiss IVF {ivf_s:.1f} s, recall@10 {out['faiss_ivf_recall_at_10']:.3f} "
+        f"(exact on {len(q):,} rows: {exact_s:.1f} s)"
+    )
+    return out
+
+
 def scale(n: int) -> dict[str, Any]:
     X, labels, moved = generated(n)
     t = time.perf_counter()
@@ -146,6 +208,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per recipe (timings: median)")
     ap.add_argument("--scale", type=int, default=0, help="also run on this many generated rows")
     ap.add_argument("--skip-news", action="store_true", help="only the scale run")
+    ap.add_argument("--queries", type=int, default=20_000, help="rows whose exact neighbours score recall")
+    ap.add_argument("--knn-only", action="store_true", help="only the kNN graph comparison of --scale")
     args = ap.parse_args()
     if not args.skip_news:
         results = news(args.repeat)
@@ -153,8 +217,10 @@ def main() -> None:
         OUT.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {OUT.relative_to(ROOT)}")
     if args.scale:
-        scaled = scale(args.scale)
         path = OUT.with_name("label_errors_scale.json")
+        old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        scaled = old if args.knn_only else scale(args.scale)  # first: its peak memory is its own
+        scaled["knn"] = knn_compare(generated(args.scale)[0], args.queries)
         path.write_text(json.dumps(scaled, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
 

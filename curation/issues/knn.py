@@ -18,8 +18,10 @@ from curation.errors import ConfigError
 log = logging.getLogger(__name__)
 
 #: Up to this many rows the graph is exact (scikit-learn, brute force); above, it is
-#: approximate (faiss inverted file), where faiss is installed.
+#: approximate (blocked matrix products over faiss k-means lists), where faiss is installed.
 EXACT_MAX_ROWS = 60_000
+#: Lists each list of the approximate search is compared with (its own included).
+PROBE = 16
 
 
 def knn_graph(
@@ -34,7 +36,8 @@ def knn_graph(
     k : int
         Neighbours per row (``min(k, n - 1)`` when there are fewer rows).
     exact_max_rows : int
-        Above this many rows use faiss's inverted-file index (``pip install curation[scale]``).
+        Above this many rows search approximately: k-means lists, each list's rows against
+        the rows of its nearest lists, one matrix product a list (``pip install curation[scale]``).
     seed : int
         Seed of the approximate index's clustering.
 
@@ -56,7 +59,7 @@ def knn_graph(
         raise ConfigError(f"a kNN graph needs at least 2 rows, found {n}", field="issues.k")
     X = np.ascontiguousarray(X, dtype=np.float32)
     if n > exact_max_rows:
-        dist, idx = _faiss_search(X, k + 1, seed)
+        dist, idx = _blocked_search(X, k + 1, seed)
     else:
         dist, idx = _exact_search(X, k + 1)
     dist, idx = _drop_self(dist, idx, k)
@@ -72,7 +75,14 @@ def _exact_search(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return dist.astype(np.float32), idx.astype(np.int64)
 
 
-def _faiss_search(X: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _blocked_search(X: np.ndarray, k: int, seed: int, probe: int = PROBE) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate search as blocked matrix products over k-means lists.
+
+    The rows are split into about ``sqrt(n)`` lists by spherical k-means (an IVF coarse
+    quantizer); the rows of each list are compared with the rows of the ``probe`` lists whose
+    centres are nearest its centre (its own first) by one ``faiss.knn`` call: an SGEMM and a
+    top-``k`` selection, instead of a scan of the probed lists per query row.
+    """
     try:
         import faiss
     except ImportError as e:
@@ -83,20 +93,27 @@ def _faiss_search(X: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndar
         ) from e
     n, d = X.shape
     nlist = max(1, int(min(math.sqrt(n), n // 40)))
-    quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
-    train = X[np.random.default_rng(seed).choice(n, size=min(n, 40 * nlist), replace=False)]
-    index.train(train)
-    index.add(X)
-    index.nprobe = 8
-    log.info("kNN graph: faiss IVF (nlist=%d, nprobe=%d) over %d rows", nlist, index.nprobe, n)
-    sim, idx = index.search(X, k)
-    idx = idx.astype(np.int64)
-    missing = idx < 0
-    if missing.any():  # too few rows in the probed lists: pad with a far neighbour
-        sim[missing], idx[missing] = -1.0, ((np.arange(n)[:, None] + 1) % n).repeat(k, 1)[missing]
-    return (1.0 - sim).astype(np.float32), idx
+    km = faiss.Kmeans(
+        d, nlist, niter=10, seed=seed, spherical=True, max_points_per_centroid=64, min_points_per_centroid=1
+    )
+    km.train(X)  # on a seeded sample of at most 64 rows per list
+    lists = km.index.search(X, 1)[1][:, 0]
+    order = np.argsort(lists, kind="stable")
+    starts = np.r_[0, np.cumsum(np.bincount(lists, minlength=nlist))]
+    centres = np.asarray(km.centroids, dtype=np.float32)
+    near = faiss.knn(centres, centres, min(probe, nlist), faiss.METRIC_INNER_PRODUCT)[1]
+    log.info("kNN graph: %d k-means lists, each against its %d nearest, over %d rows", nlist, probe, n)
+    sim = np.full((n, k), -1.0, np.float32)
+    idx = ((np.arange(n)[:, None] + 1) % n).repeat(k, 1)  # a far neighbour where a list is short
+    for c in range(nlist):
+        rows = order[starts[c] : starts[c + 1]]
+        if len(rows) == 0:
+            continue
+        cand = np.concatenate([order[starts[j] : starts[j + 1]] for j in near[c] if j >= 0])
+        m = min(k, len(cand))
+        s, j = faiss.knn(X[rows], X[cand], m, faiss.METRIC_INNER_PRODUCT)
+        sim[rows, :m], idx[rows, :m] = s, cand[j]
+    return (1.0 - sim).astype(np.float32), idx.astype(np.int64)
 
 
 def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

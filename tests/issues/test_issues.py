@@ -311,7 +311,7 @@ def test_the_near_duplicate_threshold_is_a_radius_and_exact_duplicates_need_no_g
     assert DETECTORS.create("exact_duplicate").find(inputs)["id"].to_list() == ["0", "1"]
 
 
-def test_knn_graph_excludes_self_and_agrees_with_faiss() -> None:
+def test_knn_graph_excludes_self_and_the_blocked_search_agrees_with_exact() -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(3000, 16)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
