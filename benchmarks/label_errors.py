@@ -125,8 +125,12 @@ def faiss_ivf(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     index.train(X[np.random.default_rng(seed).choice(n, size=min(n, 40 * nlist), replace=False)])
     index.add(X)
     index.nprobe = 8
-    idx = index.search(X, k + 1)[1]
-    return np.array([[j for j in row if j != i][:k] for i, row in enumerate(idx)])
+    return without_self(index.search(X, k + 1)[1], np.arange(n), k)
+
+
+def without_self(idx: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` neighbours of each row of ``idx`` other than the row itself (``rows``)."""
+    return np.array([[j for j in found if j != i][:k] for i, found in zip(rows, idx)])
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
@@ -143,7 +147,7 @@ def knn_compare(X: np.ndarray, queries: int, k: int = 10) -> dict[str, Any]:
     t = time.perf_counter()
     exact = faiss.knn(X[q], X, k + 1, faiss.METRIC_INNER_PRODUCT)[1]
     exact_s = time.perf_counter() - t
-    truth = np.array([[j for j in row if j != i][:k] for i, row in zip(q, exact)])
+    truth = without_self(exact, q, k)
     t = time.perf_counter()
     ours = knn_graph(X, k).indices.reshape(n, k)
     ours_s = time.perf_counter() - t
@@ -169,8 +173,9 @@ def knn_compare(X: np.ndarray, queries: int, k: int = 10) -> dict[str, Any]:
     return out
 
 
-def scale(n: int) -> dict[str, Any]:
-    X, labels, moved = generated(n)
+def scale(X: np.ndarray, labels: list[str], moved: set[int]) -> dict[str, Any]:
+    """The issue step on generated rows (:func:`generated`): seconds, memory, recall."""
+    n = len(X)
     t = time.perf_counter()
     table, report = find_issues(
         None,
@@ -218,9 +223,10 @@ def main() -> None:
         print(f"wrote {OUT.relative_to(ROOT)}")
     if args.scale:
         path = OUT.with_name("label_errors_scale.json")
+        X, labels, moved = generated(args.scale)
         old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        scaled = old if args.knn_only else scale(args.scale)  # first: its peak memory is its own
-        scaled["knn"] = knn_compare(generated(args.scale)[0], args.queries)
+        scaled = old if args.knn_only else scale(X, labels, moved)  # first: its peak memory is its own
+        scaled["knn"] = knn_compare(X, args.queries)
         path.write_text(json.dumps(scaled, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
 
