@@ -102,8 +102,10 @@ class IssuesConfig(_Strict):
     recipe: Literal["ensemble", "reference"] = "ensemble"
     #: A model of ``curation.steps.model.MODELS``, or ``auto`` (chosen by cross-validated accuracy).
     model: str = "auto"
-    #: The views the ensemble may use (those it cannot build, e.g. ``tfidf`` without texts, are skipped).
-    views: list[Literal["embedding", "tfidf", "knn"]] = Field(
+    #: The views the ensemble may choose from (those it cannot build, e.g. ``tfidf`` without texts, are
+    #: skipped); ``ngrams`` (word 1–2-grams and character 2–5-grams) is opt-in: about 9x the cost of
+    #: ``tfidf`` on long texts and no better there (docs/label_issues.md).
+    views: list[Literal["embedding", "tfidf", "ngrams", "knn"]] = Field(
         default_factory=lambda: ["embedding", "tfidf", "knn"]  # type: ignore[arg-type]
     )
     #: Neighbours per row in the shared kNN graph.

@@ -92,6 +92,8 @@ class Evidence:
         Its weight in the combination (set by the recipe).
     seconds : float
         Time it took.
+    log_loss : float
+        Its held-out log-loss alone (set by the recipe; ``nan`` until then).
     """
 
     name: str
@@ -99,6 +101,7 @@ class Evidence:
     accuracy: float
     weight: float = 1.0
     seconds: float = 0.0
+    log_loss: float = float("nan")
 
 
 def issue_table(

@@ -25,7 +25,7 @@ from curation.steps.model import choose_model, cross_val_probs, fit_predict_prob
 log = logging.getLogger(__name__)
 
 #: The views the ensemble recipe may use.
-VIEWS: tuple[str, ...] = ("embedding", "tfidf", "knn")
+VIEWS: tuple[str, ...] = ("embedding", "tfidf", "ngrams", "knn")
 
 
 def tfidf_features(texts: Sequence[str], max_features: int = 100_000) -> csr_matrix:
@@ -52,6 +52,38 @@ def tfidf_features(texts: Sequence[str], max_features: int = 100_000) -> csr_mat
             "tfidf: no word is frequent enough yet rare enough in %d texts; the view is empty", len(texts)
         )
         return csr_matrix((len(texts), 1), dtype=np.float32)
+
+
+def ngram_features(texts: Sequence[str], max_features: int = 200_000) -> csr_matrix:
+    """Word 1–2-grams and character 2–5-grams (within words), sublinear TF-IDF, side by side.
+
+    Each half keeps at most ``max_features // 2`` terms seen in 2+ texts (1+ below 20 texts);
+    the rows are scaled to unit norm so that the two halves weigh the same.
+
+    Examples
+    --------
+    >>> ngram_features(["a cat sat", "a dog sat", "the cat ran"]).shape[0]
+    3
+    """
+    from scipy.sparse import hstack
+    from sklearn.preprocessing import normalize
+
+    min_df = 2 if len(texts) >= 20 else 1
+    common: dict[str, Any] = {
+        "sublinear_tf": True,
+        "min_df": min_df,
+        "max_features": max_features // 2,
+        "dtype": np.float32,
+    }
+    words = TfidfVectorizer(ngram_range=(1, 2), max_df=0.5, strip_accents="unicode", **common)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), lowercase=True, **common)
+    parts = []
+    for vec in (words, chars):
+        try:
+            parts.append(vec.fit_transform(texts))
+        except ValueError:  # nothing frequent enough in a handful of texts
+            parts.append(csr_matrix((len(texts), 1), dtype=np.float32))
+    return normalize(hstack(parts, format="csr")).astype(np.float32)
 
 
 def knn_probs(knn: csr_matrix, labels: np.ndarray, n_classes: int, prior: float = 1.0) -> np.ndarray:
@@ -114,46 +146,77 @@ def graph_evidence(knn: csr_matrix, labels: np.ndarray, n_classes: int) -> Evide
     return Evidence("embedding/knn", probs, acc, seconds=time.perf_counter() - t)
 
 
-def combine(members: list[Evidence], labels: np.ndarray, max_rows: int = 50_000, seed: int = 0) -> np.ndarray:
-    """Set each member's ``weight`` and return their product of experts.
+def combine(
+    members: list[Evidence], labels: np.ndarray, max_rows: int = 50_000, seed: int = 0, tol: float = 0.05
+) -> np.ndarray:
+    """Choose and weight the members by held-out log-loss; return their product of experts.
 
-    The combined probability is ``p(k) ∝ Π_m p_m(k) ** w_m`` with ``w_m >= 0`` fitted to
-    minimise the log-loss on the given labels (a convex problem; fitted on at most
-    ``max_rows`` labeled rows). A weight acts both as the member's say and as its
-    temperature, so an overconfident or a weak view is tuned down by the data, not by hand;
-    a view that adds nothing gets weight 0.
+    The combined probability is ``p(k) ∝ Π_m p_m(k) ** w_m``, ``w_m >= 0`` fitted to
+    minimise the log-loss on the given labels (at most ``max_rows`` labeled rows). A weight
+    is both a member's say and its temperature. Which members take part is decided on held-out
+    rows: the weights are fitted on one half of the labeled rows and scored on the other (both
+    ways). The member with the best held-out log-loss alone comes first; another joins only if
+    it lowers the held-out log-loss by more than ``tol`` (relative), so a view that does not
+    help the held-out fold gets weight 0 and the ensemble cannot lose to its best member by
+    this measure. Each member's ``log_loss`` is its own held-out log-loss.
 
     Examples
     --------
-    >>> y = np.array([0, 1, 0, 1])
-    >>> good = Evidence("a", np.array([[.9, .1], [.1, .9], [.8, .2], [.2, .8]]), 1.0)
-    >>> bad = Evidence("b", np.array([[.4, .6], [.6, .4], [.5, .5], [.5, .5]]), .5)
-    >>> p = combine([good, bad], y)
-    >>> good.weight > bad.weight, p.argmax(1).tolist()
-    (True, [0, 1, 0, 1])
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 200)
+    >>> right = rng.random((200, 1)) < 0.8  # a view right on 80% of the rows, and pure noise
+    >>> good = Evidence("a", np.where(right, np.eye(2)[y], np.eye(2)[1 - y]) * 0.6 + 0.2, 0.8)
+    >>> noise = Evidence("b", rng.dirichlet([1, 1], 200), 0.5)
+    >>> p = combine([good, noise], y)
+    >>> good.weight > 0, noise.weight, bool((p.argmax(1) == good.pred_probs.argmax(1)).all())
+    (True, 0.0, True)
     """
     lab = np.flatnonzero(labels >= 0)
+    rng = np.random.default_rng(seed)
     if len(lab) > max_rows:
-        lab = np.sort(np.random.default_rng(seed).choice(lab, size=max_rows, replace=False))
+        lab = np.sort(rng.choice(lab, size=max_rows, replace=False))
     logs = np.stack([np.log(np.clip(m.pred_probs[lab], 1e-6, None)) for m in members])
     y = labels[lab]
-    rows = np.arange(len(lab))
+    half = rng.permutation(len(lab)) < len(lab) // 2
 
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        z = np.einsum("m,mnk->nk", w, logs)
-        z -= z.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(z).sum(axis=1))
-        p = np.exp(z - lse[:, None])
-        grad = -(logs[:, rows, y] - np.einsum("nk,mnk->mn", p, logs)).mean(axis=1)
-        return float(-(z[rows, y] - lse).mean()), grad
+    def heldout(chosen: list[int]) -> float:
+        parts = ((half, ~half), (~half, half))
+        return float(
+            np.mean([_loss(_fit(logs[chosen][:, a], y[a]), logs[chosen][:, b], y[b])[0] for a, b in parts])
+        )
 
-    res = minimize(
-        loss, np.ones(len(members)), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * len(members)
-    )
-    for m, w in zip(members, res.x):
-        m.weight = float(w)
+    alone = {i: heldout([i]) for i in range(len(members))}
+    chosen, best = [min(alone, key=alone.__getitem__)], min(alone.values())
+    while len(chosen) < len(members):
+        trials = {i: heldout([*chosen, i]) for i in range(len(members)) if i not in chosen}
+        i = min(trials, key=trials.__getitem__)
+        if trials[i] > best * (1.0 - tol):
+            break
+        chosen, best = [*chosen, i], trials[i]
+    weights = np.zeros(len(members))
+    weights[chosen] = _fit(logs[chosen], y)
+    for i, m in enumerate(members):
+        m.weight, m.log_loss = float(weights[i]), alone[i]
     log.info("evidence weights: %s", {m.name: round(m.weight, 3) for m in members})
-    return pool([m.pred_probs for m in members], res.x)
+    return pool([m.pred_probs for m in members if m.weight > 0], weights[weights > 0])
+
+
+def _loss(w: np.ndarray, logs: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Log-loss of ``Π_m p_m ** w_m`` on labels ``y`` and its gradient in ``w``."""
+    rows = np.arange(len(y))
+    z = np.einsum("m,mnk->nk", w, logs)
+    z -= z.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=1))
+    p = np.exp(z - lse[:, None])
+    grad = -(logs[:, rows, y] - np.einsum("nk,mnk->mn", p, logs)).mean(axis=1)
+    return float(-(z[rows, y] - lse).mean()), grad
+
+
+def _fit(logs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The weights ``w >= 0`` of least log-loss (:func:`_loss`, convex in ``w``)."""
+    m = logs.shape[0]
+    res = minimize(_loss, np.ones(m), args=(logs, y), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m)
+    return np.asarray(res.x)
 
 
 def pool(probs: list[np.ndarray], weights: np.ndarray, chunk: int = 100_000) -> np.ndarray:

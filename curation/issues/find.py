@@ -13,9 +13,10 @@ import polars as pl
 from curation.config import IssuesConfig
 from curation.errors import DataError
 from curation.issues.base import DETECTORS, ISSUE_COLUMNS, Evidence, IssueInputs
-from curation.issues.evidence import combine, graph_evidence, model_evidence, tfidf_features
+from curation.issues.evidence import combine, graph_evidence, model_evidence, ngram_features, tfidf_features
 from curation.issues.feedback import flag_precision
 from curation.issues.knn import knn_graph
+from curation.issues.label import label_quality
 from curation.support.ids import keep_id_dtype
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,9 @@ def build_evidence(
     for view in cfg.views:
         if view == "embedding":
             members.append(model_evidence(view, embeddings, codes, n_classes, cfg.model, cfg.folds, cfg.seed))
-        elif view == "tfidf" and texts is not None:
+        elif view in ("tfidf", "ngrams") and texts is not None:
             t = time.perf_counter()
-            X = tfidf_features(texts)
+            X = tfidf_features(texts) if view == "tfidf" else ngram_features(texts)
             ev = model_evidence(view, X, codes, n_classes, cfg.model, cfg.folds, cfg.seed)
             ev.seconds = time.perf_counter() - t
             members.append(ev)
@@ -107,8 +108,11 @@ def find_issues(
     tuple of (polars.DataFrame, dict)
         The issue table (``ISSUE_COLUMNS``, worst first within each issue, ``id`` in the
         dtype of ``ids``) and a report:
-        ``recipe``, ``members`` (name, accuracy, weight, seconds), ``seconds`` per stage,
-        ``flagged`` per issue, ``pred_probs`` (combined, one row per input row), ``knn``
+        ``recipe``, ``members`` (name, accuracy, held-out log-loss, weight, seconds; a
+        member of weight 0 was left out), ``evidence`` (the members' :class:`Evidence`),
+        ``seconds`` per stage, ``flagged`` per issue, ``pred_probs`` (combined, one row per
+        input row), ``label_quality`` (every row's, ``nan`` on unlabeled rows: sorting by it
+        ranks all labeled rows, flagged or not, see :func:`curation.issues.label.label_quality`), ``knn``
         (the shared kNN graph, see :func:`curation.issues.knn.knn_graph`, or ``None``), and
         ``precision`` when verdicts were given.
     """
@@ -148,9 +152,17 @@ def find_issues(
     report: dict[str, Any] = {
         "recipe": cfg.recipe,
         "members": [
-            {"name": m.name, "accuracy": m.accuracy, "weight": m.weight, "seconds": m.seconds}
+            {
+                "name": m.name,
+                "accuracy": m.accuracy,
+                "log_loss": m.log_loss,
+                "weight": m.weight,
+                "seconds": m.seconds,
+            }
             for m in members
         ],
+        "evidence": members,
+        "label_quality": label_quality(codes, probs),
         "seconds": seconds,
         "flagged": {str(k): int(v) for k, v in table.group_by("issue").len().iter_rows()},
         "pred_probs": probs,

@@ -57,9 +57,29 @@ class LabelIssues(Detector):
             return issue_table(inputs, self.name, np.array([], dtype=int), np.array([]))
         filter_by = self.filter_by or FILTER_BY.get(inputs.recipe, "prune_by_noise_rate")
         from cleanlab.filter import find_label_issues
-        from cleanlab.rank import get_label_quality_scores
 
         mask = find_label_issues(labels, probs, filter_by=filter_by)
         hit = np.flatnonzero(mask)
-        quality = get_label_quality_scores(labels, probs, method=self.rank_by)
+        quality = label_quality(inputs.labels, inputs.pred_probs, self.rank_by)[rows]
         return issue_table(inputs, self.name, rows[hit], 1.0 - quality[hit])
+
+
+def label_quality(labels: np.ndarray, probs: np.ndarray, method: str = "self_confidence") -> np.ndarray:
+    """cleanlab's label-quality score of every labeled row; ``nan`` on unlabeled ones (code ``-1``).
+
+    Low is suspect: sorting all labeled rows by it ranks them from likeliest label error to
+    surest label, whether or not the detector flags them.
+
+    Examples
+    --------
+    >>> p = np.array([[.9, .1], [.2, .8], [.6, .4]])
+    >>> label_quality(np.array([0, 0, -1]), p).round(2).tolist()
+    [0.9, 0.2, nan]
+    """
+    from cleanlab.rank import get_label_quality_scores
+
+    out = np.full(len(labels), np.nan)
+    rows = np.flatnonzero(labels >= 0)
+    if len(rows):
+        out[rows] = get_label_quality_scores(labels[rows], probs[rows], method=method)
+    return out

@@ -10,7 +10,8 @@ stage       reads                                           writes
 validate    the loop's dataset and contract                 ``validation/``: ``valid/``, ``quarantine/``,
                                                             ``report.json`` (metrics)
 embed       ``valid/``                                      ``embeddings.parquet`` (id, vector)
-issues      ``valid/``, ``embeddings.parquet``              ``issues.parquet``, ``issues.json``
+issues      ``valid/``, ``embeddings.parquet``              ``issues.parquet``, ``issues.json``,
+                                                            ``label_quality.parquet`` (all labeled rows)
 select      ``valid/``, ``embeddings.parquet``,             ``selection.parquet``, ``tasks.parquet``,
             ``issues.parquet`` (review candidates)
                                                             ``select.json``, ``learning_curve.csv``
@@ -300,6 +301,7 @@ def run_issues(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[
     labels = load_state(cfg, store_for(cfg)).labels
     issues, report = step_issues(cfg, valid, X, classes, review_verdicts(labels), rep)
     write_parquet(issues, out / "issues.parquet")
+    write_parquet(quality_table(valid[c.id], report["label_quality"]), out / "label_quality.parquet")
     metrics: dict[str, Any] = {
         "labeled": len(labeled),
         "flagged": len(issues),
@@ -309,8 +311,28 @@ def run_issues(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[
     metrics.update(
         {f"accuracy_{m['name'].replace('/', '_')}": round(m["accuracy"], 6) for m in report["members"]}
     )
+    metrics["views"] = {
+        m["name"]: {k: round(float(m[k]), 6) for k in ("accuracy", "log_loss", "weight")}
+        for m in report["members"]
+    }
     _write_json(out / "issues.json", metrics)
     return metrics
+
+
+def quality_table(ids: pl.Series, quality: np.ndarray) -> pl.DataFrame:
+    """Every labeled row by label quality, lowest (likeliest error) first, with its ``rank``.
+
+    Examples
+    --------
+    >>> quality_table(pl.Series("id", ["a", "b", "c"]), np.array([0.9, np.nan, 0.2])).rows()
+    [('c', 0.2, 1), ('a', 0.9, 2)]
+    """
+    df = pl.DataFrame({ids.name: ids, "label_quality": quality}).filter(pl.col("label_quality").is_not_nan())
+    return (
+        df.sort("label_quality", maintain_order=True)
+        .with_row_index("rank", offset=1)
+        .select(ids.name, "label_quality", pl.col("rank").cast(pl.Int64))
+    )
 
 
 def learning_curve(cfg: LoopConfig, s: dict[str, Any], rounds: int, rep: Reporter) -> list[dict[str, Any]]:

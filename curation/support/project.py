@@ -108,6 +108,7 @@ stages:
       - seed
     outs:
       - ${out}/issues.parquet
+      - ${out}/label_quality.parquet
     metrics:
       - ${out}/issues.json
   select:

@@ -18,11 +18,13 @@ from pydantic import ValidationError
 import curation
 from curation.config import IssuesConfig, PluginConfig
 from curation.errors import CurationError, DataError
-from curation.issues.base import DETECTORS, ISSUE_COLUMNS, IssueInputs
+from curation.issues.base import DETECTORS, ISSUE_COLUMNS, Evidence, IssueInputs
+from curation.issues.evidence import combine
 from curation.issues.feedback import flag_precision
-from curation.issues.find import find_issues
+from curation.issues.find import find_issues, label_codes
 from curation.issues.group import spherical_kmeans
 from curation.issues.knn import knn_graph
+from curation.issues.label import label_quality
 from curation.load import load_loop
 from curation.orchestration.sweep import sweep_settings
 from curation.steps.embed import embed
@@ -97,8 +99,26 @@ def test_ensemble_weighs_every_view_it_can_build(planted: tuple[pl.DataFrame, di
     assert sorted(names) == ["embedding", "embedding", "tfidf"]
     weights = [m["weight"] for m in report["members"]]
     assert min(weights) >= 0 and max(weights) > 0  # exponents of the product of experts
-    assert all(0.5 < m["accuracy"] <= 1 for m in report["members"])
+    assert all(0.5 < m["accuracy"] <= 1 and m["log_loss"] > 0 for m in report["members"])
     assert {"knn_graph", "label", "outlier"} <= set(report["seconds"])
+
+
+@pytest.mark.slow
+def test_the_ensemble_ranks_no_worse_than_its_best_view(
+    banking: tuple[pl.DataFrame, np.ndarray], planted: tuple[pl.DataFrame, dict, set[int]]
+) -> None:
+    df, _ = banking
+    _, report, moved = planted
+    labels, _ = plant(df, PLANTED)
+    codes = label_codes(labels, sorted(df["label"].unique().to_list()))
+    ids = df["id"].to_list()
+
+    def found(quality: np.ndarray) -> int:  # planted rows among the len(moved) lowest label qualities
+        return len(moved & {ids[i] for i in np.argsort(quality, kind="stable")[: len(moved)]})
+
+    ours = found(report["label_quality"])
+    alone = {m.name: found(label_quality(codes, m.pred_probs)) for m in report["evidence"]}
+    assert ours >= max(alone.values()), (ours, alone, report["members"])
 
 
 @pytest.mark.slow
@@ -342,3 +362,17 @@ def test_flag_precision_from_review_verdicts() -> None:
     assert got == {"reviewed": 3, "confirmed": 1, "precision": 1 / 3, "precision_top100": 0.5}
     with pytest.raises(DataError, match="given_label"):
         flag_precision(issues, verdicts.drop("given_label"))
+
+
+def test_a_view_that_adds_nothing_on_held_out_rows_gets_no_weight() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    right = rng.random((300, 1)) < 0.7
+    probs = np.where(right, np.eye(3)[y], np.eye(3)[(y + 1) % 3]) * 0.6 + 0.1
+    good, copy = Evidence("a", probs, 0.7), Evidence("b", probs.copy(), 0.7)
+    noise = Evidence("c", rng.dirichlet([1, 1, 1], 300), 0.33)
+    pooled = combine([good, copy, noise], y)
+    assert sorted([good.weight > 0, copy.weight > 0]) == [False, True]  # the copy repeats the first
+    assert noise.weight == 0.0
+    assert good.log_loss == pytest.approx(copy.log_loss) and noise.log_loss > good.log_loss
+    assert (pooled.argmax(1) == probs.argmax(1)).all()

@@ -77,9 +77,16 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path: Path, data_dir: Path) -> N
     m = metrics(tmp_path)
     assert m["report.json"]["quarantined"] == 1 and m["report.json"]["valid"] == 200
     assert m["issues.json"]["labeled"] == 100
+    views = m["issues.json"]["views"]  # the ensemble's choice: each view's figures and weight
+    assert {"embedding/knn"} < set(views) and all(
+        v["weight"] >= 0 and v["log_loss"] > 0 for v in views.values()
+    )
     assert m["select.json"]["selected"] == 15 and m["select.json"]["strategy"] == "hybrid"
     assert m["push.json"]["pushed"] == 15
     out = tmp_path / ".curation" / "stages" / "example"
+    ranked = pl.read_parquet(out / "label_quality.parquet")  # every labeled row, not only the flagged
+    assert ranked.height == 100 and ranked["rank"].to_list() == list(range(1, 101))
+    assert ranked["label_quality"].is_sorted()
     curve = list(csv.DictReader((out / "learning_curve.csv").read_text().splitlines()))
     assert [int(r["labels"]) for r in curve] == [15, 30, 45, 60]
     assert all(0.0 < float(r["accuracy"]) <= 1.0 for r in curve)
