@@ -94,6 +94,9 @@ class Evidence:
         Time it took.
     log_loss : float
         Its held-out log-loss alone (set by the recipe; ``nan`` until then).
+    leads : bool
+        Whether it may be the ensemble's first member; ``False`` for a view that reads the
+        given labels of other rows (the kNN labels), whose errors it then shares.
     """
 
     name: str
@@ -102,6 +105,7 @@ class Evidence:
     weight: float = 1.0
     seconds: float = 0.0
     log_loss: float = float("nan")
+    leads: bool = True
 
 
 def issue_table(

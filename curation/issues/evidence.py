@@ -143,11 +143,11 @@ def graph_evidence(knn: csr_matrix, labels: np.ndarray, n_classes: int) -> Evide
     probs = knn_probs(knn, labels, n_classes)
     lab = labels >= 0
     acc = float((probs[lab].argmax(1) == labels[lab]).mean())
-    return Evidence("embedding/knn", probs, acc, seconds=time.perf_counter() - t)
+    return Evidence("embedding/knn", probs, acc, seconds=time.perf_counter() - t, leads=False)
 
 
 def combine(
-    members: list[Evidence], labels: np.ndarray, max_rows: int = 50_000, seed: int = 0, tol: float = 0.05
+    members: list[Evidence], labels: np.ndarray, max_rows: int = 50_000, seed: int = 0, tol: float = 0.2
 ) -> np.ndarray:
     """Choose and weight the members by held-out log-loss; return their product of experts.
 
@@ -155,7 +155,8 @@ def combine(
     minimise the log-loss on the given labels (at most ``max_rows`` labeled rows). A weight
     is both a member's say and its temperature. Which members take part is decided on held-out
     rows: the weights are fitted on one half of the labeled rows and scored on the other (both
-    ways). The member with the best held-out log-loss alone comes first; another joins only if
+    ways). The member with the best held-out log-loss alone comes first (among those that
+    may lead, :attr:`Evidence.leads`); another joins only if
     it lowers the held-out log-loss by more than ``tol`` (relative), so a view that does not
     help the held-out fold gets weight 0 and the ensemble cannot lose to its best member by
     this measure. Each member's ``log_loss`` is its own held-out log-loss.
@@ -186,7 +187,9 @@ def combine(
         )
 
     alone = {i: heldout([i]) for i in range(len(members))}
-    chosen, best = [min(alone, key=alone.__getitem__)], min(alone.values())
+    leaders = [i for i, m in enumerate(members) if m.leads] or list(alone)
+    first = min(leaders, key=alone.__getitem__)
+    chosen, best = [first], alone[first]
     while len(chosen) < len(members):
         trials = {i: heldout([*chosen, i]) for i in range(len(members)) if i not in chosen}
         i = min(trials, key=trials.__getitem__)

@@ -376,3 +376,13 @@ def test_a_view_that_adds_nothing_on_held_out_rows_gets_no_weight() -> None:
     assert noise.weight == 0.0
     assert good.log_loss == pytest.approx(copy.log_loss) and noise.log_loss > good.log_loss
     assert (pooled.argmax(1) == probs.argmax(1)).all()
+
+
+def test_a_view_that_reads_other_rows_labels_never_leads_the_ensemble() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    probs = np.where(rng.random((300, 1)) < 0.7, np.eye(3)[y], np.eye(3)[(y + 1) % 3]) * 0.6 + 0.1
+    follower = Evidence("embedding/knn", probs, 0.7, leads=False)  # as good, listed first
+    model = Evidence("embedding/logreg", probs.copy(), 0.7)
+    combine([follower, model], y)
+    assert model.weight > 0 and follower.weight == 0.0
