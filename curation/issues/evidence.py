@@ -201,7 +201,7 @@ def combine(
     for i, m in enumerate(members):
         m.weight, m.log_loss = float(weights[i]), alone[i]
     log.info("evidence weights: %s", {m.name: round(m.weight, 3) for m in members})
-    return pool([m.pred_probs for m in members if m.weight > 0], weights[weights > 0])
+    return pool([members[i].pred_probs for i in chosen], weights[chosen])
 
 
 def _loss(w: np.ndarray, logs: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

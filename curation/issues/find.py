@@ -21,6 +21,9 @@ from curation.support.ids import keep_id_dtype
 
 log = logging.getLogger(__name__)
 
+#: What the report says of each member of the recipe.
+MEMBER_FIGURES = ("name", "accuracy", "log_loss", "weight", "seconds")
+
 
 def label_codes(labels: Sequence[Any], classes: Sequence[str]) -> np.ndarray:
     """Codes of ``labels`` in ``classes``; ``None`` (unlabeled) is ``-1``.
@@ -151,16 +154,7 @@ def find_issues(
     table = run_detectors(cfg, inputs, seconds)
     report: dict[str, Any] = {
         "recipe": cfg.recipe,
-        "members": [
-            {
-                "name": m.name,
-                "accuracy": m.accuracy,
-                "log_loss": m.log_loss,
-                "weight": m.weight,
-                "seconds": m.seconds,
-            }
-            for m in members
-        ],
+        "members": [{k: getattr(m, k) for k in MEMBER_FIGURES} for m in members],
         "evidence": members,
         "label_quality": label_quality(codes, probs),
         "seconds": seconds,

@@ -6,6 +6,7 @@ simulation and the webhook queue all call these, and nothing else, to run a step
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,23 @@ def step_issues(
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Every configured detector over the valid rows (unlabeled rows are neighbours, never
     label errors); one table, worst first within each issue, and the step's report."""
-    issues, report, _, _ = step_issues_with_probs(cfg, valid, X, classes, verdicts, rep)
-    return issues, report
+    found = step_issues_with_probs(cfg, valid, X, classes, verdicts, rep)
+    return found.issues, found.report
+
+
+@dataclass
+class IssueStep:
+    """What the issue step found: the flags, the JSON-ready report, and what stays out of it:
+    the combined out-of-sample class probabilities (one row per valid row; all zeros without a
+    model), the kNN graph (``None`` when no detector needed one) and every labeled row by
+    label quality (:func:`quality_table`). The round report's confusion of given and
+    suggested labels reads the probabilities, ``curation explain`` both."""
+
+    issues: pl.DataFrame
+    report: dict[str, Any]
+    probs: np.ndarray
+    knn: csr_matrix | None
+    quality: pl.DataFrame
 
 
 def step_issues_with_probs(
@@ -101,11 +117,8 @@ def step_issues_with_probs(
     classes: list[str],
     verdicts: pl.DataFrame | None,
     rep: Reporter,
-) -> tuple[pl.DataFrame, dict[str, Any], np.ndarray, csr_matrix | None]:
-    """:func:`step_issues`, the step's combined out-of-sample class probabilities (one row
-    per valid row; all zeros without a model) and its kNN graph (``None`` when no detector
-    needed one), kept out of the JSON report: the round report's confusion of given and
-    suggested labels reads the probabilities, ``curation explain`` both."""
+) -> IssueStep:
+    """:func:`step_issues`, with what stays out of its JSON report (:class:`IssueStep`)."""
     rep.start("issues", None)
     c = cfg.columns
     issues, report = find_issues(
@@ -118,11 +131,29 @@ def step_issues_with_probs(
         verdicts=verdicts,
     )
     probs, knn = report.pop("pred_probs"), report.pop("knn")
+    report.pop("evidence")  # each view's probabilities: its figures are in report["members"]
+    quality = quality_table(valid[c.id], report.pop("label_quality"))
     rep.finish(
         f"issues: {len(issues)} flagged ({', '.join(f'{k} {v}' for k, v in report['flagged'].items())})"
     )
     checkpoint("after-issues")
-    return issues, report, probs, knn
+    return IssueStep(issues, report, probs, knn, quality)
+
+
+def quality_table(ids: pl.Series, quality: np.ndarray) -> pl.DataFrame:
+    """Every labeled row by label quality, lowest (likeliest error) first, with its ``rank``.
+
+    Examples
+    --------
+    >>> quality_table(pl.Series("id", ["a", "b", "c"]), np.array([0.9, np.nan, 0.2])).rows()
+    [('c', 0.2, 1), ('a', 0.9, 2)]
+    """
+    df = pl.DataFrame({ids.name: ids, "label_quality": quality}).filter(pl.col("label_quality").is_not_nan())
+    return (
+        df.sort("label_quality", maintain_order=True)
+        .with_row_index("rank", offset=1)
+        .select(ids.name, "label_quality", pl.col("rank").cast(pl.Int64))
+    )
 
 
 def pool_probs(

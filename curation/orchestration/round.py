@@ -114,7 +114,8 @@ def _round(
     classes = st.label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
     y = st.codes(labeled[c.label], classes)
     verdicts = st.review_verdicts(past.labels)
-    issues, issue_report, oos, knn = step.step_issues_with_probs(cfg, v.valid, X, classes, verdicts, rep)
+    found = step.step_issues_with_probs(cfg, v.valid, X, classes, verdicts, rep)
+    issues, issue_report, oos, knn = found.issues, found.report, found.probs, found.knn
     pool_probs = step.pool_probs(cfg, X[is_lab], y, X[in_pool], len(classes))
     suspects = issues.filter((pl.col("issue") == "label") & ~pl.col("id").is_in(past.reviewed().implode()))
     sel = step.step_select(cfg, pool, X[in_pool], X[is_lab], pool_probs, suspects, rep, verdicts)
@@ -134,7 +135,7 @@ def _round(
     )
     train, evaluation, leaks = step.step_evaluate(cfg, v.valid, X, labels, classes, rep)
     tables = {"quarantine": v.quarantine, "issues": issues, "selection": sel, "tasks": tasks}
-    tables.update(annotations=pulled.annotations, leaks=leaks)
+    tables.update(annotations=pulled.annotations, leaks=leaks, label_quality=found.quality)
     tables["evidence"] = row_evidence(ids, v.valid[c.label], in_pool, classes, oos, knn, pool_probs)
     metrics = st.round_metrics(n, v.report, tables, train, evaluation, issue_report)
     state: dict[str, Any] = {"cursor": pulled.cursor, "tasks_pushed": len(tasks), "tasks_new": pushed}

@@ -39,7 +39,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from curation.config import LoopConfig
 from curation.errors import ConfigError, DataError
 from curation.load import bind_plugins, load_loop
-from curation.orchestration.adapters import annotator_for, eval_accuracy, step_embed, step_issues, step_select
+from curation.orchestration.adapters import (
+    annotator_for,
+    eval_accuracy,
+    step_embed,
+    step_issues_with_probs,
+    step_select,
+)
 from curation.orchestration.state import (
     codes,
     label_choices,
@@ -299,9 +305,10 @@ def run_issues(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[
     labeled = valid.filter(pl.col(c.label).is_not_null())
     classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
     labels = load_state(cfg, store_for(cfg)).labels
-    issues, report = step_issues(cfg, valid, X, classes, review_verdicts(labels), rep)
+    found = step_issues_with_probs(cfg, valid, X, classes, review_verdicts(labels), rep)
+    issues, report = found.issues, found.report
     write_parquet(issues, out / "issues.parquet")
-    write_parquet(quality_table(valid[c.id], report["label_quality"]), out / "label_quality.parquet")
+    write_parquet(found.quality, out / "label_quality.parquet")
     metrics: dict[str, Any] = {
         "labeled": len(labeled),
         "flagged": len(issues),
@@ -317,22 +324,6 @@ def run_issues(cfg: LoopConfig, out: Path, rep: Reporter | None = None) -> dict[
     }
     _write_json(out / "issues.json", metrics)
     return metrics
-
-
-def quality_table(ids: pl.Series, quality: np.ndarray) -> pl.DataFrame:
-    """Every labeled row by label quality, lowest (likeliest error) first, with its ``rank``.
-
-    Examples
-    --------
-    >>> quality_table(pl.Series("id", ["a", "b", "c"]), np.array([0.9, np.nan, 0.2])).rows()
-    [('c', 0.2, 1), ('a', 0.9, 2)]
-    """
-    df = pl.DataFrame({ids.name: ids, "label_quality": quality}).filter(pl.col("label_quality").is_not_nan())
-    return (
-        df.sort("label_quality", maintain_order=True)
-        .with_row_index("rank", offset=1)
-        .select(ids.name, "label_quality", pl.col("rank").cast(pl.Int64))
-    )
 
 
 def learning_curve(cfg: LoopConfig, s: dict[str, Any], rounds: int, rep: Reporter) -> list[dict[str, Any]]:

@@ -45,7 +45,7 @@ def whole(cell: str | dict) -> str:
     return cell["whole"] if isinstance(cell, dict) else cell
 
 
-def plant_label_errors(project: Path, per_class: int = 2) -> dict[str, str]:
+def plant_label_errors(project: Path, per_class: int = 3) -> dict[str, str]:
     """Give ``per_class`` labeled rows of each intent the next intent's label (the oracle keeps
     the truth in ``hidden_label``); return the moved ids and their true labels."""
     path = project / "data" / "pool.parquet"
@@ -93,7 +93,13 @@ def test_round_report_shows_every_section_of_a_real_round_in_chromium(tmp_path: 
     store = store_for(cfg)
     page = store.read_bytes(store.head, "rounds/unit/round-2/report.html").decode()
     assert page == report.read_text(encoding="utf-8")  # versioned with the round
-    assert read_manifest(store, "round-2").outputs["report"] == "rounds/unit/round-2/report.html"
+    manifest = read_manifest(store, "round-2")
+    assert manifest.outputs["report"] == "rounds/unit/round-2/report.html"
+    assert {"evidence", "label_quality", "pred_probs"}.isdisjoint(manifest.state["issues"])  # arrays stay out
+    quality = store.read(store.head, "rounds/unit/round-2/label_quality.parquet")  # every labeled row, ranked
+    assert (
+        quality["rank"].to_list() == list(range(1, len(quality) + 1)) and quality["label_quality"].is_sorted()
+    )
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # self-contained
     second = {r.round: r for r in store.history()}[2].metrics
 
