@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curation.errors import RegistryError
+from curation.errors import ConfigError, RegistryError
 from curation.strategies.base import STRATEGIES, Pool
 from curation.strategies.hybrid import Hybrid
 from curation.strategies.kcenter import covering_radius, kcenter_greedy, min_sq_dist
@@ -128,6 +128,21 @@ def test_hybrid_picks_from_the_margin_shortlist_and_spreads_over_blobs() -> None
     short = np.argsort(-margin(probs))[:40]
     assert set(sel) <= set(short)
     assert len(set(blob[sel])) == len(set(blob[short]))
+
+
+def test_hybrid_keeps_its_cold_start_until_the_model_trusts_itself() -> None:
+    X, _ = blobs(50, 4)
+    unsure = np.full((len(X), 4), 0.25) + np.random.default_rng(1).uniform(0, 0.02, (len(X), 4))
+    unsure /= unsure.sum(1, keepdims=True)  # mean top-class probability about 0.26
+    pool = Pool(np.arange(len(X)).astype(str), X, X[:0], unsure)
+    sel = Hybrid(shortlist=5).select(pool, 8)
+    cold = TypiClust().select(Pool(pool.ids, X, X[:0]), 8)
+    assert sel["id"].to_list() == cold["id"].to_list()
+    assert sel["reason"].str.contains(r"not trusted yet \(mean top-class probability 0\.2\d < 0\.5\)").all()
+    sure = Hybrid(shortlist=5, trust=0.2).select(pool, 8)  # the same model, trusted: margins decide
+    assert sure["reason"].str.starts_with("uncertain").all()
+    with pytest.raises(ConfigError, match=r"strategy\.trust"):
+        Hybrid(trust=1.5)
 
 
 @pytest.mark.slow
