@@ -160,10 +160,11 @@ def pool_probs(
     cfg: LoopConfig, lab_X: np.ndarray, y: np.ndarray, pool_X: np.ndarray, n_classes: int
 ) -> np.ndarray | None:
     """The round model's class probabilities for the pool rows (``None`` without two classes
-    labeled, or without a pool): what the strategy ranks by."""
+    labeled, or without a pool): what the strategy ranks by. A semi-supervised model
+    (``curation.steps.model.SEMI_SUPERVISED``) also learns from the pool rows."""
     if len(np.unique(y)) < 2 or len(pool_X) == 0:
         return None
-    return fit_predict_proba(lab_X, y, pool_X, n_classes, cfg.seed, cfg.model)
+    return fit_predict_proba(lab_X, y, pool_X, n_classes, cfg.seed, cfg.model, unlabeled=pool_X)
 
 
 def verdict_changes(verdicts: pl.DataFrame) -> int:
@@ -295,13 +296,19 @@ def held_out(cfg: LoopConfig, classes: list[str], rep: Reporter) -> tuple[pl.Dat
 
 
 def eval_accuracy(
-    cfg: LoopConfig, X: np.ndarray, y: np.ndarray, classes: list[str], rep: Reporter
+    cfg: LoopConfig,
+    X: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    rep: Reporter,
+    unlabeled: np.ndarray | None = None,
 ) -> float | None:
-    """Accuracy on the loop's held-out set of a model fitted on ``(X, y)``."""
+    """Accuracy on the loop's held-out set of a model fitted on ``(X, y)`` (and ``unlabeled``)."""
     if cfg.eval_dataset is None:
         return None
     ev, ev_X = held_out(cfg, classes, rep)
-    return accuracy(X, y, ev_X, codes(ev[cfg.columns.label], classes), len(classes), cfg.seed, cfg.model)
+    ev_y = codes(ev[cfg.columns.label], classes)
+    return accuracy(X, y, ev_X, ev_y, len(classes), cfg.seed, cfg.model, unlabeled)
 
 
 def step_leaks(
@@ -375,7 +382,8 @@ def step_evaluate(
     leaked = ev[c.id].cast(pl.String).is_in(leaked_rows(leaks).implode()).to_numpy()
     right = np.full(len(ev), np.nan)  # no training row: no accuracy
     if train.any():
-        right = correct(X[train], y, ev_X, codes(ev[c.label], classes), len(classes), cfg.seed, cfg.model)
+        ev_y = codes(ev[c.label], classes)  # a semi-supervised model also learns from the pool rows
+        right = correct(X[train], y, ev_X, ev_y, len(classes), cfg.seed, cfg.model, unlabeled=X[~train])
     figures.update(
         accuracy=_mean(right),
         accuracy_without_leaks=_mean(right[~leaked]),

@@ -215,6 +215,7 @@ class _Run:
                 self.n_classes,
                 seed,
                 self.model,
+                unlabeled=self.X[rest],  # the pool only: the test rows stay unseen
             )
         return p[: len(rest)], float((p[len(rest) :].argmax(1) == self.y_test).mean())
 

@@ -347,17 +347,22 @@ def learning_curve(cfg: LoopConfig, s: dict[str, Any], rounds: int, rep: Reporte
             rest = np.setdiff1d(avail, chosen)
             if len(rest) == 0:
                 break
-            probs = fit_predict_proba(X[chosen], y[chosen], X[rest], len(classes), cfg.seed, cfg.model)
+            probs = fit_predict_proba(
+                X[chosen], y[chosen], X[rest], len(classes), cfg.seed, cfg.model, unlabeled=X[rest]
+            )
             pool = s["labeled"][rest].with_columns(ids[rest].alias(cfg.columns.id))
             pos = {v: i for i, v in enumerate(ids[rest].to_list())}
             sel = step_select(cfg, pool, X[rest], X[chosen], probs, NO_SUSPECTS, rep)
             sel = sel.filter(pl.col("id").is_in(list(pos)))
             chosen = np.concatenate([chosen, rest[[pos[i] for i in sel["id"].to_list()]]])
         acc: float | None
+        unlabeled = X[np.setdiff1d(avail, chosen)]
         if len(held):
-            acc = accuracy(X[chosen], y[chosen], X[held], y[held], len(classes), cfg.seed, cfg.model)
+            acc = accuracy(
+                X[chosen], y[chosen], X[held], y[held], len(classes), cfg.seed, cfg.model, unlabeled
+            )
         else:
-            acc = eval_accuracy(cfg, X[chosen], y[chosen], classes, rep)
+            acc = eval_accuracy(cfg, X[chosen], y[chosen], classes, rep, unlabeled)
         curve.append(
             {
                 "round": r,
@@ -378,7 +383,9 @@ def run_select(
     s = _split(cfg, valid, _embeddings(cfg, out, valid))
     trainable = len(np.unique(s["y"])) >= 2
     pool_probs = (
-        fit_predict_proba(s["lab_X"], s["y"], s["pool_X"], len(s["classes"]), cfg.seed, cfg.model)
+        fit_predict_proba(
+            s["lab_X"], s["y"], s["pool_X"], len(s["classes"]), cfg.seed, cfg.model, unlabeled=s["pool_X"]
+        )
         if trainable and len(s["pool"])
         else None
     )

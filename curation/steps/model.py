@@ -33,6 +33,12 @@ def _logreg(c: float) -> Callable[[int], Any]:
     return make
 
 
+def _self_train(seed: int) -> Any:
+    from curation.steps.self_training import SelfTraining
+
+    return SelfTraining(random_state=seed)
+
+
 def _sgd(seed: int) -> Any:
     from sklearn.linear_model import SGDClassifier
 
@@ -46,7 +52,12 @@ MODELS: dict[str, Callable[[int], Any]] = {
     "logreg": _logreg(10.0),
     "logreg_c1": _logreg(1.0),
     "sgd": _sgd,
+    "self_train": _self_train,
 }
+
+#: The models that also learn from unlabeled rows (``fit_model(..., unlabeled=)``); without
+#: them they are their supervised first step.
+SEMI_SUPERVISED: frozenset[str] = frozenset({"self_train"})
 
 #: What ``"auto"`` chooses among.
 AUTO_CANDIDATES: tuple[str, ...] = ("logreg", "logreg_c1")
@@ -93,9 +104,17 @@ class FittedModel:
 
 
 def fit_model(
-    X_train: Any, y_train: np.ndarray, n_classes: int, seed: int = 0, model: str = "logreg"
+    X_train: Any,
+    y_train: np.ndarray,
+    n_classes: int,
+    seed: int = 0,
+    model: str = "logreg",
+    unlabeled: Any | None = None,
 ) -> FittedModel:
     """Fit the model named ``model`` on ``(X_train, y_train)`` (codes ``0..n_classes-1``).
+
+    A model of :data:`SEMI_SUPERVISED` also learns from the rows ``unlabeled`` (features
+    like ``X_train``); the others ignore them.
 
     Examples
     --------
@@ -111,20 +130,36 @@ def fit_model(
         return FittedModel(n_classes, None, int(present[0]))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        if model in SEMI_SUPERVISED and unlabeled is not None and _rows(unlabeled):
+            X_train, y_train = _with_unlabeled(X_train, y_train, unlabeled)
         est = make_model(model, seed).fit(X_train, y_train)
     return FittedModel(n_classes, est)
 
 
+def _with_unlabeled(X: Any, y: np.ndarray, unlabeled: Any) -> tuple[Any, np.ndarray]:
+    """``X`` and ``unlabeled`` stacked, the unlabeled rows' label ``-1``."""
+    import scipy.sparse as sp
+
+    stacked = sp.vstack([X, unlabeled], format="csr") if sp.issparse(X) else np.concatenate([X, unlabeled])
+    return stacked, np.concatenate([np.asarray(y), np.full(_rows(unlabeled), -1, dtype=np.int64)])
+
+
 def fit_predict_proba(
-    X_train: Any, y_train: np.ndarray, X: Any, n_classes: int, seed: int = 0, model: str = "logreg"
+    X_train: Any,
+    y_train: np.ndarray,
+    X: Any,
+    n_classes: int,
+    seed: int = 0,
+    model: str = "logreg",
+    unlabeled: Any | None = None,
 ) -> np.ndarray:
     """Fit on ``(X_train, y_train)`` (codes ``0..n_classes-1``); probabilities for ``X``.
 
     ``X_train`` and ``X`` may be dense arrays or sparse matrices. Classes absent from
     ``y_train`` get probability 0; with a single class present, every row gets probability 1
-    for it (see :func:`fit_model`).
+    for it (see :func:`fit_model`, also for ``unlabeled``).
     """
-    return fit_model(X_train, y_train, n_classes, seed, model).predict_proba(X)
+    return fit_model(X_train, y_train, n_classes, seed, model, unlabeled).predict_proba(X)
 
 
 #: Each fold's model is fitted on at most this many rows (a random sample of its training
@@ -218,9 +253,11 @@ def correct(
     n_classes: int,
     seed: int = 0,
     model: str = "logreg",
+    unlabeled: Any | None = None,
 ) -> np.ndarray:
-    """Whether the model fitted on ``(X_train, y_train)`` predicts each row of ``X_test``
-    right (all ``False`` without training rows).
+    """Whether the model fitted on ``(X_train, y_train)`` (and ``unlabeled``, see
+    :func:`fit_model`) predicts each row of ``X_test`` right (all ``False`` without training
+    rows).
 
     Examples
     --------
@@ -232,7 +269,7 @@ def correct(
         return np.zeros(0, dtype=bool)
     if _rows(X_train) == 0:
         return np.zeros(_rows(X_test), dtype=bool)
-    probs = fit_predict_proba(X_train, y_train, X_test, n_classes, seed, model)
+    probs = fit_predict_proba(X_train, y_train, X_test, n_classes, seed, model, unlabeled)
     return np.asarray(probs.argmax(1) == y_test)
 
 
@@ -244,8 +281,10 @@ def accuracy(
     n_classes: int,
     seed: int = 0,
     model: str = "logreg",
+    unlabeled: Any | None = None,
 ) -> float:
-    """Accuracy on ``(X_test, y_test)`` of the model fitted on ``(X_train, y_train)``."""
+    """Accuracy on ``(X_test, y_test)`` of the model fitted on ``(X_train, y_train)`` (and
+    ``unlabeled``, see :func:`fit_model`)."""
     if _rows(X_train) == 0 or _rows(X_test) == 0:
         return float("nan")
-    return float(correct(X_train, y_train, X_test, y_test, n_classes, seed, model).mean())
+    return float(correct(X_train, y_train, X_test, y_test, n_classes, seed, model, unlabeled).mean())

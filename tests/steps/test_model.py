@@ -63,3 +63,19 @@ def test_every_model_fits_and_the_loop_defaults_to_logreg_cv() -> None:
     X[y == 1] += 3
     for name in MODELS:
         assert accuracy(X, y, X, y, 2, model=name) > 0.9, name
+
+
+def test_self_training_pseudo_labels_only_the_rows_it_is_given() -> None:
+    from curation.steps.model import fit_model
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), np.repeat([0, 1], 20)
+    X[y == 1] += 3
+    lab = np.array([0, 2, 20, 22])
+    alone = fit_model(X[lab], y[lab], 2, model="self_train").estimator_
+    assert alone.n_pseudo_ == 0  # without unlabeled rows: its supervised first step
+    pooled = fit_model(X[lab], y[lab], 2, model="self_train", unlabeled=X[10:]).estimator_
+    assert pooled.n_pseudo_ == 30
+    assert pooled.predict_proba(X).shape == (40, 2) and (pooled.predict(X[10:]) == y[10:]).mean() > 0.9
+    plain = fit_model(X, y, 2, model="logreg", unlabeled=X[10:]).estimator_  # not semi-supervised
+    assert plain.n_features_in_ == 4 and not hasattr(plain, "n_pseudo_")
