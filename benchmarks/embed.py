@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -170,6 +171,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}", flush=True)
 
     results: dict[str, Any] = {}
+    load_before = os.getloadavg()[0]
     peaks = [sgemm_peak()]
     for corpus, texts, reps in (("short", short, args.reps), ("long", long, args.long_reps)):
         print(f"{corpus}: {len(texts)} texts", flush=True)
@@ -186,6 +188,7 @@ def main() -> None:
         b: round(min(results[c]["cosine"][b] for c in ("short", "long")), 5) for b in ("onnx", "onnx_int8")
     }
     out["long_gflops_fraction"] = round(fp32_best * results["flops"] / results["peak"], 3)
+    out["load_avg"] = round(max(load_before, os.getloadavg()[0]), 2)  # the figures want <= 1
     print(table(results, out))
     print(
         "cosine to torch (short, long): "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import time
@@ -279,6 +280,7 @@ def main() -> None:
     if args.threads:
         threadpool_limits(args.threads, "blas")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     if args.sizes:
         results = {
             str(n): one_size(n, args.k, args.repeat if n <= 200_000 else 1, args.probe, args.budget_s)
@@ -286,9 +288,11 @@ def main() -> None:
         }
         path = RESULTS / "kcenter.json"
         old = json.loads(path.read_text()) if path.exists() else {}
-        path.write_text(json.dumps({**old, **results}, indent=2) + "\n")
+        load = round(max(load_before, os.getloadavg()[0]), 2)
+        path.write_text(json.dumps({**old, **results, "load_avg": load}, indent=2) + "\n")
     if args.partitioned:
         out = partitioned(args.partitioned, args.partitioned_k, 250_000, 1_000_000)
+        out["load_avg"] = round(max(load_before, os.getloadavg()[0]), 2)
         (RESULTS / "kcenter_partitioned.json").write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -163,6 +163,7 @@ def main() -> None:
     ap.add_argument("--token-env", default="LABEL_STUDIO_API_KEY", help="with --url: the token's variable")
     args = ap.parse_args()
     per_task = min(args.per_task, args.n)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-ls-") as tmp:
         server = None
         if args.url:
@@ -186,6 +187,7 @@ def main() -> None:
     for key, name in (("push_s", "push"), ("pull_s", "pull")):
         o, p = res[key]["ours"], res[key]["per_task"]
         print(f"{name:10} {o:>10.1f} {p:>14.1f} {p / o:>8.1f}x")
+    res["load_avg"] = round(max(load_before, os.getloadavg()[0]), 2)  # the server shares the 2 cores
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
