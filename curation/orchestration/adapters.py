@@ -23,7 +23,7 @@ from curation.load import load_connector
 from curation.orchestration.state import codes, labels_path, round_dir
 from curation.orchestration.state import rel as st_rel
 from curation.steps.embed import embed_with_report
-from curation.steps.model import accuracy, correct, fit_predict_proba
+from curation.steps.model import accuracy, correct, fit_predict_proba, unlabeled_rows
 from curation.steps.validate import ValidationResult, load_schema, validate
 from curation.strategies.select import select
 from curation.support.data import read_table, require_columns
@@ -382,8 +382,9 @@ def step_evaluate(
     leaked = ev[c.id].cast(pl.String).is_in(leaked_rows(leaks).implode()).to_numpy()
     right = np.full(len(ev), np.nan)  # no training row: no accuracy
     if train.any():
-        ev_y = codes(ev[c.label], classes)  # a semi-supervised model also learns from the pool rows
-        right = correct(X[train], y, ev_X, ev_y, len(classes), cfg.seed, cfg.model, unlabeled=X[~train])
+        ev_y = codes(ev[c.label], classes)
+        unlabeled = unlabeled_rows(cfg.model, X, ~train)
+        right = correct(X[train], y, ev_X, ev_y, len(classes), cfg.seed, cfg.model, unlabeled)
     figures.update(
         accuracy=_mean(right),
         accuracy_without_leaks=_mean(right[~leaked]),

@@ -27,7 +27,7 @@ from curation.errors import ConfigError, DataError
 from curation.issues.base import IssueInputs
 from curation.issues.label import LabelIssues
 from curation.orchestration.adapters import step_embed, step_validate
-from curation.steps.model import cross_val_probs, fit_predict_proba
+from curation.steps.model import cross_val_probs, fit_predict_proba, unlabeled_rows
 from curation.strategies.base import STRATEGIES, Pool, Strategy
 from curation.support.data import read_table
 from curation.support.progress import LogReporter
@@ -215,7 +215,9 @@ class _Run:
                 self.n_classes,
                 seed,
                 self.model,
-                unlabeled=self.X[rest],  # the pool only: the test rows stay unseen
+                unlabeled=unlabeled_rows(
+                    self.model, self.X, rest
+                ),  # the pool only: the test rows stay unseen
             )
         return p[: len(rest)], float((p[len(rest) :].argmax(1) == self.y_test).mean())
 

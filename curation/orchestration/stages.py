@@ -42,6 +42,7 @@ from curation.load import bind_plugins, load_loop
 from curation.orchestration.adapters import (
     annotator_for,
     eval_accuracy,
+    pool_probs,
     step_embed,
     step_issues_with_probs,
     step_select,
@@ -56,7 +57,7 @@ from curation.orchestration.state import (
     store_for,
     suggestions,
 )
-from curation.steps.model import accuracy, fit_predict_proba
+from curation.steps.model import accuracy, fit_predict_proba, unlabeled_rows
 from curation.steps.validate import load_schema, read_outputs, validate_source
 from curation.support.data import write_parquet
 from curation.support.progress import LogReporter, Reporter
@@ -356,7 +357,7 @@ def learning_curve(cfg: LoopConfig, s: dict[str, Any], rounds: int, rep: Reporte
             sel = sel.filter(pl.col("id").is_in(list(pos)))
             chosen = np.concatenate([chosen, rest[[pos[i] for i in sel["id"].to_list()]]])
         acc: float | None
-        unlabeled = X[np.setdiff1d(avail, chosen)]
+        unlabeled = unlabeled_rows(cfg.model, X, np.setdiff1d(avail, chosen))
         if len(held):
             acc = accuracy(
                 X[chosen], y[chosen], X[held], y[held], len(classes), cfg.seed, cfg.model, unlabeled
@@ -382,18 +383,12 @@ def run_select(
     valid = _valid(out)
     s = _split(cfg, valid, _embeddings(cfg, out, valid))
     trainable = len(np.unique(s["y"])) >= 2
-    pool_probs = (
-        fit_predict_proba(
-            s["lab_X"], s["y"], s["pool_X"], len(s["classes"]), cfg.seed, cfg.model, unlabeled=s["pool_X"]
-        )
-        if trainable and len(s["pool"])
-        else None
-    )
+    probs = pool_probs(cfg, s["lab_X"], s["y"], s["pool_X"], len(s["classes"]))
     issues = pl.read_parquet(_need(out / "issues.parquet", "issues"))
     suspects = issues.filter(pl.col("issue") == "label")
     verdicts = review_verdicts(load_state(cfg, store_for(cfg)).labels)
-    sel = step_select(cfg, s["pool"], s["pool_X"], s["lab_X"], pool_probs, suspects, rep, verdicts)
-    hints = suggestions(s["pool"], pool_probs, issues, cfg.columns.id, s["classes"])
+    sel = step_select(cfg, s["pool"], s["pool_X"], s["lab_X"], probs, suspects, rep, verdicts)
+    hints = suggestions(s["pool"], probs, issues, cfg.columns.id, s["classes"])
     tasks = make_tasks(cfg, last_round(store_for(cfg), cfg.name)[0] + 1, sel, valid, hints)
     write_parquet(sel, out / "selection.parquet")
     write_parquet(tasks, out / "tasks.parquet")

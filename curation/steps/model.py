@@ -128,20 +128,42 @@ def fit_model(
     present = np.unique(y_train)
     if len(present) == 1:
         return FittedModel(n_classes, None, int(present[0]))
+    est = make_model(model, seed)
+    if model in SEMI_SUPERVISED and unlabeled is not None and _rows(unlabeled):
+        X_train, y_train = _with_unlabeled(X_train, y_train, unlabeled, est.max_unlabeled, seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        if model in SEMI_SUPERVISED and unlabeled is not None and _rows(unlabeled):
-            X_train, y_train = _with_unlabeled(X_train, y_train, unlabeled)
-        est = make_model(model, seed).fit(X_train, y_train)
+        est.fit(X_train, y_train)
     return FittedModel(n_classes, est)
 
 
-def _with_unlabeled(X: Any, y: np.ndarray, unlabeled: Any) -> tuple[Any, np.ndarray]:
-    """``X`` and ``unlabeled`` stacked, the unlabeled rows' label ``-1``."""
+def _with_unlabeled(X: Any, y: np.ndarray, unlabeled: Any, cap: int, seed: int) -> tuple[Any, np.ndarray]:
+    """``X`` and at most ``cap`` rows of ``unlabeled`` stacked, the unlabeled rows' label ``-1``.
+
+    The sample is the one the estimator would draw itself (the same seed over the same
+    count), taken before the copy so that a large pool is never stacked whole.
+    """
     import scipy.sparse as sp
 
+    if _rows(unlabeled) > cap:
+        unlabeled = unlabeled[
+            np.sort(np.random.default_rng(seed).choice(_rows(unlabeled), cap, replace=False))
+        ]
     stacked = sp.vstack([X, unlabeled], format="csr") if sp.issparse(X) else np.concatenate([X, unlabeled])
     return stacked, np.concatenate([np.asarray(y), np.full(_rows(unlabeled), -1, dtype=np.int64)])
+
+
+def unlabeled_rows(model: str, X: Any, rows: np.ndarray) -> Any | None:
+    """``X[rows]`` for a model of :data:`SEMI_SUPERVISED`, ``None`` for the others (which
+    ignore unlabeled rows, so they are never copied for them).
+
+    Examples
+    --------
+    >>> X = np.eye(3)
+    >>> unlabeled_rows("self_train", X, np.array([2])).tolist(), unlabeled_rows("logreg", X, np.array([2]))
+    ([[0.0, 0.0, 1.0]], None)
+    """
+    return X[rows] if model in SEMI_SUPERVISED else None
 
 
 def fit_predict_proba(

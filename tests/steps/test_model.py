@@ -79,3 +79,17 @@ def test_self_training_pseudo_labels_only_the_rows_it_is_given() -> None:
     assert pooled.predict_proba(X).shape == (40, 2) and (pooled.predict(X[10:]) == y[10:]).mean() > 0.9
     plain = fit_model(X, y, 2, model="logreg", unlabeled=X[10:]).estimator_  # not semi-supervised
     assert plain.n_features_in_ == 4 and not hasattr(plain, "n_pseudo_")
+
+
+def test_a_pool_past_the_cap_is_sampled_before_stacking_as_the_estimator_would_sample_it() -> None:
+    from curation.steps.model import fit_model
+    from curation.steps.self_training import SelfTraining
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_405, 4))
+    y = (X[:, 0] > 0).astype(np.int64)
+    lab, pool = np.arange(400), np.arange(400, len(X))  # 20,005 pool rows: past the cap of 20,000
+    capped = fit_model(X[lab], y[lab], 2, 3, "self_train", unlabeled=X[pool]).estimator_
+    whole = SelfTraining(random_state=3).fit(X[np.r_[lab, pool]], np.r_[y[lab], np.full(len(pool), -1)])
+    assert capped.n_pseudo_ == whole.n_pseudo_ == 20_000
+    assert np.array_equal(capped.predict_proba(X[:50]), whole.predict_proba(X[:50]))
