@@ -100,18 +100,6 @@ def stratified_test(labels: list[str], share: float, seed: int = 0) -> np.ndarra
     return test
 
 
-def se(curve: Curve) -> np.ndarray:
-    """Standard error of the mean accuracy per round, over seeds."""
-    acc = np.asarray(curve.accuracy)
-    return acc.std(axis=0, ddof=1) / np.sqrt(len(acc)) if len(acc) > 1 else np.zeros(acc.shape[1])
-
-
-def aulc_se(curve: Curve) -> float:
-    """Standard error of the AULC over seeds."""
-    per_seed = np.asarray(curve.accuracy).mean(axis=1)
-    return float(per_seed.std(ddof=1) / np.sqrt(len(per_seed))) if len(per_seed) > 1 else 0.0
-
-
 def checks(curves: dict[str, Curve], default: str) -> dict[str, object]:
     """Issue 17's rule for ``default``: AULC within :data:`SLACK` of the best other strategy,
     and no round below random's mean by more than one standard error of the difference."""
@@ -122,7 +110,7 @@ def checks(curves: dict[str, Curve], default: str) -> dict[str, object]:
     out["aulc_ok"] = bool(d.aulc >= curves[best].aulc - SLACK)
     if "random" in curves:
         r = curves["random"]
-        margin = d.mean - r.mean + np.sqrt(se(d) ** 2 + se(r) ** 2)
+        margin = d.mean - r.mean + np.sqrt(d.se**2 + r.se**2)
         out["rounds_below_random"] = [int(n) for n, m in zip(d.labels, margin) if m < 0]
         out["worst_vs_random"] = round(float((d.mean - r.mean).min()), 4)
     return out
@@ -146,7 +134,7 @@ def run_regime(name: str, args: argparse.Namespace) -> dict:
         )  # fmt: skip
         curves[strategy] = cv
         print(
-            f"{strategy:<17} AULC {cv.aulc:.4f} ± {aulc_se(cv):.4f}  ({time.perf_counter() - t:.0f} s)",
+            f"{strategy:<17} AULC {cv.aulc:.4f} ± {cv.aulc_se:.4f}  ({time.perf_counter() - t:.0f} s)",
             flush=True,
         )
     print(f"{'labels':<17}" + "".join(f"{n:>7}" for n in curves[args.strategies[0]].labels))
@@ -168,9 +156,9 @@ def run_regime(name: str, args: argparse.Namespace) -> dict:
         "strategies": {
             n: {
                 "aulc": round(cv.aulc, 4),
-                "aulc_se": round(aulc_se(cv), 4),
+                "aulc_se": round(cv.aulc_se, 4),
                 "curve": [round(float(a), 4) for a in cv.mean],
-                "se": [round(float(a), 4) for a in se(cv)],
+                "se": [round(float(a), 4) for a in cv.se],
                 "labels_to_0.90": cv.labels_to(0.90),
             }
             for n, cv in curves.items()

@@ -58,6 +58,25 @@ class Curve:
         return np.std(self.accuracy, axis=0)
 
     @property
+    def se(self) -> np.ndarray:
+        """Accuracy per round, standard error of the mean over seeds (0 with one seed)."""
+        acc = np.asarray(self.accuracy)
+        return acc.std(axis=0, ddof=1) / np.sqrt(len(acc)) if len(acc) > 1 else np.zeros(acc.shape[1])
+
+    @property
+    def aulc_se(self) -> float:
+        """Standard error of the AULC over seeds (0 with one seed).
+
+        Examples
+        --------
+        >>> cv = Curve("random", [10, 20], [[0.5, 0.7], [0.6, 0.8]])
+        >>> round(cv.aulc, 3), round(cv.aulc_se, 3), cv.se.round(3).tolist()
+        (0.65, 0.05, [0.05, 0.05])
+        """
+        per_seed = np.asarray(self.accuracy).mean(axis=1)
+        return float(per_seed.std(ddof=1) / np.sqrt(len(per_seed))) if len(per_seed) > 1 else 0.0
+
+    @property
     def aulc(self) -> float:
         """The area under the learning curve: the mean of the per-round mean accuracies."""
         return float(self.mean.mean())
