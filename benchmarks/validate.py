@@ -1,11 +1,11 @@
-"""Validation speed and memory: the Ray Data job vs Pandera in one process vs a polars floor.
+"""Validation speed and memory: the Ray job vs Pandera in one process vs a polars floor.
 
 A generated dataset (``id, text, label, x, y``; 2% bad rows of every kind) is written as
 Parquet files of 1M rows. Each contender reads those files, runs the same checks (column
 checks, unique ids, allowed labels, minimum rows per class, conflicting duplicate texts) and
 writes the valid rows and the quarantine as Parquet:
 
-- ``ray``: :func:`curation.steps.validate.validate_source` with ``engine="ray"`` (streams blocks;
+- ``ray``: :func:`curation.steps.validate.validate_source` with ``engine="ray"`` (Ray tasks over the blocks;
   Ray's start-up and the first, cold run are timed apart);
 - ``pandera_polars``: read everything, :func:`curation.steps.validate.validate` in process;
 - ``polars_floor``: read everything, one hand-written polars expression per check.

@@ -1,7 +1,7 @@
 """Validation: a Pandera contract over Arrow blocks, with a quarantine and a report.
 
 Every input row ends in exactly one of ``valid`` or ``quarantine``. Column checks run
-block by block with Pandera's polars backend (a Ray Data job, or in process) and collect
+block by block with Pandera's polars backend (Ray tasks, or in process) and collect
 every failure. Checks that span blocks run once over the whole input:
 
 - ``unique``: a column the contract marks ``unique`` holds each value once;
@@ -10,8 +10,12 @@ every failure. Checks that span blocks run once over the whole input:
 
 Two entry points share these pieces: :func:`validate` for a table in memory (the loop),
 and :func:`validate_source` for files (the CLI), which streams blocks from Parquet, CSV
-or JSON Lines files and keeps memory bounded: the global checks work on hashed keys
-spilled to disk in hash buckets, one bucket in memory at a time.
+or JSON Lines files and reads each block twice: a first pass runs the column checks and
+splits the block's keys (hashed texts, unique columns) into hash buckets, one task a bucket
+finds the cross-block failures, and a second pass writes each block's valid rows and
+quarantine. On Ray the keys go from task to task through Ray's object store (which spills
+to disk when it fills), so the driver holds only the failures; in process they are held in
+memory (about 40 bytes a row).
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import logging
 import math
 import pickle
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -500,7 +503,6 @@ class _Job:
 
     rules: Rules
     out: str
-    work: str
     buckets: int
     columns: tuple[str, ...] = ()
     first: str = ""
@@ -516,15 +518,6 @@ def _read(block: Block, job: _Job | None = None) -> pl.DataFrame:
     return df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).add(block.first_row).alias(ROW))
 
 
-def _spill(keys: pl.DataFrame, on: str, name: str, i: int, job: _Job) -> None:
-    """Write ``keys`` split into hash buckets of ``on``: work/NAME/bK/I.parquet."""
-    bucket = (keys[on].hash(seed=7) % job.buckets).alias(f"{RESERVED}bucket")
-    for (k,), part in keys.with_columns(bucket).partition_by(f"{RESERVED}bucket", as_dict=True).items():
-        path = Path(job.work, name, f"b{k}")
-        path.mkdir(parents=True, exist_ok=True)
-        part.drop(f"{RESERVED}bucket").write_parquet(path / f"{i}.parquet")
-
-
 def _text_keys(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Text as two 64-bit hashes (a 128-bit key) with its label, for labeled texts only."""
     t = pl.col(rules.text).cast(pl.String)
@@ -533,103 +526,129 @@ def _text_keys(df: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     )
 
 
-def _first_pass(i: int, block: Block, job: _Job) -> dict[str, int]:
-    """Column checks of one block; spill its keys for the cross-block checks."""
-    df = _read(block, job)
-    check_block(df, job.rules, block.url).write_parquet(Path(job.work, "f", f"{i}.parquet"))
-    label_counts(df, job.rules).write_parquet(Path(job.work, "c", f"{i}.parquet"))
-    for c in job.rules.unique:
-        if c in df.columns:
-            _spill(df.select(ROW, c), c, f"u_{c}", i, job)
+def _buckets(df: pl.DataFrame, job: _Job) -> list[dict[str, pl.DataFrame]]:
+    """The block's keys for the cross-block checks, split into ``job.buckets`` hash buckets:
+    bucket ``k`` maps ``u_COLUMN`` (a unique column) and ``t`` (text hashes) to its rows."""
+    keys: dict[str, tuple[pl.DataFrame, str]] = {
+        f"u_{c}": (df.select(ROW, c), c) for c in job.rules.unique if c in df.columns
+    }
     if job.rules.text in df.columns and job.rules.label in df.columns:
-        _spill(_text_keys(df, job.rules), f"{RESERVED}h1", "t", i, job)
-    return {"block": i, "rows": len(df)}
+        keys["t"] = (_text_keys(df, job.rules), f"{RESERVED}h1")
+    out: list[dict[str, pl.DataFrame]] = [{} for _ in range(job.buckets)]
+    for name, (part, on) in keys.items():
+        bucket = (part[on].hash(seed=7) % job.buckets).alias(f"{RESERVED}bucket")
+        for (k,), rows in part.with_columns(bucket).partition_by(bucket.name, as_dict=True).items():
+            out[int(k)][name] = rows.drop(bucket.name)
+    return out
 
 
-def _read_dir(path: Path) -> pl.DataFrame | None:
-    files = sorted(path.glob("*.parquet"))
-    return pl.read_parquet(files) if files else None
-
-
-def _cross_bucket(k: int, job: _Job) -> dict[str, int]:
-    """Cross-block failures of hash bucket ``k`` (its keys in memory): work/g/K.parquet."""
-    parts = [_empty_failures()]
-    for c in job.rules.unique:
-        keys = _read_dir(Path(job.work, f"u_{c}", f"b{k}"))
-        if keys is not None:
-            parts.append(duplicated(keys, c))
-    keys = _read_dir(Path(job.work, "t", f"b{k}"))
-    if keys is not None:
-        parts.append(conflicting(keys, [f"{RESERVED}h1", f"{RESERVED}h2"], job.rules.label, job.rules.label))
-    failures = pl.concat(parts)
-    failures.write_parquet(Path(job.work, "g", f"{k}.parquet"))
-    return {"block": k, "rows": len(failures)}
-
-
-def _rare(job: _Job) -> list[Any]:
-    """The labels with fewer than ``min_per_class`` rows over every block's counts."""
-    counts = _read_dir(Path(job.work, "c"))
-    return [] if counts is None else rare_classes(counts, job.rules.label, job.rules.min_per_class)
-
-
-def _second_pass(i: int, block: Block, job: _Job, rare: list[Any]) -> dict[str, int]:
-    """Split one block into its valid part and its quarantine part."""
+def _first_pass(block: Block, job: _Job) -> tuple[Any, ...]:
+    """One block's row count, column failures, label counts and its keys, bucket by bucket."""
     df = _read(block, job)
-    last = block.first_row + len(df)
-    cross = (
-        pl.scan_parquet(Path(job.work, "g", "*.parquet"))
-        .filter(pl.col(ROW).is_between(block.first_row, last, closed="left"))
-        .collect()
-    )
-    failures = pl.concat(
-        [pl.read_parquet(Path(job.work, "f", f"{i}.parquet")), cross, rare_failures(df, job.rules, rare)]
-    )
+    failures, counts = check_block(df, job.rules, block.url), label_counts(df, job.rules)
+    return (len(df), failures, counts, *_buckets(df, job))
+
+
+def _cross_bucket(job: _Job, *parts: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Cross-block failures of one hash bucket, from every block's part of it."""
+    found = [_empty_failures()]
+    for c in job.rules.unique:
+        keys = [p[f"u_{c}"] for p in parts if f"u_{c}" in p]
+        if keys:
+            found.append(duplicated(pl.concat(keys), c))
+    keys = [p["t"] for p in parts if "t" in p]
+    if keys:
+        by = [f"{RESERVED}h1", f"{RESERVED}h2"]
+        found.append(conflicting(pl.concat(keys), by, job.rules.label, job.rules.label))
+    return pl.concat(found)
+
+
+def _second_pass(
+    i: int, block: Block, job: _Job, rare: list[Any], failures: pl.DataFrame, cross: pl.DataFrame
+) -> pl.DataFrame:
+    """Split one block into its valid part and its quarantine part; its failures."""
+    df = _read(block, job)
+    failures = pl.concat([failures, cross, rare_failures(df, job.rules, rare)])
     valid, quarantine = split(df, failures)
     valid.write_parquet(Path(job.out, "valid", f"part-{i:05d}.parquet"))
     quarantine.write_parquet(Path(job.out, "quarantine", f"part-{i:05d}.parquet"))
-    failures.write_parquet(Path(job.work, "all", f"{i}.parquet"))
-    return {"block": i, "rows": len(df)}
+    return failures
 
 
 def _run_tasks(
-    fn: Callable[[int], dict[str, int]],
-    n: int,
+    fn: Callable[..., Any],
+    args: list[tuple[Any, ...]],
     engine: Literal["ray", "local"],
     tick: Callable[[], None],
-) -> list[dict[str, int]]:
-    """Run ``fn(0) ... fn(n - 1)``: in this process, or as a Ray Data job (a task each)."""
+    returns: int = 1,
+) -> list[Any]:
+    """``fn(*a)`` for each ``a`` of ``args``, in order: in this process (the values), or as Ray
+    tasks (their object refs, which the next tasks take as arguments; a value stays in Ray's
+    object store, which spills to disk when full, until a task or :func:`_get` reads it)."""
     if engine == "local":
         done = []
-        for i in range(n):
-            done.append(fn(i))
+        for a in args:
+            done.append(fn(*a))
             tick()
         return done
     import ray
 
-    def task(row: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return {**fn(row["i"]), "error": b""}
-        except CurationError as e:  # sent back whole: Ray Data keeps only a traceback's text
-            return {"block": row["i"], "rows": 0, "error": pickle.dumps(e)}
-
-    ds = ray.data.from_items([{"i": i} for i in range(n)], override_num_blocks=max(n, 1)).map(task)
-    results = []
-    for r in ds.iter_rows():
-        if r["error"]:
-            raise pickle.loads(r["error"])
-        results.append({"block": r["block"], "rows": r["rows"]})
+    task = ray.remote(num_returns=returns)(fn)
+    refs = [task.remote(*a) for a in args]
+    pending = [r[0] if returns > 1 else r for r in refs]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        if returns > 1:
+            _get(ready, "ray")  # the first value is small: it raises the task's error early
         tick()
-    return sorted(results, key=lambda r: r["block"])
+    return refs
 
 
-def _prepare_out(out: Path, work_dir: Path | None) -> Path:
+def _get(values: Any, engine: Literal["ray", "local"]) -> Any:
+    """The values behind object refs (local: the values); a task's own error raised whole."""
+    if engine == "local":
+        return values
+    import ray
+
+    try:
+        return ray.get(values)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, CurationError):
+            raise e.cause from None
+        raise
+
+
+def _by_block(failures: pl.DataFrame, blocks: list[Block], rows: list[int]) -> list[pl.DataFrame]:
+    """``failures`` split by the block whose rows they name."""
+    return [
+        failures.filter(pl.col(ROW).is_between(b.first_row, b.first_row + n, closed="left"))
+        for b, n in zip(blocks, rows)
+    ]
+
+
+def _prepare_out(out: Path) -> None:
     for sub in ("valid", "quarantine"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
-    work = Path(tempfile.mkdtemp(prefix=".work-", dir=work_dir or out))
-    for sub in ("f", "c", "g", "all"):
-        (work / sub).mkdir()
-    return work
+
+
+def _passes(
+    blocks: list[Block], job: _Job, engine: Literal["ray", "local"], tick: Callable[[], None]
+) -> tuple[int, pl.DataFrame]:
+    """Both passes over the blocks, the cross-block checks between them: rows, failures."""
+    first = _run_tasks(_first_pass, [(b, job) for b in blocks], engine, tick, returns=3 + job.buckets)
+    rows: list[int] = _get([f[0] for f in first], engine)
+    args = [(job, *(f[3 + k] for f in first)) for k in range(job.buckets)]
+    cross = pl.concat(_get(_run_tasks(_cross_bucket, args, engine, tick), engine))
+    first, args = [f[:3] for f in first], []  # drop the keys: Ray frees them from its store
+    counts = _get([f[2] for f in first], engine)
+    rare = rare_classes(pl.concat(counts), job.rules.label, job.rules.min_per_class) if counts else []
+    args = [
+        (i, b, job, rare, f[1], c)
+        for i, (b, f, c) in enumerate(zip(blocks, first, _by_block(cross, blocks, rows)))
+    ]
+    failures = _get(_run_tasks(_second_pass, args, engine, tick), engine)
+    return sum(rows), pl.concat([_empty_failures(), *failures])
 
 
 def validate_source(
@@ -642,7 +661,6 @@ def validate_source(
     engine: Engine = "auto",
     block_rows: int = 1_048_576,
     ray_address: str | None = None,
-    work_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Validate files block by block; write the valid rows, the quarantine and a report.
@@ -657,14 +675,12 @@ def validate_source(
         Output folder (local or a mount every Ray node sees): ``valid/part-*.parquet``,
         ``quarantine/part-*.parquet`` (in input order) and ``report.json``.
     engine : {"auto", "ray", "local"}
-        ``"ray"`` runs a Ray Data job (a task per block), ``"local"`` the same work in this
+        ``"ray"`` runs Ray tasks (two a block, one a hash bucket), ``"local"`` the same work in this
         process; ``"auto"`` runs in process below ``local_below`` input rows.
     block_rows : int
         Rows per block (Parquet: whole row groups; CSV and JSON Lines: a file a block).
     ray_address : str, optional
         A Ray cluster to join when Ray is not yet started (``None``: local Ray).
-    work_dir : str or Path, optional
-        Where the spilled keys go (deleted at the end); default: inside ``out``.
     progress : callable, optional
         Called as ``progress(done, total)`` after each task: two passes per block and,
         between them, one task per hash bucket of the cross-block checks.
@@ -705,35 +721,27 @@ def validate_source(
         from curation.support.engine import ensure_ray
 
         ensure_ray(ray_address)
-    work = _prepare_out(out, Path(work_dir) if work_dir else None)
-    try:
-        first = blocks[0].url if blocks else ""
-        names = tuple(column_names(first)) if first else ()
-        job = _Job(rules, str(out), str(work), max(1, math.ceil(rows / BUCKET_ROWS)), names, first)
-        total = 2 * len(blocks) + job.buckets
-        count = iter(range(1, total + 1))
+    _prepare_out(out)
+    first = blocks[0].url if blocks else ""
+    names = tuple(column_names(first)) if first else ()
+    job = _Job(rules, str(out), max(1, math.ceil(rows / BUCKET_ROWS)), names, first)
+    total = 2 * len(blocks) + job.buckets
+    count = iter(range(1, total + 1))
 
-        def tick() -> None:
-            if progress is not None:
-                progress(next(count), total)
+    def tick() -> None:
+        if progress is not None:
+            progress(next(count), total)
 
-        n = len(blocks)
-        done = _run_tasks(lambda i: _first_pass(i, blocks[i], job), n, engine_used, tick)
-        _run_tasks(lambda k: _cross_bucket(k, job), job.buckets, engine_used, tick)
-        rare = _rare(job)
-        _run_tasks(lambda i: _second_pass(i, blocks[i], job, rare), n, engine_used, tick)
-        failures = pl.read_parquet(work / "all")
-        report = make_report(
-            sum(d["rows"] for d in done),
-            failures,
-            v.max_invalid_fraction,
-            source=str(source),
-            engine=engine_used,
-            blocks=len(blocks),
-            seconds=round(time.perf_counter() - t0, 3),
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    n_rows, failures = _passes(blocks, job, engine_used, tick)
+    report = make_report(
+        n_rows,
+        failures,
+        v.max_invalid_fraction,
+        source=str(source),
+        engine=engine_used,
+        blocks=len(blocks),
+        seconds=round(time.perf_counter() - t0, 3),
+    )
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     log.info("validated %s: %d valid, %d quarantined", source, report["valid"], report["quarantined"])
     _gate(report, str(source), pl.scan_parquet(out / "quarantine" / "*.parquet"))
