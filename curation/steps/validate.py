@@ -593,8 +593,8 @@ def _run_tasks(
         return done
     import ray
 
-    task = ray.remote(num_returns=returns)(fn)
-    refs = [task.remote(*a) for a in args]
+    task = ray.remote(num_returns=returns)(_guarded)
+    refs = [task.remote(fn, returns, *a) for a in args]
     pending = [r[0] if returns > 1 else r for r in refs]
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
@@ -604,18 +604,25 @@ def _run_tasks(
     return refs
 
 
-def _get(values: Any, engine: Literal["ray", "local"]) -> Any:
-    """The values behind object refs (local: the values); a task's own error raised whole."""
-    if engine == "local":
-        return values
-    import ray
-
+def _guarded(fn: Callable[..., Any], returns: int, *args: Any) -> Any:
+    """``fn(*args)``, or its :class:`CurationError` as every value: returned, not raised, or
+    Ray would print a traceback for each value no one reads."""
     try:
-        return ray.get(values)
-    except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, CurationError):
-            raise e.cause from None
-        raise
+        return fn(*args)
+    except CurationError as e:
+        return e if returns == 1 else (e,) * returns
+
+
+def _get(values: list[Any], engine: Literal["ray", "local"]) -> list[Any]:
+    """The values behind object refs (local: the values); a task's error raised whole."""
+    if engine == "ray":
+        import ray
+
+        values = ray.get(values)
+    for v in values:
+        if isinstance(v, CurationError):
+            raise v
+    return values
 
 
 def _by_block(failures: pl.DataFrame, blocks: list[Block], rows: list[int]) -> list[pl.DataFrame]:
