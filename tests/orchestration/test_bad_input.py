@@ -310,3 +310,19 @@ def test_credentials_in_a_url_are_refused_and_urls_are_redacted(tmp_path: Path, 
     )
     summary = json.loads(next((tmp_path / "sweeps").glob("sweep-*/summary.json")).read_text())
     assert "XYZSECRET" not in json.dumps(summary)
+
+
+@pytest.mark.slow
+def test_a_bad_second_file_on_ray_is_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """On Ray the error comes back from a task: the same one line, and nothing from Ray's
+    'unhandled error' report of the failed task's unread values."""
+    make, expected = ERRORS["second file spells the label lable"]
+    data = make(tmp_path)
+    write(tmp_path / "schema.yaml", SCHEMA.encode())
+    r = cli(
+        "validate", str(data), "--schema", str(tmp_path / "schema.yaml"),
+        "--out", str(tmp_path / "out"), "--engine", "ray", cwd=tmp_path,
+    )  # fmt: skip
+    no_traceback(r)
+    assert r.returncode == 2 and "Unhandled error" not in r.stderr, r.stderr[-3000:]
+    assert all(e in r.stderr for e in expected), r.stderr
