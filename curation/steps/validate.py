@@ -24,7 +24,6 @@ import importlib.util
 import json
 import logging
 import math
-import pickle
 import shutil
 import time
 from collections.abc import Callable
@@ -396,30 +395,12 @@ def _pick_engine(engine: Engine, rows: int, local_below: int) -> Literal["ray", 
 
 
 def _block_failures_ray(indexed: pl.DataFrame, rules: Rules, source: str, block_rows: int) -> pl.DataFrame:
-    import ray
-
     from curation.support.engine import ensure_ray
 
     ensure_ray(None)  # a no-op when the caller already started or joined Ray
-    blocks = [indexed.slice(i, block_rows).to_arrow() for i in range(0, len(indexed), block_rows)]
-
-    def run(table: Any) -> Any:
-        try:
-            fc = check_block(pl.DataFrame(pl.from_arrow(table)), rules, source)
-            return fc.with_columns(pl.lit(b"", pl.Binary).alias(f"{RESERVED}error")).to_arrow()
-        except CurationError as e:  # sent back whole: Ray Data keeps only a traceback's text
-            return pl.DataFrame({f"{RESERVED}error": [pickle.dumps(e)]}).to_arrow()
-
-    ds = ray.data.from_arrow(blocks).map_batches(
-        run, batch_format="pyarrow", batch_size=None, zero_copy_batch=True
-    )
-    tables = [pl.DataFrame(pl.from_arrow(ray.get(r))) for r in ds.to_arrow_refs()]
-    for t in tables:
-        if len(t) and t[f"{RESERVED}error"][0]:
-            raise pickle.loads(t[f"{RESERVED}error"][0])
-    return pl.concat(
-        [_empty_failures(), *(t.drop(f"{RESERVED}error").cast(pl.Schema(FAILURES)) for t in tables if len(t))]
-    )
+    args = [(indexed.slice(i, block_rows), rules, source) for i in range(0, len(indexed), block_rows)]
+    found: list[pl.DataFrame] = _get(_run_tasks(check_block, args, "ray", lambda: None), "ray")
+    return pl.concat([_empty_failures(), *found])
 
 
 def validate(
