@@ -13,13 +13,16 @@ the ensemble chose from, with their held-out log-loss and weight in ``members``)
 prints its time and peak memory, after timing its kNN graph (k = 10) against faiss IVF as the
 step used it before (nlist sqrt(N), nprobe 8), both scored by recall@10 against exact search
 on ``--queries`` sampled rows (``knn`` in ``label_errors_scale.json``; ``--knn-only`` skips
-the step and keeps the step's figures already in the file).
+the step and keeps the step's figures already in the file). ``--knn-sweep`` runs only
+:func:`knn_sweep`, on the generated rows and on the real vectors of ../shared/data: how the
+recall of a k-means-list search grows with the share of rows it scans (``knn_sweep``).
 
 Usage::
 
     .venv/bin/python benchmarks/label_errors.py            # writes benchmarks/results/label_errors.json
     .venv/bin/python benchmarks/label_errors.py --scale 1000000
     .venv/bin/python benchmarks/label_errors.py --skip-news --scale 1000000 --knn-only
+    .venv/bin/python benchmarks/label_errors.py --skip-news --scale 1000000 --knn-sweep
 """
 
 from __future__ import annotations
@@ -231,6 +234,74 @@ def knn_compare(X: np.ndarray, queries: int, k: int = 10) -> dict[str, Any]:
     return out
 
 
+def real_vectors() -> np.ndarray:
+    """MiniLM vectors of every text in ../shared/data (BANKING77 both splits, 20news test)."""
+    texts: list[str] = []
+    for name in ("banking77_train", "banking77_test", "20news_test"):
+        df = pl.read_parquet(DATA / f"{name}.parquet")
+        texts += df.filter(pl.col("text").str.strip_chars().str.len_chars() > 0)["text"].to_list()
+    return np.ascontiguousarray(embed(texts, root=ROOT, engine="local"), dtype=np.float32)
+
+
+def knn_sweep(X: np.ndarray, queries: int = 5_000, k: int = 10) -> dict[str, Any]:
+    """How hard the data's neighbours are to find: recall@k of k-means-list (IVF) search
+    against the share of rows it scans, with the time a blocked search of all rows would take
+    at that share (the share of an exact search's time, measured on ``queries`` rows), and the
+    error of the mean distance to the neighbours found (what the outlier detector reads)."""
+    import faiss
+
+    n, d = X.shape
+    q = np.sort(np.random.default_rng(1).choice(n, min(queries, n), replace=False))
+    t = time.perf_counter()
+    sim, found = faiss.knn(X[q], X, k + 1, faiss.METRIC_INNER_PRODUCT)
+    exact_all_s = (time.perf_counter() - t) * n / len(q)
+    truth, true_dist = without_self(found, q, k), 1 - sim[:, 1:].mean(1)
+    nlist = max(1, int(min(math.sqrt(n), n // 40)))
+    km = faiss.Kmeans(d, nlist, niter=10, seed=0, spherical=True, max_points_per_centroid=64)
+    km.train(X)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.quantizer.add(km.centroids)
+    index.is_trained = True  # the lists are the k-means lists above
+    index.add(X)
+    random_cos = (X[q] * X[np.random.default_rng(2).choice(n, len(q))]).sum(1)
+    out: dict[str, Any] = {
+        "rows": n,
+        "queries": len(q),
+        "exact_all_rows_s": round(exact_all_s, 1),
+        "cos_1st_nn": round(float(np.median(sim[:, 1])), 3),
+        "cos_kth_nn": round(float(np.median(sim[:, k])), 3),
+        "cos_random_row": round(float(np.median(random_cos)), 3),
+        "probes": [],
+    }
+    for probe in (16, 32, 64, 128, 256, 512):
+        if probe > nlist:
+            break
+        index.nprobe = probe
+        s, j = index.search(X[q], k + 1)
+        got = without_self(j, q, k)
+        dist = 1 - np.where(j == q[:, None], np.nan, s)[:, : k + 1]
+        dist = np.sort(np.nan_to_num(dist, nan=np.inf), axis=1)[:, :k].mean(1)
+        row = {
+            "probe": probe,
+            "scanned": round(probe / nlist, 4),
+            "recall_at_10": round(recall_at(got, truth), 4),
+            "blocked_s_estimate": round(exact_all_s * probe / nlist, 1),
+            "mean_dist_rel_err": round(float(np.mean(dist / true_dist - 1)), 4),
+        }
+        out["probes"].append(row)
+        print(
+            f"  probe {probe:4d} of {nlist} lists ({row['scanned']:.1%} of rows): recall@10 "
+            f"{row['recall_at_10']:.3f}, mean distance +{row['mean_dist_rel_err']:.2%}, "
+            f"~{row['blocked_s_estimate']:.0f} s for all rows"
+        )
+    out["load_avg"] = round(os.getloadavg()[0], 2)
+    print(
+        f"kNN sweep, {n:,} rows: cosine of the 1st / {k}th neighbour {out['cos_1st_nn']} / "
+        f"{out['cos_kth_nn']}, of a random row {out['cos_random_row']}; exact ~{exact_all_s:.0f} s"
+    )
+    return out
+
+
 def scale(X: np.ndarray, labels: list[str], moved: set[int]) -> dict[str, Any]:
     """The issue step on generated rows (:func:`generated`): seconds, memory, recall."""
     n = len(X)
@@ -272,6 +343,7 @@ def main() -> None:
     ap.add_argument("--skip-news", action="store_true", help="only the scale run")
     ap.add_argument("--queries", type=int, default=20_000, help="rows whose exact neighbours score recall")
     ap.add_argument("--knn-only", action="store_true", help="only the kNN graph comparison of --scale")
+    ap.add_argument("--knn-sweep", action="store_true", help="with --scale: only recall against rows scanned")
     args = ap.parse_args()
     if not args.skip_news:
         results = quality()
@@ -282,8 +354,13 @@ def main() -> None:
         path = OUT.with_name("label_errors_scale.json")
         X, labels, moved = generated(args.scale)
         old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        scaled = old if args.knn_only else scale(X, labels, moved)  # first: its peak memory is its own
-        scaled["knn"] = knn_compare(X, args.queries)
+        scaled = (
+            old if args.knn_only or args.knn_sweep else scale(X, labels, moved)
+        )  # first: its peak memory is its own
+        if args.knn_sweep:  # only the sweep: the other figures stay as they are in the file
+            scaled = old | {"knn_sweep": {"generated": knn_sweep(X), "real": knn_sweep(real_vectors())}}
+        else:
+            scaled["knn"] = knn_compare(X, args.queries)
         path.write_text(json.dumps(scaled, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
 
