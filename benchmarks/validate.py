@@ -10,9 +10,13 @@ writes the valid rows and the quarantine as Parquet:
 - ``pandera_polars``: read everything, :func:`curation.steps.validate.validate` in process;
 - ``polars_floor``: read everything, one hand-written polars expression per check.
 
-Each contender runs in its own process (so peak memory is its own), ``--repeat`` times;
-the table shows medians. Peak RSS is the Ray job's: the driver plus every Ray process
-(sampled every 50 ms; shared object-store pages count once per process that maps them).
+Each run is a process of its own (so peak memory is its own; Ray's start-up and a first,
+cold run in it are timed apart), and the contenders take turns, ``--repeat`` rounds of one
+run each, so that a Ray run and the floor run just before it share the machine's state: the
+table shows medians, and Ray's ratio to the floor is the median of those paired ratios.
+Peak memory is the Ray job's: the driver plus every Ray process, sampled every 50 ms, as RSS
+(an object-store page counts once per process that maps it) and as PSS (a shared page split
+among the processes that map it: the memory actually used).
 
 Run: ``.venv/bin/python benchmarks/validate.py`` (1M and 10M rows; ``--rows 1000000`` for one).
 """
@@ -161,30 +165,34 @@ def ray_job(folder: Path, out: Path) -> int:
     return int(report["quarantined"])
 
 
-def tree_rss_mb() -> float:
+def tree_memory_mb() -> tuple[float, float]:
+    """RSS and PSS of this process and its children (Ray's): RSS counts a shared page (the
+    object store's) once per process that maps it, PSS splits it among them."""
     import psutil
 
     me = psutil.Process()
-    total = 0
+    rss = pss = 0
     for p in [me, *me.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
+            m = p.memory_full_info()
         except psutil.Error:
             continue
-    return total / 2**20
+        rss, pss = rss + m.rss, pss + m.pss
+    return rss / 2**20, pss / 2**20
 
 
 class PeakSampler(threading.Thread):
-    """Samples :func:`tree_rss_mb` every 50 ms until stopped."""
+    """Samples :func:`tree_memory_mb` every 50 ms until stopped."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.peak = 0.0
+        self.peak = self.peak_pss = 0.0
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0.05):
-            self.peak = max(self.peak, tree_rss_mb())
+            rss, pss = tree_memory_mb()
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
 
 
 def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any]:
@@ -199,7 +207,7 @@ def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any
         ensure_ray(None)
         result["ray_start_s"] = time.perf_counter() - t
         time.sleep(2)
-        result["idle_rss_mb"] = tree_rss_mb()  # Ray's own processes, before any work
+        result["idle_rss_mb"], result["idle_pss_mb"] = tree_memory_mb()  # Ray's own, before any work
     times, bad = [], 0
     sampler = PeakSampler()
     sampler.start()
@@ -220,9 +228,32 @@ def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any
         runs=times,
         quarantined=bad,
         peak_rss_mb=sampler.peak,
+        peak_pss_mb=sampler.peak_pss,
         driver_peak_rss_mb=driver_mb,
     )
     return result
+
+
+CONTENDERS = ("polars_floor", "pandera_polars", "ray")
+
+
+def run_one(contender: str, rows: int, data_dir: Path) -> dict[str, Any]:
+    """One timed run of ``contender`` in a process of its own (see :func:`one`)."""
+    cmd = [sys.executable, __file__, "--one", contender, "--rows", str(rows), "--repeat", "1"]
+    run = subprocess.run([*cmd, "--data-dir", str(data_dir)], capture_output=True, text=True, check=True)
+    return dict(json.loads(run.stdout.strip().splitlines()[-1]))
+
+
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One contender's runs as one figure: median times, highest memory."""
+    out = dict(runs[0])
+    out["runs"] = [r["seconds"] for r in runs]
+    for key in ("seconds", "first_run_s", "ray_start_s", "idle_rss_mb", "idle_pss_mb"):
+        if key in out:
+            out[key] = statistics.median(r[key] for r in runs)
+    for key in ("peak_rss_mb", "peak_pss_mb", "driver_peak_rss_mb"):
+        out[key] = max(r[key] for r in runs)
+    return out
 
 
 def main() -> None:
@@ -240,22 +271,13 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     for rows in args.rows:
         make_dataset(rows, args.data_dir)
-        figures[rows] = {}
-        for c in ("polars_floor", "pandera_polars", "ray"):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--one",
-                c,
-                "--rows",
-                str(rows),
-                "--repeat",
-                str(args.repeat),
-                "--data-dir",
-                str(args.data_dir),
-            ]
-            run = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            figures[rows][c] = json.loads(run.stdout.strip().splitlines()[-1])
+        runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
+        for _ in range(args.repeat):  # interleaved: a pair of runs shares the machine's state
+            for c in CONTENDERS:
+                runs[c].append(run_one(c, rows, args.data_dir))
+        figures[rows] = {c: merge(r) for c, r in runs.items()}
+        paired = [r["seconds"] / f["seconds"] for r, f in zip(runs["ray"], runs["polars_floor"])]
+        figures[rows]["ray"]["vs_floor_runs"] = paired
     report(figures, {"load_before": round(load_before, 2), "load_avg": round(os.getloadavg()[0], 2)})
 
 
@@ -273,6 +295,7 @@ def report(figures: dict[int, dict[str, Any]], load: dict[str, float]) -> None:
         "quarantined",
         "vs floor",
         "peak RSS MB",
+        "peak PSS MB",
     ):
         table.add_column(col, justify="right")
     for rows, by in figures.items():
@@ -285,8 +308,9 @@ def report(figures: dict[int, dict[str, Any]], load: dict[str, float]) -> None:
                 f"{f['seconds']:.2f}",
                 f"{f.get('first_run_s', f['seconds']):.2f}",
                 str(f["quarantined"]),
-                f"{f['seconds'] / base:.2f}x",
+                f"{statistics.median(f.get('vs_floor_runs', [f['seconds'] / base])):.2f}x",
                 f"{f['peak_rss_mb']:.0f}",
+                f"{f['peak_pss_mb']:.0f}",
             )
         if "ray" in by:
             table.caption = f"Ray start-up (apart): {by['ray']['ray_start_s']:.1f}s"
@@ -299,6 +323,10 @@ def report(figures: dict[int, dict[str, Any]], load: dict[str, float]) -> None:
             "1M": figures[small]["ray"]["peak_rss_mb"],
             "10M": figures[big]["ray"]["peak_rss_mb"],
         },
+        "peak_pss_mb": {
+            "1M": figures[small]["ray"]["peak_pss_mb"],
+            "10M": figures[big]["ray"]["peak_pss_mb"],
+        },
         "rows": {"1M": small, "10M": big},
         "seconds": {str(r): {c: f["seconds"] for c, f in by.items()} for r, by in figures.items()},
         "ray_start_s": figures[small]["ray"]["ray_start_s"],
@@ -306,13 +334,18 @@ def report(figures: dict[int, dict[str, Any]], load: dict[str, float]) -> None:
         "peak_rss_mb_by_contender": {
             str(r): {c: f["peak_rss_mb"] for c, f in by.items()} for r, by in figures.items()
         },
+        "peak_pss_mb_by_contender": {
+            str(r): {c: f["peak_pss_mb"] for c, f in by.items()} for r, by in figures.items()
+        },
         "driver_peak_rss_mb_by_contender": {
             str(r): {c: f["driver_peak_rss_mb"] for c, f in by.items()} for r, by in figures.items()
         },
         "ray_idle_rss_mb": {str(r): by["ray"]["idle_rss_mb"] for r, by in figures.items()},
-        "ray_vs_floor": {
-            str(r): by["ray"]["seconds"] / by["polars_floor"]["seconds"] for r, by in figures.items()
+        "ray_idle_pss_mb": {str(r): by["ray"]["idle_pss_mb"] for r, by in figures.items()},
+        "ray_vs_floor": {  # the median of the ratios of runs made side by side
+            str(r): statistics.median(by["ray"]["vs_floor_runs"]) for r, by in figures.items()
         },
+        "ray_vs_floor_runs": {str(r): by["ray"]["vs_floor_runs"] for r, by in figures.items()},
         **load,  # the load average before the run (other work) and at its end
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
