@@ -14,7 +14,10 @@ users of the machine hits them all alike; the table shows medians.
 
 ``long_gflops_fraction``: the useful FLOP/s (real tokens, no padding) of the fastest fp32
 path on the long texts, over this machine's SGEMM peak (the best of several 4096² fp32
-``torch.matmul``, same threads, measured in the same run).
+``torch.matmul``, same threads, measured just before each repetition): the median over the
+repetitions of each one's fraction. ``spread``: each contender's largest deviation from its
+median over the repetitions. The ONNX files are exported into the project's
+``.curation/models`` once and reused.
 
 Run: ``.venv/bin/python benchmarks/embed.py`` (``--reps 1 --long 200`` for a quick look).
 """
@@ -83,18 +86,20 @@ def time_ours(texts: list[str], backend: str, root: Path, models: Path) -> tuple
     from curation.config import EmbedConfig
     from curation.steps.embed import embed_with_report
 
-    cfg = EmbedConfig(backend=backend, model_dir=models)  # type: ignore[arg-type]
+    cfg = EmbedConfig(backend=backend, model_dir=models)
     t0 = time.perf_counter()
     res = embed_with_report(texts, cfg, root=root, engine="local")
     return time.perf_counter() - t0, res.vectors, res.report
 
 
 def run_corpus(texts: list[str], reps: int, plain_model: Any, models: Path) -> dict[str, Any]:
-    """Texts/s per contender (medians over ``reps``) and mean cosine of the ONNX paths to torch."""
+    """Texts/s per contender (medians over ``reps``), their spread, this machine's SGEMM peak
+    just before each repetition, and mean cosine of the ONNX paths to torch."""
     secs: dict[str, list[float]] = {k: [] for k in ("plain", *BACKENDS, "warm_cache")}
     vecs: dict[str, np.ndarray] = {}
-    truncated = 0
+    truncated, peaks = 0, []
     for rep in range(reps):
+        peaks.append(sgemm_peak())
         s, vecs["plain"] = time_plain(plain_model, texts)
         secs["plain"].append(s)
         for backend in BACKENDS:
@@ -113,9 +118,19 @@ def run_corpus(texts: list[str], reps: int, plain_model: Any, models: Path) -> d
             flush=True,
         )
     rate = {k: len(texts) / statistics.median(v) for k, v in secs.items()}
+    spread = {k: max(abs(statistics.median(v) / x - 1) for x in v) for k, v in secs.items()}
+    runs = [{k: len(texts) / v[i] for k, v in secs.items()} for i in range(reps)]
     cosine = {b: float((vecs[b] * vecs["torch"]).sum(axis=1).mean()) for b in ("onnx", "onnx_int8")}
     cosine_plain = float((vecs["torch"] * vecs["plain"]).sum(axis=1).mean())
-    return {"rate": rate, "cosine": cosine, "cosine_torch_plain": cosine_plain, "truncated": truncated}
+    return {
+        "rate": rate,
+        "spread": spread,
+        "runs": runs,
+        "peaks": peaks,
+        "cosine": cosine,
+        "cosine_torch_plain": cosine_plain,
+        "truncated": truncated,
+    }
 
 
 def warm_up(models: Path) -> None:
@@ -166,20 +181,21 @@ def main() -> None:
     short = pl.read_parquet(DATA / "banking77_test.parquet")["text"].to_list()
     long = pl.read_parquet(DATA / "20news_test.parquet")["text"].to_list()[: args.long]
     plain_model = SentenceTransformer(path, device="cpu")
-    models = Path(tempfile.mkdtemp(prefix="curation-bench-models-"))
+    models = ROOT / ".curation" / "models"  # the default model_dir: exported once, then reused
     warm_up(models)
     print(f"torch threads: {torch.get_num_threads()}", flush=True)
 
     results: dict[str, Any] = {}
     load_before = os.getloadavg()[0]
-    peaks = [sgemm_peak()]
     for corpus, texts, reps in (("short", short, args.reps), ("long", long, args.long_reps)):
         print(f"{corpus}: {len(texts)} texts", flush=True)
         results[corpus] = run_corpus(texts, reps, plain_model, models)
-        peaks.append(sgemm_peak())
-    results["peak"] = max(peaks)
+    results["peak"] = statistics.median(results["long"]["peaks"])
     results["flops"] = flops_per_text(long, path, 256)
-    fp32_best = max(results["long"]["rate"][k] for k in ("plain", "torch", "onnx"))
+    fractions = [  # each repetition against the peak measured just before it
+        max(run[k] for k in ("plain", "torch", "onnx")) * results["flops"] / peak
+        for run, peak in zip(results["long"]["runs"], results["long"]["peaks"])
+    ]
 
     out: dict[str, Any] = {
         c: {k: round(v, 2) for k, v in results[c]["rate"].items()} for c in ("short", "long")
@@ -187,7 +203,10 @@ def main() -> None:
     out["cosine"] = {
         b: round(min(results[c]["cosine"][b] for c in ("short", "long")), 5) for b in ("onnx", "onnx_int8")
     }
-    out["long_gflops_fraction"] = round(fp32_best * results["flops"] / results["peak"], 3)
+    out["long_gflops_fraction"] = round(statistics.median(fractions), 3)
+    out["long_gflops_fractions"] = [round(f, 3) for f in fractions]
+    out["sgemm_peak_gflops"] = [round(p / 1e9, 1) for c in ("short", "long") for p in results[c]["peaks"]]
+    out["spread"] = {c: {k: round(v, 3) for k, v in results[c]["spread"].items()} for c in ("short", "long")}
     out["load_avg"] = round(max(load_before, os.getloadavg()[0]), 2)  # the figures want <= 1
     print(table(results, out))
     print(
