@@ -395,3 +395,17 @@ def test_views_that_know_nothing_pool_to_uniform_probabilities_not_an_error() ->
     wrong = np.eye(2)[1 - y] * 0.4 + 0.3  # every view leans to the wrong class: each gets weight 0
     pooled = combine([Evidence("a", wrong, 0.0), Evidence("b", wrong.copy(), 0.0)], y)
     assert pooled.shape == (40, 2) and np.allclose(pooled, 0.5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_class_imbalance_flags_what_datalab_flags(seed: int) -> None:
+    from curation.issues.imbalance import rarest_class
+    from curation.issues.lab import datalab_issues
+
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(rng.choice(9, 5, replace=False), rng.integers(1, 60, 5))  # 5 of 9 codes present
+    rng.shuffle(labels)
+    df = datalab_issues("class_imbalance", {"threshold": 0.5}, labels=labels)
+    hit, share = rarest_class(labels, 0.5)
+    assert hit.tolist() == np.flatnonzero(df["is_class_imbalance_issue"].to_numpy()).tolist()
+    assert np.allclose(df["class_imbalance_score"].to_numpy()[labels == labels[hit[0]]] if len(hit) else share, share)
