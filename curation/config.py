@@ -110,6 +110,14 @@ class IssuesConfig(_Strict):
     )
     #: Neighbours per row in the shared kNN graph.
     k: int = Field(10, ge=1)
+    #: From this many rows a round keeps what its issue step computed (``.curation/issues/``)
+    #: and the next round reuses it for the rows that did not change: the kNN graph and its
+    #: index, the TF-IDF vocabulary, the fitted models as a warm start (see
+    #: ``docs/label_issues.md``); ``null``: every round runs in full.
+    reuse_above: int | None = Field(100_000, ge=0)
+    #: A full run again once more than this share of the rows is new, changed or gone since
+    #: the last full run.
+    reuse_max_changed: float = Field(0.2, ge=0.0, le=1.0)
     #: Smallest cosine similarity of a leak: an ``eval_dataset`` row nearly repeating a row
     #: of the dataset (reported by the round and the sweep, see ``docs/label_issues.md``).
     leak_threshold: float = Field(LEAK_THRESHOLD, gt=0.0, le=1.0)

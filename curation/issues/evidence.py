@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from curation.issues.base import Evidence
-from curation.steps.model import choose_model, cross_val_probs, fit_predict_proba
+from curation.steps.model import CrossFit, FittedModel, choose_model, cross_fit, fit_model
 
 log = logging.getLogger(__name__)
 
@@ -28,62 +29,91 @@ log = logging.getLogger(__name__)
 VIEWS: tuple[str, ...] = ("embedding", "tfidf", "ngrams", "knn")
 
 
-def tfidf_features(texts: Sequence[str], max_features: int = 100_000) -> csr_matrix:
-    """Word TF-IDF (sublinear term frequency, words in 2+ and under half of the texts).
+@dataclass
+class TextView:
+    """A text view's fitted vectorizers, to turn more texts into the same columns.
+
+    Attributes
+    ----------
+    vectorizers : list
+        Fitted ``TfidfVectorizer`` objects side by side (``None`` for one in which no term
+        was frequent enough: one empty column).
+    normalize : bool
+        Whether the side-by-side rows are scaled to unit norm (so that the parts weigh the same).
+    """
+
+    vectorizers: list[TfidfVectorizer | None]
+    normalize: bool
+
+    def transform(self, texts: Sequence[str]) -> csr_matrix:
+        """The rows of ``texts`` in this view's columns (terms it never saw are left out)."""
+        from scipy.sparse import hstack
+        from sklearn.preprocessing import normalize
+
+        parts = [
+            v.transform(texts) if v is not None else csr_matrix((len(texts), 1), dtype=np.float32)
+            for v in self.vectorizers
+        ]
+        out = hstack(parts, format="csr").astype(np.float32)
+        return normalize(out).astype(np.float32) if self.normalize else out
+
+
+def text_view(view: str, texts: Sequence[str]) -> tuple[TextView, csr_matrix]:
+    """Fit the text view ``view`` (``tfidf`` or ``ngrams``) on ``texts``; its rows.
+
+    ``tfidf``: word TF-IDF (sublinear term frequency, words in 2+ and under half of the texts,
+    at most 100,000). ``ngrams``: word 1–2-grams and character 2–5-grams (within words), at
+    most 100,000 terms each, side by side, rows scaled to unit norm. Below 20 texts a term
+    needs only one text.
+
+    Examples
+    --------
+    >>> fitted, X = text_view("tfidf", ["a cat sat", "a dog sat", "the cat ran"])
+    >>> X.shape, fitted.transform(["the dog flew"]).nnz  # dog, the, ran; 'flew' is new
+    ((3, 3), 2)
+    """
+    min_df = 2 if len(texts) >= 20 else 1
+    common: dict[str, Any] = {"sublinear_tf": True, "min_df": min_df, "dtype": np.float32}
+    if view == "tfidf":
+        vecs = [TfidfVectorizer(max_df=0.5, max_features=100_000, strip_accents="unicode", **common)]
+    else:
+        words = TfidfVectorizer(
+            ngram_range=(1, 2), max_df=0.5, max_features=100_000, strip_accents="unicode", **common
+        )
+        chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), max_features=100_000, **common)
+        vecs = [words, chars]
+    fitted: list[TfidfVectorizer | None] = []
+    for vec in vecs:
+        try:
+            vec.fit(texts)
+            fitted.append(vec)
+        except ValueError:  # no term passes min_df/max_df (a handful of texts, all alike)
+            log.info("%s: no term is frequent enough yet rare enough in %d texts", view, len(texts))
+            fitted.append(None)
+    out = TextView(fitted, normalize=view == "ngrams")
+    return out, out.transform(texts)
+
+
+def tfidf_features(texts: Sequence[str]) -> csr_matrix:
+    """The rows of the ``tfidf`` view of :func:`text_view`.
 
     Examples
     --------
     >>> tfidf_features(["a cat sat", "a dog sat", "the cat ran"]).shape  # dog, the, ran
     (3, 3)
     """
-    min_df = 2 if len(texts) >= 20 else 1
-    vec = TfidfVectorizer(
-        sublinear_tf=True,
-        min_df=min_df,
-        max_df=0.5,
-        max_features=max_features,
-        strip_accents="unicode",
-        dtype=np.float32,
-    )
-    try:
-        return vec.fit_transform(texts)
-    except ValueError:  # no word passes min_df/max_df (a handful of texts, all alike): no evidence
-        log.info(
-            "tfidf: no word is frequent enough yet rare enough in %d texts; the view is empty", len(texts)
-        )
-        return csr_matrix((len(texts), 1), dtype=np.float32)
+    return text_view("tfidf", texts)[1]
 
 
-def ngram_features(texts: Sequence[str], max_features: int = 200_000) -> csr_matrix:
-    """Word 1–2-grams and character 2–5-grams (within words), sublinear TF-IDF, side by side.
-
-    Each half keeps at most ``max_features // 2`` terms seen in 2+ texts (1+ below 20 texts);
-    the rows are scaled to unit norm so that the two halves weigh the same.
+def ngram_features(texts: Sequence[str]) -> csr_matrix:
+    """The rows of the ``ngrams`` view of :func:`text_view`.
 
     Examples
     --------
     >>> ngram_features(["a cat sat", "a dog sat", "the cat ran"]).shape[0]
     3
     """
-    from scipy.sparse import hstack
-    from sklearn.preprocessing import normalize
-
-    min_df = 2 if len(texts) >= 20 else 1
-    common: dict[str, Any] = {
-        "sublinear_tf": True,
-        "min_df": min_df,
-        "max_features": max_features // 2,
-        "dtype": np.float32,
-    }
-    words = TfidfVectorizer(ngram_range=(1, 2), max_df=0.5, strip_accents="unicode", **common)
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), lowercase=True, **common)
-    parts = []
-    for vec in (words, chars):
-        try:
-            parts.append(vec.fit_transform(texts))
-        except ValueError:  # nothing frequent enough in a handful of texts
-            parts.append(csr_matrix((len(texts), 1), dtype=np.float32))
-    return normalize(hstack(parts, format="csr")).astype(np.float32)
+    return text_view("ngrams", texts)[1]
 
 
 def knn_probs(knn: csr_matrix, labels: np.ndarray, n_classes: int, prior: float = 1.0) -> np.ndarray:
@@ -114,27 +144,66 @@ def knn_probs(knn: csr_matrix, labels: np.ndarray, n_classes: int, prior: float 
     return votes / votes.sum(axis=1, keepdims=True)
 
 
+@dataclass
+class ViewFit:
+    """What a model view fitted, for the next round to start from (:func:`model_evidence`).
+
+    Attributes
+    ----------
+    model : str
+        The model (``auto`` resolved).
+    folds : numpy.ndarray
+        Each row's cross-validation fold, ``-1`` for an unlabeled row.
+    models : list of FittedModel
+        Each fold's model.
+    pool_model : FittedModel, optional
+        The model on every labeled row (which gave the unlabeled rows' probabilities).
+    """
+
+    model: str
+    folds: np.ndarray
+    models: list[FittedModel]
+    pool_model: FittedModel | None = None
+
+
 def model_evidence(
-    view: str, X: Any, labels: np.ndarray, n_classes: int, model: str, folds: int, seed: int
-) -> Evidence:
+    view: str,
+    X: Any,
+    labels: np.ndarray,
+    n_classes: int,
+    model: str,
+    folds: int,
+    seed: int,
+    start: ViewFit | None = None,
+) -> tuple[Evidence, ViewFit]:
     """Cross-validated probabilities of ``model`` (or the one ``"auto"`` picks) on ``X``.
 
     Labeled rows get out-of-sample probabilities; unlabeled rows (label ``-1``) get the
-    prediction of a model fitted on every labeled row.
+    prediction of a model fitted on every labeled row. ``start`` (aligned to these rows:
+    fold ``-1`` for a row it did not see) keeps its model and folds and starts each fit from
+    its solution (:func:`~curation.steps.model.cross_fit`).
     """
     t = time.perf_counter()
     lab = np.flatnonzero(labels >= 0)
     y = labels[lab]
     pool = np.flatnonzero(labels < 0)
     X_lab = X[lab] if len(pool) else X  # no copy when every row is labeled
-    if model == "auto":
+    if start is not None:
+        model = start.model
+    elif model == "auto":
         model, _ = choose_model(X_lab, y, n_classes, seed=seed)
+    begin = CrossFit(start.folds[lab], start.models) if start is not None else None
     probs = np.zeros((len(labels), n_classes), dtype=np.float64)
-    probs[lab] = cross_val_probs(X_lab, y, n_classes, folds, seed, model)
+    probs[lab], fit = cross_fit(X_lab, y, n_classes, folds, seed, model, start=begin)
+    pool_model = None
     if len(pool):
-        probs[pool] = fit_predict_proba(X_lab, y, X[pool], n_classes, seed, model)
+        pool_model = fit_model(X_lab, y, n_classes, seed, model, start=start.pool_model if start else None)
+        probs[pool] = pool_model.predict_proba(X[pool])
     acc = float((probs[lab].argmax(1) == y).mean())
-    return Evidence(f"{view}/{model}", probs, acc, seconds=time.perf_counter() - t)
+    fold = np.full(len(labels), -1, dtype=np.int64)
+    fold[lab] = fit.folds
+    ev = Evidence(f"{view}/{model}", probs, acc, seconds=time.perf_counter() - t)
+    return ev, ViewFit(model, fold, fit.models, pool_model)
 
 
 def graph_evidence(knn: csr_matrix, labels: np.ndarray, n_classes: int) -> Evidence:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -13,10 +14,11 @@ import polars as pl
 from curation.config import IssuesConfig
 from curation.errors import DataError
 from curation.issues.base import DETECTORS, ISSUE_COLUMNS, Evidence, IssueInputs
-from curation.issues.evidence import combine, graph_evidence, model_evidence, ngram_features, tfidf_features
+from curation.issues.evidence import TextView, ViewFit, combine, graph_evidence, model_evidence, text_view
 from curation.issues.feedback import flag_precision
-from curation.issues.knn import knn_graph
+from curation.issues.knn import EXACT_MAX_ROWS, KnnIndex, knn_search, update_graph
 from curation.issues.label import label_quality
+from curation.issues.memory import IssueMemory, Reuse, row_keys, settings_key
 from curation.support.ids import keep_id_dtype
 
 log = logging.getLogger(__name__)
@@ -56,23 +58,75 @@ def build_evidence(
     codes: np.ndarray,
     n_classes: int,
     knn: Any,
-) -> list[Evidence]:
-    """The recipe's members: one per view it can build (reference: embeddings, ``logreg``)."""
+    reuse: Reuse | None = None,
+) -> tuple[list[Evidence], dict[str, ViewFit], dict[str, tuple[TextView, Any]]]:
+    """The recipe's members: one per view it can build (reference: embeddings, ``logreg``);
+    with what each model view fitted and each text view's vectorizers and rows (for
+    :class:`~curation.issues.memory.IssueMemory`). ``reuse`` starts each from the last run."""
     if cfg.recipe == "reference":
-        return [model_evidence("embedding", embeddings, codes, n_classes, "logreg", cfg.folds, cfg.seed)]
-    members = []
+        ev, fit = model_evidence("embedding", embeddings, codes, n_classes, "logreg", cfg.folds, cfg.seed)
+        return [ev], {"embedding": fit}, {}
+    members: list[Evidence] = []
+    fits: dict[str, ViewFit] = {}
+    views: dict[str, tuple[TextView, Any]] = {}
     for view in cfg.views:
+        start = reuse.fit(view) if reuse is not None else None
         if view == "embedding":
-            members.append(model_evidence(view, embeddings, codes, n_classes, cfg.model, cfg.folds, cfg.seed))
+            ev, fits[view] = model_evidence(
+                view, embeddings, codes, n_classes, cfg.model, cfg.folds, cfg.seed, start
+            )
+            members.append(ev)
         elif view in ("tfidf", "ngrams") and texts is not None:
             t = time.perf_counter()
-            X = tfidf_features(texts) if view == "tfidf" else ngram_features(texts)
-            ev = model_evidence(view, X, codes, n_classes, cfg.model, cfg.folds, cfg.seed)
+            views[view] = (reuse.text(view, texts) if reuse is not None else None) or text_view(view, texts)
+            ev, fits[view] = model_evidence(
+                view, views[view][1], codes, n_classes, cfg.model, cfg.folds, cfg.seed, start
+            )
             ev.seconds = time.perf_counter() - t
             members.append(ev)
         elif view == "knn" and knn is not None:
             members.append(graph_evidence(knn, codes, n_classes))
-    return members
+    return members, fits, views
+
+
+def shared_graph(
+    cfg: IssuesConfig, embeddings: np.ndarray, reuse: Reuse | None, seconds: dict[str, float]
+) -> tuple[Any, KnnIndex | None]:
+    """The kNN graph the detectors share (``None`` when none reads it) and its index: searched
+    in full, or updated from the last run's for the new rows (``reuse``)."""
+    if not needs_graph(cfg) or embeddings.shape[0] < 2:
+        return None, None
+    t = time.perf_counter()
+    last = reuse.memory if reuse is not None else None
+    if last is not None and last.graph is not None:
+        index = copy.deepcopy(last.index)  # its row lists become this run's; the memory keeps its own
+        knn = update_graph(embeddings, last.graph, reuse.kept, cfg.k, index)  # type: ignore[union-attr]
+    else:
+        knn, index = knn_search(embeddings, cfg.k, seed=cfg.seed)
+    seconds["knn_graph"] = time.perf_counter() - t
+    return knn, index
+
+
+def plan_reuse(
+    cfg: IssuesConfig,
+    memory: IssueMemory | None,
+    ids: np.ndarray,
+    texts: Sequence[str] | None,
+    embeddings: np.ndarray,
+    classes: list[str],
+) -> tuple[np.ndarray | None, str, Reuse | None]:
+    """The rows' keys and the settings (``None`` keys: too few rows to keep a memory), and how
+    ``memory`` maps onto the rows (``None``: a full run)."""
+    n = embeddings.shape[0]
+    if cfg.reuse_above is None or n < cfg.reuse_above:
+        return None, "", None
+    settings = settings_key(
+        k=cfg.k, folds=cfg.folds, seed=cfg.seed, recipe=cfg.recipe, model=cfg.model, views=cfg.views,
+        classes=classes, dim=embeddings.shape[1], search="exact" if n <= EXACT_MAX_ROWS else "blocked",
+    )  # fmt: skip
+    keys = row_keys(ids, texts, embeddings)
+    reuse = memory.reuse(keys, settings, cfg.reuse_max_changed) if memory is not None else None
+    return keys, settings, reuse
 
 
 def find_issues(
@@ -83,6 +137,7 @@ def find_issues(
     embeddings: np.ndarray,
     cfg: IssuesConfig | None = None,
     verdicts: pl.DataFrame | None = None,
+    memory: IssueMemory | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Find label errors, outliers, near-duplicates and class imbalance in one pass.
 
@@ -105,6 +160,9 @@ def find_issues(
     verdicts : polars.DataFrame, optional
         Reviewers' verdicts on earlier flags (``id``, ``given_label``, ``label``); the report
         then carries the measured precision of the flags.
+    memory : IssueMemory, optional
+        What an earlier run kept (its ``report["memory"]``): from ``cfg.reuse_above`` rows,
+        a run with few new rows starts from it (see :mod:`curation.issues.memory`).
 
     Returns
     -------
@@ -117,7 +175,9 @@ def find_issues(
         input row), ``label_quality`` (every row's, ``nan`` on unlabeled rows: sorting by it
         ranks all labeled rows, flagged or not, see :func:`curation.issues.label.label_quality`), ``knn``
         (the shared kNN graph, see :func:`curation.issues.knn.knn_graph`, or ``None``), and
-        ``precision`` when verdicts were given.
+        ``precision`` when verdicts were given, ``reused`` (``None`` for a full run, else the
+        rows and the new rows among them) and ``memory`` (this run's
+        :class:`~curation.issues.memory.IssueMemory`, ``None`` below ``cfg.reuse_above`` rows).
     """
     cfg = cfg or IssuesConfig()
     classes = [str(c) for c in classes]
@@ -130,14 +190,12 @@ def find_issues(
             f"{len(ids_arr)}, {len(codes)} and {embeddings.shape[0]}"
         )
     seconds: dict[str, float] = {}
-    wants_graph = needs_graph(cfg)
-    knn = None
-    if wants_graph and len(codes) > 1:
-        t = time.perf_counter()
-        knn = knn_graph(embeddings, cfg.k, seed=cfg.seed)
-        seconds["knn_graph"] = time.perf_counter() - t
+    keys, settings, reuse = plan_reuse(cfg, memory, ids_arr, texts, embeddings, classes)
+    knn, index = shared_graph(cfg, embeddings, reuse, seconds)
     trainable = len(np.unique(codes[codes >= 0])) >= 2
-    members = build_evidence(cfg, texts, embeddings, codes, len(classes), knn) if trainable else []
+    members, fits, views = (
+        build_evidence(cfg, texts, embeddings, codes, len(classes), knn, reuse) if trainable else ([], {}, {})
+    )
     for m in members:
         seconds[m.name] = m.seconds
     t = time.perf_counter()
@@ -161,7 +219,12 @@ def find_issues(
         "flagged": {str(k): int(v) for k, v in table.group_by("issue").len().iter_rows()},
         "pred_probs": probs,
         "knn": knn,
+        "reused": None if reuse is None else {"rows": len(codes), "new": int((reuse.kept < 0).sum())},
+        "memory": None,
     }
+    if keys is not None:
+        changed, base = (reuse.changed, reuse.memory.base) if reuse is not None else (0, len(codes))
+        report["memory"] = IssueMemory(settings, keys, knn, index, views, fits, changed, base)
     if verdicts is not None:
         report["precision"] = flag_precision(table, verdicts)
     return keep_id_dtype(keep_id_dtype(table, ids), ids, column="partner"), report

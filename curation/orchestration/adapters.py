@@ -19,6 +19,7 @@ from curation.connectors.base import ANNOTATORS, Annotator, Project, Pulled, Ver
 from curation.errors import ConfigError
 from curation.issues.find import find_issues
 from curation.issues.leaks import LEAK_COLUMNS, find_leaks, leaked_rows
+from curation.issues.memory import IssueMemory
 from curation.load import load_connector
 from curation.orchestration.state import codes, labels_path, round_dir
 from curation.orchestration.state import rel as st_rel
@@ -121,6 +122,7 @@ def step_issues_with_probs(
     """:func:`step_issues`, with what stays out of its JSON report (:class:`IssueStep`)."""
     rep.start("issues", None)
     c = cfg.columns
+    kept = memory_path(cfg)
     issues, report = find_issues(
         valid[c.text].to_list(),
         valid[c.id].cast(pl.String).to_list(),
@@ -129,15 +131,27 @@ def step_issues_with_probs(
         X,
         cfg.issues,
         verdicts=verdicts,
+        memory=IssueMemory.load(kept) if cfg.issues.reuse_above is not None else None,
     )
+    memory = report.pop("memory")
+    if memory is not None:
+        memory.save(kept)
     probs, knn = report.pop("pred_probs"), report.pop("knn")
     report.pop("evidence")  # each view's probabilities: its figures are in report["members"]
     quality = quality_table(valid[c.id], report.pop("label_quality"))
+    reused = report["reused"]
     rep.finish(
         f"issues: {len(issues)} flagged ({', '.join(f'{k} {v}' for k, v in report['flagged'].items())})"
+        + (f"; the last round's work reused, {reused['new']} of {reused['rows']} rows new" if reused else "")
     )
     checkpoint("after-issues")
     return IssueStep(issues, report, probs, knn, quality)
+
+
+def memory_path(cfg: LoopConfig) -> Path:
+    """Where the loop's issue step keeps its work for the next round (a cache: deleting it
+    only makes the next round run in full; see :mod:`curation.issues.memory`)."""
+    return cfg.root / ".curation" / "issues" / f"{cfg.name}.pkl"
 
 
 def quality_table(ids: pl.Series, quality: np.ndarray) -> pl.DataFrame:

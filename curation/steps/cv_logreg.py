@@ -61,11 +61,18 @@ class CVLogisticRegression(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: Any, y: np.ndarray) -> CVLogisticRegression:
-        """Choose ``C`` (attribute ``C_``), then fit on all of ``(X, y)``."""
-        self.C_ = self._choose_c(X, np.asarray(y))
-        self.estimator_ = LogisticRegression(
-            C=self.C_, max_iter=self.max_iter, random_state=self.random_state
-        ).fit(X, y)
+        """Choose ``C`` (attribute ``C_``), then fit on all of ``(X, y)``.
+
+        With ``start_`` set (a fitted instance, see :func:`curation.steps.model.warm_start`)
+        its ``C_`` is kept and the fit starts from its coefficients.
+        """
+        start = self.__dict__.pop("start_", None)  # used once: no chain of past models
+        self.C_ = start.C_ if start is not None else self._choose_c(X, np.asarray(y))
+        est = LogisticRegression(C=self.C_, max_iter=self.max_iter, random_state=self.random_state)
+        if start is not None:
+            est.set_params(warm_start=True)
+            est.coef_, est.intercept_ = start.estimator_.coef_.copy(), start.estimator_.intercept_.copy()
+        self.estimator_ = est.fit(X, y)
         self.classes_ = self.estimator_.classes_
         return self
 

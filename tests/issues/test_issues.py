@@ -408,4 +408,6 @@ def test_class_imbalance_flags_what_datalab_flags(seed: int) -> None:
     df = datalab_issues("class_imbalance", {"threshold": 0.5}, labels=labels)
     hit, share = rarest_class(labels, 0.5)
     assert hit.tolist() == np.flatnonzero(df["is_class_imbalance_issue"].to_numpy()).tolist()
-    assert np.allclose(df["class_imbalance_score"].to_numpy()[labels == labels[hit[0]]] if len(hit) else share, share)
+    assert np.allclose(
+        df["class_imbalance_score"].to_numpy()[labels == labels[hit[0]]] if len(hit) else share, share
+    )
