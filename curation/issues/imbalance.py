@@ -53,5 +53,9 @@ def rarest_class(labels: np.ndarray, threshold: float) -> tuple[np.ndarray, floa
     values, counts = np.unique(labels, return_counts=True)
     share = counts / len(labels)
     rarest = int(np.argmin(share))
-    hit = np.flatnonzero(labels == values[rarest]) if share[rarest] < threshold / len(values) else np.array([], int)
+    hit = (
+        np.flatnonzero(labels == values[rarest])
+        if share[rarest] < threshold / len(values)
+        else np.array([], int)
+    )
     return hit, float(share[rarest])

@@ -123,3 +123,46 @@ def test_suspected_label_errors_are_reviewed_and_corrected(tmp_path: Path, data_
     assert second.metrics["flag_precision"] == pytest.approx(len(caught) / 10)
     again = second.tables["tasks"].filter(pl.col("kind") == "review")["id"].to_list()
     assert not set(again) & set(reviews["id"])  # nothing is reviewed twice
+
+
+@pytest.mark.slow
+def test_the_next_curation_run_reuses_the_issue_work_and_flags_as_a_full_run(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    import json
+    import shutil
+
+    from tests.support.cli import cli
+
+    project = tmp_path / "p"
+    loop = make_project(
+        project, data_dir, engine="local", issues={"reuse_above": 0}, version={"name": "local"}
+    )
+    assert cli("run", str(loop), cwd=project).returncode == 0
+    memory = project / ".curation" / "issues" / "unit.pkl"
+    assert memory.exists()
+    pool = pl.read_parquet(project / "data" / "pool.parquet")
+    more = pl.read_parquet(data_dir / "banking77_train.parquet").filter(
+        pl.col("label").is_in(pool["label"].drop_nulls().unique().implode())
+        & ~pl.col("id").cast(pl.String).is_in(pool["id"].implode())
+    )
+    more = more.head(4).with_columns(pl.col("id").cast(pl.String), pl.col("label").alias("hidden_label"))
+    pl.concat([pool, more.select(pool.columns)]).write_parquet(project / "data" / "pool.parquet")
+    full = tmp_path / "full"  # the same project, its next round run without the kept work
+    shutil.copytree(project, full, symlinks=True)
+    (full / ".curation" / "issues" / "unit.pkl").unlink()
+
+    runs = {p: cli("run", str(p / "loops" / "unit.yaml"), cwd=p) for p in (project, full)}
+    for r in runs.values():
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert "the last round's work reused, 4 of 304 rows new" in runs[project].stdout + runs[project].stderr
+    state = {p: json.loads((p / "rounds" / "unit" / "round-2" / "manifest.json").read_text()) for p in runs}
+    assert state[project]["state"]["issues"]["reused"] == {"rows": 304, "new": 4}
+    assert state[full]["state"]["issues"]["reused"] is None
+    flags = {
+        p: pl.read_parquet(p / "rounds" / "unit" / "round-2" / "issues.parquet").filter(
+            pl.col("issue") != "label"
+        )
+        for p in runs
+    }
+    assert flags[project].sort("issue", "id").equals(flags[full].sort("issue", "id"))  # the same graph
