@@ -74,11 +74,14 @@ class IssueMemory:
         if settings != self.settings:
             log.info("issue step: the settings changed since the last run; a full run")
             return None
+        if len(np.unique(keys)) < len(keys) or len(np.unique(self.keys)) < len(self.keys):
+            log.info("issue step: rows repeat (the same id, text and vector); a full run")
+            return None
         where = pl.DataFrame({"key": self.keys, "at": np.arange(len(self.keys), dtype=np.int64)})
         kept = pl.DataFrame({"key": keys}).join(where, on="key", how="left", maintain_order="left")
         at = kept["at"].fill_null(-1).to_numpy()
         changed = self.changed + int((at < 0).sum()) + len(self.keys) - int((at >= 0).sum())
-        if changed > max_changed * max(self.base, 1) or len(np.unique(at[at >= 0])) != int((at >= 0).sum()):
+        if changed > max_changed * max(self.base, 1):
             log.info("issue step: %d rows new or gone since the last full run; a full run", changed)
             return None
         return Reuse(self, at, changed)

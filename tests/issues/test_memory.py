@@ -134,3 +134,12 @@ def test_an_unreadable_memory_means_a_full_run(tmp_path: Path) -> None:
     assert IssueMemory.load(path) is not None and not list(path.parent.glob(".*.tmp"))
     path.write_bytes(b"not a pickle")
     assert IssueMemory.load(path) is None
+
+
+def test_repeated_or_many_changed_rows_mean_a_full_run() -> None:
+    memory = IssueMemory("s", np.array([1, 2, 3, 4, 5], dtype=np.uint64), base=5)
+    reuse = memory.reuse(np.array([5, 1, 9], dtype=np.uint64), "s", max_changed=1.0)
+    assert reuse is not None and reuse.kept.tolist() == [4, 0, -1] and reuse.changed == 4  # 1 new, 3 gone
+    assert memory.reuse(np.array([5, 1, 9], dtype=np.uint64), "s", max_changed=0.5) is None
+    assert memory.reuse(np.array([1, 1, 2], dtype=np.uint64), "s", max_changed=1.0) is None  # a repeated row
+    assert memory.reuse(np.array([1, 2], dtype=np.uint64), "other settings", max_changed=1.0) is None
