@@ -158,12 +158,15 @@ class ViewFit:
         Each fold's model.
     pool_model : FittedModel, optional
         The model on every labeled row (which gave the unlabeled rows' probabilities).
+    draws : numpy.ndarray, optional
+        Each row's draw for the folds' training samples (``nan`` for an unlabeled row).
     """
 
     model: str
     folds: np.ndarray
     models: list[FittedModel]
     pool_model: FittedModel | None = None
+    draws: np.ndarray | None = None
 
 
 def model_evidence(
@@ -192,7 +195,9 @@ def model_evidence(
         model = start.model
     elif model == "auto":
         model, _ = choose_model(X_lab, y, n_classes, seed=seed)
-    begin = CrossFit(start.folds[lab], start.models) if start is not None else None
+    begin = None
+    if start is not None:
+        begin = CrossFit(start.folds[lab], start.models, None if start.draws is None else start.draws[lab])
     probs = np.zeros((len(labels), n_classes), dtype=np.float64)
     probs[lab], fit = cross_fit(X_lab, y, n_classes, folds, seed, model, start=begin)
     pool_model = None
@@ -200,10 +205,11 @@ def model_evidence(
         pool_model = fit_model(X_lab, y, n_classes, seed, model, start=start.pool_model if start else None)
         probs[pool] = pool_model.predict_proba(X[pool])
     acc = float((probs[lab].argmax(1) == y).mean())
-    fold = np.full(len(labels), -1, dtype=np.int64)
+    fold, draws = np.full(len(labels), -1, dtype=np.int64), np.full(len(labels), np.nan)
     fold[lab] = fit.folds
+    draws[lab] = fit.draws
     ev = Evidence(f"{view}/{model}", probs, acc, seconds=time.perf_counter() - t)
-    return ev, ViewFit(model, fold, fit.models, pool_model)
+    return ev, ViewFit(model, fold, fit.models, pool_model, draws)
 
 
 def graph_evidence(knn: csr_matrix, labels: np.ndarray, n_classes: int) -> Evidence:

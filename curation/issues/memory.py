@@ -132,8 +132,10 @@ class Reuse:
         fit = self.memory.fits.get(view)
         if fit is None:
             return None
-        folds = np.where(self.kept >= 0, fit.folds[np.maximum(self.kept, 0)], -1)
-        return ViewFit(fit.model, folds, fit.models, fit.pool_model)
+        seen = self.kept >= 0
+        folds = np.where(seen, fit.folds[np.maximum(self.kept, 0)], -1)
+        draws = None if fit.draws is None else np.where(seen, fit.draws[np.maximum(self.kept, 0)], np.nan)
+        return ViewFit(fit.model, folds, fit.models, fit.pool_model, draws)
 
     def text(self, view: str, texts: Sequence[str]) -> tuple[TextView, csr_matrix] | None:
         """Text view ``view`` over this run's rows: kept rows as they were, new ones transformed."""

@@ -234,13 +234,16 @@ MAX_TRAIN_ROWS = 200_000
 class CrossFit:
     """What :func:`cross_fit` fitted: each row's fold and each fold's model.
 
-    Handed to the next :func:`cross_fit` (its ``folds`` re-aligned to the rows then, ``-1``
-    for a row it did not see), it keeps each row in its fold and starts each fold's model
-    from this one's solution.
+    Handed to the next :func:`cross_fit` (its ``folds`` and ``draws`` re-aligned to the rows
+    then, ``-1`` and ``nan`` for a row it did not see), it keeps each row in its fold and in or
+    out of the training samples, and starts each fold's model from this one's solution.
+    ``draws`` are each row's uniform draw: a fold's model trains on its rows of lowest draw
+    when they are more than ``max_train_rows``.
     """
 
     folds: np.ndarray
     models: list[FittedModel]
+    draws: np.ndarray | None = None
 
 
 def cross_val_probs(
@@ -304,17 +307,19 @@ def cross_fit(
         starts: list[FittedModel | None] = list(start.models)
     else:
         fold, starts = _stratified_folds(y, k, seed), [None] * k
+    draws = np.random.default_rng(seed).random(len(y))
+    if start is not None and start.draws is not None and len(start.draws) == len(y):
+        draws = np.where(np.isnan(start.draws), draws, start.draws)  # kept rows keep their draw
     probs = np.zeros((len(y), n_classes), dtype=np.float64)
     models = []
-    rng = np.random.default_rng(seed)
     for j in range(k):
         train, test = np.flatnonzero(fold != j), np.flatnonzero(fold == j)
-        if len(train) > max_train_rows:
-            train = np.sort(rng.choice(train, size=max_train_rows, replace=False))
+        if len(train) > max_train_rows:  # the rows of lowest draw: next round, nearly the same rows
+            train = np.sort(train[np.argpartition(draws[train], max_train_rows)[:max_train_rows]])
         fitted = fit_model(X[train], y[train], n_classes, seed, model, start=starts[j])
         probs[test] = fitted.predict_proba(X[test])
         models.append(fitted)
-    return probs, CrossFit(fold, models)
+    return probs, CrossFit(fold, models, draws)
 
 
 def _stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:

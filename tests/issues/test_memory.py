@@ -71,15 +71,19 @@ def test_warm_started_folds_reach_the_cold_fit(rows: tuple[pl.DataFrame, np.ndar
     df, X, _ = rows
     y = np.unique(df["label"].to_numpy(), return_inverse=True)[1]
     n = len(y) - 60
-    _, first = cross_fit(X[:n], y[:n], 30, folds=3, model="logreg")
-    first.folds = np.r_[first.folds, np.full(60, -1)]
-    warm, fit = cross_fit(X, y, 30, folds=3, model="logreg", start=first)
+    _, first = cross_fit(X[:n], y[:n], 30, folds=3, model="logreg", max_train_rows=600)
+    assert first.draws is not None
+    first.folds, first.draws = np.r_[first.folds, np.full(60, -1)], np.r_[first.draws, np.full(60, np.nan)]
+    warm, fit = cross_fit(X, y, 30, folds=3, model="logreg", start=first, max_train_rows=600)
     assert (fit.folds[:n] == first.folds[:n]).all() and (fit.folds >= 0).all()
+    assert fit.draws is not None and (fit.draws[:n] == first.draws[:n]).all()  # the same training samples
     per_fold = np.bincount(fit.folds, minlength=3)
     assert per_fold.max() - per_fold.min() <= 30  # each new row joined a fold its class had fewest in
     cold_start = copy.deepcopy(fit)
     cold_start.models = [None] * 3  # type: ignore[list-item]
-    cold, _ = cross_fit(X, y, 30, folds=3, model="logreg", start=cold_start)  # same folds, no start
+    cold, _ = cross_fit(
+        X, y, 30, folds=3, model="logreg", start=cold_start, max_train_rows=600
+    )  # same folds, no start
     assert np.abs(warm - cold).max() < 0.02 and (warm.argmax(1) == cold.argmax(1)).mean() > 0.995
 
 
