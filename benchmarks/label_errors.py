@@ -41,7 +41,7 @@ import polars as pl
 
 from curation.config import IssuesConfig, PluginConfig
 from curation.issues.find import find_issues, label_codes
-from curation.issues.knn import knn_graph
+from curation.issues.knn import knn_graph, top_k
 from curation.issues.label import label_quality
 from curation.steps.embed import embed
 
@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "results" / "label_errors.json"
 ALL = ["label", "outlier", "near_duplicate", "class_imbalance"]
+CLASSES = [f"c{v:02d}" for v in range(20)]  # of the generated rows
 
 
 def confirmed_errors() -> set[str]:
@@ -201,12 +202,11 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 def knn_compare(X: np.ndarray, queries: int, k: int = 10) -> dict[str, Any]:
     """Seconds of our graph and of faiss IVF, and their recall@k on sampled rows."""
-    import faiss
 
     n = len(X)
     q = np.sort(np.random.default_rng(1).choice(n, min(queries, n), replace=False))
     t = time.perf_counter()
-    exact = faiss.knn(X[q], X, k + 1, faiss.METRIC_INNER_PRODUCT)[1]
+    exact = top_k(X[q], X, k + 1)[1]  # exact: every row's product (by torch, at SGEMM speed)
     exact_s = time.perf_counter() - t
     truth = without_self(exact, q, k)
     t = time.perf_counter()
@@ -302,18 +302,18 @@ def knn_sweep(X: np.ndarray, queries: int = 5_000, k: int = 10) -> dict[str, Any
     return out
 
 
-def scale(X: np.ndarray, labels: list[str], moved: set[int]) -> dict[str, Any]:
-    """The issue step on generated rows (:func:`generated`): seconds, memory, recall."""
+def scale_config(seed: int = 0, reuse: bool = True) -> IssuesConfig:
+    """The step as :func:`scale` runs it: every detector, the ensemble's default views."""
+    detectors = [PluginConfig(name=d) for d in ALL]
+    return IssuesConfig(detectors=detectors, seed=seed, reuse_above=0 if reuse else None)
+
+
+def scale(X: np.ndarray, labels: list[str], moved: set[int]) -> tuple[dict[str, Any], Any]:
+    """The issue step on generated rows (:func:`generated`): seconds, memory, recall; and the
+    work it kept for a next round (:class:`~curation.issues.memory.IssueMemory`)."""
     n = len(X)
     t = time.perf_counter()
-    table, report = find_issues(
-        None,
-        np.arange(n),
-        labels,
-        [f"c{v:02d}" for v in range(20)],
-        X,
-        IssuesConfig(detectors=[PluginConfig(name=d) for d in ALL]),
-    )
+    table, report = find_issues(None, np.arange(n), labels, CLASSES, X, scale_config())
     total = time.perf_counter() - t
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     flagged = table.filter(pl.col("issue") == "label")["id"].cast(pl.Int64).to_list()
@@ -327,14 +327,56 @@ def scale(X: np.ndarray, labels: list[str], moved: set[int]) -> dict[str, Any]:
         f"  total {total:.0f}s, peak memory {peak_gb:.2f} GB, label flags {len(flagged):,}, "
         f"recall of moved labels {recall:.3f}, flags per issue {report['flagged']}"
     )
-    return {
-        "rows": n,
-        "seconds": total,
-        "peak_gb": peak_gb,
-        "stages": report["seconds"],
-        "label_flags": len(flagged),
-        "recall": recall,
+    out = {"rows": n, "seconds": total, "peak_gb": peak_gb, "stages": report["seconds"]}
+    return out | {"label_flags": len(flagged), "recall": recall}, report["memory"]
+
+
+def next_round(X: np.ndarray, labels: list[str], memory: Any, relabel: float = 0.001) -> dict[str, Any]:
+    """The round after :func:`scale`'s: its rows and 1% more (``X``, ``labels``), ``relabel`` of
+    the old rows given another label. Timed reusing ``memory`` and in full, and the flags of
+    both compared (Jaccard per issue) beside those of a full run with another seed, the
+    tolerance: a reused round must agree with a full run as two full runs agree."""
+    n_old = len(memory.keys)
+    labels = list(labels)
+    for i in np.random.default_rng(5).choice(n_old, int(relabel * n_old), replace=False):
+        labels[i] = CLASSES[(CLASSES.index(labels[i]) + 1) % len(CLASSES)]
+    runs, seconds = {}, {}
+    for name, cfg, mem in (
+        ("reused", scale_config(), memory),
+        ("full", scale_config(reuse=False), None),
+        ("full_seed1", scale_config(seed=1, reuse=False), None),
+    ):
+        t = time.perf_counter()
+        runs[name], report = find_issues(None, np.arange(len(X)), labels, CLASSES, X, cfg, memory=mem)
+        seconds[name] = time.perf_counter() - t
+        print(
+            f"  next round, {name}: {seconds[name]:.1f}s { ({k: round(v, 1) for k, v in report['seconds'].items()}) }"
+        )
+        assert (report["reused"] is not None) == (name == "reused")
+
+    def jaccard(a: str, b: str) -> dict[str, float]:
+        out = {}
+        for issue in sorted(set(runs[a]["issue"]) | set(runs[b]["issue"])):
+            x, y = (set(runs[r].filter(pl.col("issue") == issue)["id"].to_list()) for r in (a, b))
+            out[issue] = round(len(x & y) / max(len(x | y), 1), 4)
+        return out
+
+    out = {
+        "next_round_rows": len(X),
+        "new_rows": len(X) - n_old,
+        "relabeled": int(relabel * n_old),
+        "incremental_s": round(seconds["reused"], 2),
+        "full_s": round(seconds["full"], 2),
+        "incremental_share": round(seconds["reused"] / seconds["full"], 4),
+        "flags_jaccard": jaccard("reused", "full"),
+        "flags_jaccard_full_vs_seed1": jaccard("full", "full_seed1"),
     }
+    print(
+        f"  reused {out['incremental_s']:.1f}s against {out['full_s']:.1f}s in full "
+        f"({out['incremental_share']:.1%}); flags Jaccard {out['flags_jaccard']} "
+        f"(two full runs, seeds 0 and 1: {out['flags_jaccard_full_vs_seed1']})"
+    )
+    return out
 
 
 def main() -> None:
@@ -344,6 +386,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=20_000, help="rows whose exact neighbours score recall")
     ap.add_argument("--knn-only", action="store_true", help="only the kNN graph comparison of --scale")
     ap.add_argument("--knn-sweep", action="store_true", help="with --scale: only recall against rows scanned")
+    ap.add_argument(
+        "--skip-knn", action="store_true", help="with --scale: keep the kNN comparison in the file"
+    )
     args = ap.parse_args()
     if not args.skip_news:
         results = quality()
@@ -351,18 +396,31 @@ def main() -> None:
         OUT.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {OUT.relative_to(ROOT)}")
     if args.scale:
-        path = OUT.with_name("label_errors_scale.json")
-        X, labels, moved = generated(args.scale)
-        old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        scaled = (
-            old if args.knn_only or args.knn_sweep else scale(X, labels, moved)
+        run_scale(args)
+
+
+def run_scale(args: argparse.Namespace) -> None:
+    """``--scale``: the step, its next round, the kNN comparison; into label_errors_scale.json."""
+    path = OUT.with_name("label_errors_scale.json")
+    n = args.scale
+    X, labels, moved = generated(n + n // 100)  # the next round has 1% more rows
+    old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    scaled = dict(old)
+    load_before = os.getloadavg()[0]
+    if not (args.knn_only or args.knn_sweep):
+        step, memory = scale(
+            X[:n], labels[:n], {i for i in moved if i < n}
         )  # first: its peak memory is its own
-        if args.knn_sweep:  # only the sweep: the other figures stay as they are in the file
-            scaled = old | {"knn_sweep": {"generated": knn_sweep(X), "real": knn_sweep(real_vectors())}}
-        else:
-            scaled["knn"] = knn_compare(X, args.queries)
-        path.write_text(json.dumps(scaled, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {path.relative_to(ROOT)}")
+        scaled.update(step)
+        scaled.update(next_round(X, labels, memory))
+        scaled["load_avg"] = round(max(load_before, os.getloadavg()[0]), 2)
+        del memory
+    if args.knn_sweep:  # only the sweep: the other figures stay as they are in the file
+        scaled["knn_sweep"] = {"generated": knn_sweep(X[:n]), "real": knn_sweep(real_vectors())}
+    elif not args.skip_knn:
+        scaled["knn"] = knn_compare(X[:n], args.queries)
+    path.write_text(json.dumps(scaled, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
