@@ -97,10 +97,9 @@ def shared_graph(
     if not needs_graph(cfg) or embeddings.shape[0] < 2:
         return None, None
     t = time.perf_counter()
-    last = reuse.memory if reuse is not None else None
-    if last is not None and last.graph is not None:
-        index = copy.deepcopy(last.index)  # its row lists become this run's; the memory keeps its own
-        knn = update_graph(embeddings, last.graph, reuse.kept, cfg.k, index)  # type: ignore[union-attr]
+    if reuse is not None and reuse.memory.graph is not None:
+        index = copy.deepcopy(reuse.memory.index)  # its row lists become this run's; the memory keeps its own
+        knn = update_graph(embeddings, reuse.memory.graph, reuse.kept, cfg.k, index)
     else:
         knn, index = knn_search(embeddings, cfg.k, seed=cfg.seed)
     seconds["knn_graph"] = time.perf_counter() - t

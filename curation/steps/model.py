@@ -133,7 +133,7 @@ def fit_model(
         return FittedModel(n_classes, None, int(present[0]))
     est = make_model(model, seed)
     if start is not None:
-        warm_start(est, start.estimator_, present)
+        warm_start(est, start.estimator_, present, X_train.shape[1])
     if model in SEMI_SUPERVISED and unlabeled is not None and _rows(unlabeled):
         X_train, y_train = _with_unlabeled(X_train, y_train, unlabeled, est.max_unlabeled, seed)
     with warnings.catch_warnings():
@@ -142,12 +142,12 @@ def fit_model(
     return FittedModel(n_classes, est)
 
 
-def warm_start(est: Any, previous: Any, classes: np.ndarray) -> bool:
+def warm_start(est: Any, previous: Any, classes: np.ndarray, n_features: int) -> bool:
     """Make ``est`` start its fit from ``previous``'s coefficients, where it can.
 
     Both must be logistic regressions (:class:`~curation.steps.cv_logreg.CVLogisticRegression`
-    keeps the ``C`` it chose before) and ``previous`` fitted on ``classes``; otherwise ``est``
-    is left as it is. A start near the solution saves most of the solver's iterations when
+    keeps the ``C`` it chose before) and ``previous`` fitted on ``classes`` and ``n_features``
+    features; otherwise ``est`` is left as it is. A start near the solution saves most of the solver's iterations when
     the training rows changed little.
 
     Examples
@@ -156,7 +156,7 @@ def warm_start(est: Any, previous: Any, classes: np.ndarray) -> bool:
     >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
     >>> prev = LogisticRegression().fit(X, y)
     >>> est = LogisticRegression()
-    >>> warm_start(est, prev, np.array([0, 1])), est.warm_start, warm_start(est, prev, np.array([0, 2]))
+    >>> warm_start(est, prev, np.array([0, 1]), 1), est.warm_start, warm_start(est, prev, np.array([0, 2]), 1)
     (True, True, False)
     """
     from sklearn.linear_model import LogisticRegression
@@ -164,17 +164,22 @@ def warm_start(est: Any, previous: Any, classes: np.ndarray) -> bool:
     from curation.steps.cv_logreg import CVLogisticRegression
 
     if isinstance(est, CVLogisticRegression) and isinstance(previous, CVLogisticRegression):
-        if not np.array_equal(previous.classes_, classes):
+        if not _fitted_on(previous.estimator_, classes, n_features):
             return False
         est.start_ = previous
         return True
     if not (isinstance(est, LogisticRegression) and isinstance(previous, LogisticRegression)):
         return False
-    if not np.array_equal(previous.classes_, classes) or previous.get_params()["C"] != est.C:
+    if not _fitted_on(previous, classes, n_features) or previous.get_params()["C"] != est.C:
         return False
     est.set_params(warm_start=True)
     est.coef_, est.intercept_ = previous.coef_.copy(), previous.intercept_.copy()
     return True
+
+
+def _fitted_on(est: Any, classes: np.ndarray, n_features: int) -> bool:
+    """Whether a fitted linear model has these classes and this many features."""
+    return bool(np.array_equal(est.classes_, classes) and est.coef_.shape[1] == n_features)
 
 
 def _with_unlabeled(X: Any, y: np.ndarray, unlabeled: Any, cap: int, seed: int) -> tuple[Any, np.ndarray]:

@@ -147,3 +147,24 @@ def test_repeated_or_many_changed_rows_mean_a_full_run() -> None:
     assert memory.reuse(np.array([5, 1, 9], dtype=np.uint64), "s", max_changed=0.5) is None
     assert memory.reuse(np.array([1, 1, 2], dtype=np.uint64), "s", max_changed=1.0) is None  # a repeated row
     assert memory.reuse(np.array([1, 2], dtype=np.uint64), "other settings", max_changed=1.0) is None
+
+
+def test_a_fit_starts_from_the_last_only_on_the_same_classes_and_features() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from curation.steps.cv_logreg import CVLogisticRegression
+    from curation.steps.model import warm_start
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), np.repeat([0, 1, 2], 20)
+    prev = LogisticRegression().fit(X, y)
+    assert warm_start(LogisticRegression(), prev, np.array([0, 1, 2]), 3)
+    assert not warm_start(LogisticRegression(), prev, np.array([0, 1, 2]), 4)  # a new vocabulary
+    assert not warm_start(LogisticRegression(), prev, np.array([0, 1]), 3)  # a class gone
+    assert not warm_start(
+        LogisticRegression(C=1.0), LogisticRegression(C=10.0).fit(X, y), np.array([0, 1, 2]), 3
+    )
+    cv = CVLogisticRegression(random_state=0).fit(X, y)
+    again = CVLogisticRegression(random_state=0)
+    assert warm_start(again, cv, np.array([0, 1, 2]), 3) and again.fit(X, y).C_ == cv.C_
+    assert not hasattr(again, "start_")  # used once: no chain of past models
