@@ -119,9 +119,12 @@ def plan_reuse(
     n = embeddings.shape[0]
     if cfg.reuse_above is None or n < cfg.reuse_above:
         return None, "", None
+    import sklearn
+
     settings = settings_key(
         k=cfg.k, folds=cfg.folds, seed=cfg.seed, recipe=cfg.recipe, model=cfg.model, views=cfg.views,
         classes=classes, dim=embeddings.shape[1], search="exact" if n <= EXACT_MAX_ROWS else "blocked",
+        versions=[sklearn.__version__, pl.__version__],  # the kept models' and the row keys' makers
     )  # fmt: skip
     keys = row_keys(ids, texts, embeddings)
     reuse = memory.reuse(keys, settings, cfg.reuse_max_changed) if memory is not None else None

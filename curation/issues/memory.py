@@ -21,6 +21,7 @@ import logging
 import os
 import pickle
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,8 @@ class IssueMemory:
         if not path.exists():
             return None
         try:
-            with open(path, "rb") as f:
+            with open(path, "rb") as f, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. another scikit-learn's: the settings then differ
                 memory = pickle.load(f)  # the project's own cache, written by save()
         except Exception as e:  # any unreadable cache means a full run, said once
             log.warning("issue step: cannot read %s (%s); this round runs in full", path, e)
@@ -163,6 +165,7 @@ def row_keys(
     >>> bool(row_keys(["1", "2"], ["x", "z"], X)[1] == a[1])  # another text, another key
     False
     """
+    # polars' hash may change between polars versions: the settings hold its version (a full run)
     key = pl.Series(list(ids), dtype=pl.String).hash(seed=1).to_numpy().copy()
     if texts is not None:
         key ^= pl.Series(list(texts), dtype=pl.String).hash(seed=2).to_numpy() * np.uint64(3)
