@@ -145,6 +145,8 @@ class Reuse:
             return None
         fitted, rows = self.memory.texts[view]
         new = np.flatnonzero(self.kept < 0)
+        if len(new) == 0:  # scikit-learn refuses to transform no rows
+            return fitted, rows[self.kept]
         both = vstack([rows, fitted.transform([texts[i] for i in new])], format="csr")
         at = self.kept.copy()
         at[new] = rows.shape[0] + np.arange(len(new))

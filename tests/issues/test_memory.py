@@ -123,6 +123,11 @@ def test_a_run_with_few_new_rows_reuses_the_last_and_flags_what_a_full_run_flags
     # The label flags of two full runs with other seeds (other folds) share 0.79 (Jaccard) here:
     # the reused run must agree with a full run as well as full runs agree with each other.
     assert len(a & b) / len(a | b) >= 0.75, (len(a), len(b), len(a & b))
+    same, third = find_issues(texts2, ids, labels2, classes, X, cfg, memory=second["memory"])
+    assert third["reused"] == {"rows": len(ids), "new": 0}  # nothing new: nothing to transform or search
+    for issue in ("outlier", "near_duplicate"):
+        a, b = (set(t.filter(pl.col("issue") == issue)["id"]) for t in (same, full))
+        assert a == b, issue
     settings = (ids, texts2, X, classes)
     assert plan_reuse(cfg, second["memory"], *settings)[2] is not None
     shifted = cfg.model_copy(update={"k": 5})  # a setting that shapes the result: a full run
