@@ -490,7 +490,7 @@ class _Job:
 
 
 def _read(block: Block, job: _Job | None = None) -> pl.DataFrame:
-    df = pl.DataFrame(pl.from_arrow(read_block(block)))
+    df = read_block(block)
     if job is not None and job.first:
         same_columns(list(job.columns), df.columns, job.first, block.url)
     if job is not None:

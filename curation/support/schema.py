@@ -82,7 +82,7 @@ def sample(source: str | Path, rows: int | None = None) -> pl.DataFrame:
     frames: list[pl.DataFrame] = []
     seen = 0
     for block in plan_blocks(source):
-        frames.append(pl.DataFrame(pl.from_arrow(read_block(block))))
+        frames.append(read_block(block))
         seen += len(frames[-1])
         if rows is not None and seen >= rows:
             break

@@ -51,8 +51,30 @@ def test_blocks_are_whole_row_groups_with_global_row_numbers(tmp_path: Path) -> 
     assert [b.rows for b in blocks] == [300, 300, 300, 100] * 2
     assert [b.first_row for b in blocks[4:6]] == [1 << ROW_BITS, (1 << ROW_BITS) + 300]
     assert estimate_rows(blocks) == 2000
-    got = pl.concat([pl.DataFrame(pl.from_arrow(read_block(b))) for b in blocks])
+    got = pl.concat([read_block(b) for b in blocks])
     assert got.equals(pl.concat([big, big]))
+
+
+def test_a_local_block_reads_as_the_same_block_through_fsspec(tmp_path: Path) -> None:
+    """Local Parquet is read by polars, a URI through Arrow: the same rows, types and values."""
+    df = pl.DataFrame(
+        {
+            "id": range(500),
+            "text": [None if i % 7 == 0 else f"t{i}" for i in range(500)],
+            "label": pl.Series([f"c{i % 3}" for i in range(500)], dtype=pl.Categorical),
+            "at": pl.datetime_range(
+                pl.datetime(2020, 1, 1), pl.datetime(2020, 1, 1, 8, 19), "1m", eager=True
+            ).dt.replace_time_zone("UTC"),
+            "tags": [[i, i + 1] if i % 5 else None for i in range(500)],
+        }
+    )
+    path = tmp_path / "a.parquet"
+    df.write_parquet(path, row_group_size=64)
+    for local, uri in zip(plan_blocks(path, 150), plan_blocks(f"file://{path}", 150), strict=True):
+        a, b = read_block(local), read_block(uri, columns=None)
+        assert a.schema == b.schema and a.equals(b) and len(a) == local.rows
+    assert pl.concat([read_block(b) for b in plan_blocks(path, 150)]).equals(df)
+    assert read_block(plan_blocks(path, 150)[1], columns=["id"])["id"][0] == 192
 
 
 def test_fsspec_uris_are_read_like_local_paths() -> None:
