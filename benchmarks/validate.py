@@ -16,7 +16,9 @@ run each, so that a Ray run and the floor run just before it share the machine's
 table shows medians, and Ray's ratio to the floor is the median of those paired ratios.
 Peak memory is the Ray job's: the driver plus every Ray process, sampled every 50 ms, as RSS
 (an object-store page counts once per process that maps it) and as PSS (a shared page split
-among the processes that map it: the memory actually used).
+among the processes that map it: the memory actually used). It is sampled in one more run in
+the same process, not timed: reading every Ray process's PSS that often slows the Ray job
+(``sampled_run_s`` in the JSON shows by how much).
 
 Run: ``.venv/bin/python benchmarks/validate.py`` (1M and 10M rows; ``--rows 1000000`` for one).
 """
@@ -210,7 +212,6 @@ def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any
         result["idle_rss_mb"], result["idle_pss_mb"] = tree_memory_mb()  # Ray's own, before any work
     times, bad = [], 0
     sampler = PeakSampler()
-    sampler.start()
     with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
         out = Path(tmp)
         (out / "schema.yaml").write_text(SCHEMA_YAML)
@@ -218,8 +219,14 @@ def one(contender: str, rows: int, data_dir: Path, repeat: int) -> dict[str, Any
             t = time.perf_counter()
             bad = fn(folder, out)
             times.append(time.perf_counter() - t)
-    sampler.done.set()
-    sampler.join()
+        # Memory from one more run, not timed: reading the PSS of Ray's ten-odd processes every
+        # 50 ms (their smaps) costs the kernel enough to slow the Ray job by 2.6 s at 10M.
+        sampler.start()
+        t = time.perf_counter()
+        fn(folder, out)
+        result["sampled_run_s"] = time.perf_counter() - t
+        sampler.done.set()
+        sampler.join()
     if contender == "ray":
         result["first_run_s"] = times.pop(0)
     driver_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -248,7 +255,7 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One contender's runs as one figure: median times, highest memory."""
     out = dict(runs[0])
     out["runs"] = [r["seconds"] for r in runs]
-    for key in ("seconds", "first_run_s", "ray_start_s", "idle_rss_mb", "idle_pss_mb"):
+    for key in ("seconds", "first_run_s", "sampled_run_s", "ray_start_s", "idle_rss_mb", "idle_pss_mb"):
         if key in out:
             out[key] = statistics.median(r[key] for r in runs)
     for key in ("peak_rss_mb", "peak_pss_mb", "driver_peak_rss_mb"):
@@ -331,6 +338,9 @@ def report(figures: dict[int, dict[str, Any]], load: dict[str, float]) -> None:
         "seconds": {str(r): {c: f["seconds"] for c, f in by.items()} for r, by in figures.items()},
         "ray_start_s": figures[small]["ray"]["ray_start_s"],
         "ray_first_run_s": {str(r): by["ray"]["first_run_s"] for r, by in figures.items()},
+        "sampled_run_s": {  # the run that sampled memory, timed apart
+            str(r): {c: f["sampled_run_s"] for c, f in by.items()} for r, by in figures.items()
+        },
         "peak_rss_mb_by_contender": {
             str(r): {c: f["peak_rss_mb"] for c, f in by.items()} for r, by in figures.items()
         },

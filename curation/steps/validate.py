@@ -35,6 +35,7 @@ import pandera.api.checks
 import pandera.errors
 import pandera.polars as pap
 import polars as pl
+import pyarrow as pa
 
 from curation.config import Columns, ValidateConfig
 from curation.errors import ConfigError, CurationError, DataError, ValidationGateError
@@ -587,11 +588,24 @@ def _run_tasks(
 
 def _guarded(fn: Callable[..., Any], returns: int, *args: Any) -> Any:
     """``fn(*args)``, or its :class:`CurationError` as every value: returned, not raised, or
-    Ray would print a traceback for each value no one reads."""
+    Ray would print a traceback for each value no one reads. Frames travel as Arrow tables."""
     try:
-        return fn(*args)
+        return _wire(fn(*_wire(args, back=True)))
     except CurationError as e:
         return e if returns == 1 else (e,) * returns
+
+
+def _wire(value: Any, back: bool = False) -> Any:
+    """Polars frames in ``value`` (a frame, or tuples and dicts of them) as Arrow tables, or
+    ``back``: Ray stores an Arrow table's buffers as they are, where a polars frame is pickled
+    (3-5 times slower to put and to get)."""
+    if isinstance(value, tuple):
+        return tuple(_wire(v, back) for v in value)
+    if isinstance(value, dict):
+        return {k: _wire(v, back) for k, v in value.items()}
+    if back and isinstance(value, pa.Table):
+        return pl.DataFrame(pl.from_arrow(value))
+    return value.to_arrow() if not back and isinstance(value, pl.DataFrame) else value
 
 
 def _get(values: list[Any], engine: Literal["ray", "local"]) -> list[Any]:
@@ -599,7 +613,7 @@ def _get(values: list[Any], engine: Literal["ray", "local"]) -> list[Any]:
     if engine == "ray":
         import ray
 
-        values = ray.get(values)
+        values = [_wire(v, back=True) for v in ray.get(values)]
     for v in values:
         if isinstance(v, CurationError):
             raise v
