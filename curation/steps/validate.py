@@ -286,7 +286,8 @@ def duplicated(keys: pl.DataFrame, column: str) -> pl.DataFrame:
 def conflicting(keys: pl.DataFrame, by: list[str], label: str, report_as: str) -> pl.DataFrame:
     """Rows whose key ``by`` (the text, or its hashes) carries more than one label."""
     labeled = keys.filter(pl.col(label).is_not_null())
-    bad = labeled.filter(pl.col(label).n_unique().over(by) > 1)
+    once = ~pl.col(by[0]).is_duplicated()  # a key met once has one label: half the time, alone
+    bad = labeled.remove(once).filter(pl.col(label).n_unique().over(by) > 1)
     return _as_failures(bad, report_as, "conflicting_duplicate", label)
 
 
@@ -344,11 +345,13 @@ def split(df: pl.DataFrame, failures: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
         .alias(REASON),
     )
     original = [c for c in df.columns if c != ROW]
-    quarantine = df.join(reasons, on=ROW, how="inner", maintain_order="left").select(
-        *original, *REASON_COLUMNS
+    bad = pl.col(ROW).is_in(reasons[ROW].implode())
+    quarantine = (
+        df.filter(bad)
+        .join(reasons, on=ROW, how="left", maintain_order="left")
+        .select(*original, *REASON_COLUMNS)
     )
-    valid = df.join(reasons, on=ROW, how="anti", maintain_order="left").drop(ROW)
-    return valid, quarantine
+    return df.remove(bad).drop(ROW), quarantine
 
 
 def make_report(
