@@ -36,7 +36,6 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 RESULTS = ROOT / "benchmarks" / "results" / "label_studio.json"
 LABELS = [f"intent_{i:02d}" for i in range(20)]
 
@@ -169,7 +168,7 @@ def main() -> None:
         if args.url:
             url, token_env = args.url, args.token_env
         else:
-            from label_studio_server import TOKEN, LabelStudioServer
+            from tests.support.label_studio_server import TOKEN, LabelStudioServer
 
             server = LabelStudioServer(Path(tmp) / "server")
             print(f"starting Label Studio on {server.url} ...", flush=True)
