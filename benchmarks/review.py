@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from active_learning import RESULTS, banking77
+from active_learning import RESULTS, regime
 
 from curation.orchestration.simulate import Curve, simulate
 from curation.strategies.base import STRATEGIES
@@ -125,7 +125,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
 
     t0 = time.perf_counter()
-    X, y, X_test, y_test, classes = banking77()
+    r = regime("banking77")
+    X, y, X_test, y_test, classes = r.X, r.y, r.X_test, r.y_test, r.classes
     data = (X, y, X_test, y_test, len(classes))
     print(f"pool {len(y):,} rows, test {len(y_test):,}, {len(classes)} classes")
     out: dict[str, Any] = {}

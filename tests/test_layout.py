@@ -183,3 +183,28 @@ def test_no_function_is_over_60_lines_of_code() -> None:
 
 def test_a_round_is_wired_in_one_short_module() -> None:
     assert len((PACKAGE / "orchestration" / "round.py").read_text(encoding="utf-8").splitlines()) <= 150
+
+
+def test_every_benchmark_imports_and_shows_its_options() -> None:
+    """A benchmark whose imports broke (a moved helper) fails here, not on the day it is run."""
+    scripts = sorted((ROOT / "benchmarks").glob("*.py"))
+    assert len(scripts) >= 9
+    code = (
+        "import runpy, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    sys.argv = [path, '--help']\n"
+        "    try:\n"
+        "        runpy.run_path(path, run_name='__main__')\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code in (0, None), (path, e.code)\n"
+        "    print('ok', path)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, *map(str, scripts)],
+        cwd=ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("ok ") == len(scripts), r.stdout
