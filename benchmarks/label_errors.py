@@ -391,7 +391,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     if not args.skip_news:
+        load_before = os.getloadavg()[0]
         results = quality()
+        # the load before the run (other work) or at its end (this run's own), the higher
+        results["load_avg"] = round(max(load_before, os.getloadavg()[0]), 2)
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {OUT.relative_to(ROOT)}")
