@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -277,6 +278,12 @@ def main() -> None:
     ap.add_argument("--partitioned-k", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=None, help="BLAS threads for every contender")
     args = ap.parse_args()
+    missing = [m for m in ("small_text", "skactiveml", "modAL") if importlib.util.find_spec(m) is None]
+    if args.sizes and missing:
+        raise SystemExit(
+            f"kcenter.py times ours against small-text, scikit-activeml and modAL; not installed: "
+            f"{', '.join(missing)}. Run: .venv/bin/pip install -e '.[bench]' (torch stays as it is)"
+        )
     if args.threads:
         threadpool_limits(args.threads, "blas")
     RESULTS.mkdir(parents=True, exist_ok=True)
