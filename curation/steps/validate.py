@@ -286,7 +286,8 @@ def duplicated(keys: pl.DataFrame, column: str) -> pl.DataFrame:
 def conflicting(keys: pl.DataFrame, by: list[str], label: str, report_as: str) -> pl.DataFrame:
     """Rows whose key ``by`` (the text, or its hashes) carries more than one label."""
     labeled = keys.filter(pl.col(label).is_not_null())
-    once = ~pl.col(by[0]).is_duplicated()  # a key met once has one label: half the time, alone
+    # a key met once cannot carry two labels: the window below only runs over the keys met twice
+    once = ~pl.col(by[0]).is_duplicated()
     bad = labeled.remove(once).filter(pl.col(label).n_unique().over(by) > 1)
     return _as_failures(bad, report_as, "conflicting_duplicate", label)
 
