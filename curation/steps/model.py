@@ -40,6 +40,12 @@ def _self_train(seed: int) -> Any:
     return SelfTraining(random_state=seed)
 
 
+def _logreg_knn(seed: int) -> Any:
+    from curation.steps.smoothing import NeighbourSmoothing
+
+    return NeighbourSmoothing(random_state=seed)
+
+
 def _sgd(seed: int) -> Any:
     from sklearn.linear_model import SGDClassifier
 
@@ -54,11 +60,12 @@ MODELS: dict[str, Callable[[int], Any]] = {
     "logreg_c1": _logreg(1.0),
     "sgd": _sgd,
     "self_train": _self_train,
+    "logreg_knn": _logreg_knn,
 }
 
 #: The models that also learn from unlabeled rows (``fit_model(..., unlabeled=)``); without
 #: them they are their supervised first step.
-SEMI_SUPERVISED: frozenset[str] = frozenset({"self_train"})
+SEMI_SUPERVISED: frozenset[str] = frozenset({"self_train", "logreg_knn"})
 
 #: What ``"auto"`` chooses among.
 AUTO_CANDIDATES: tuple[str, ...] = ("logreg", "logreg_c1")
