@@ -41,9 +41,10 @@ import polars as pl
 
 from curation.config import IssuesConfig, PluginConfig
 from curation.issues.find import find_issues, label_codes
-from curation.issues.knn import knn_graph, top_k
+from curation.issues.knn import knn_graph
 from curation.issues.label import label_quality
 from curation.steps.embed import embed
+from curation.support.similarity import top_k
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from curation.errors import ConfigError
 from curation.steps.cv_logreg import CVLogisticRegression
+from curation.support.similarity import top_k
 
 #: The label of an unlabeled row in ``fit`` (scikit-learn's convention for semi-supervised data).
 UNLABELED = -1
@@ -102,8 +103,6 @@ class NeighbourSmoothing(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order."""
-        from curation.issues.knn import top_k
-
         own = self.estimator_.predict_proba(X)
         k = min(self.k, self.n_kept_)
         if self.alpha == 0 or k == 0 or len(own) == 0:
