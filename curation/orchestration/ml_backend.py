@@ -34,7 +34,7 @@ from curation.errors import CurationError, DataError
 from curation.orchestration.adapters import step_embed, step_validate
 from curation.orchestration.state import codes, label_choices, last_round, load_data, load_state, store_for
 from curation.steps.embed import embed
-from curation.steps.model import FittedModel, fit_model
+from curation.steps.model import SEMI_SUPERVISED, FittedModel, fit_model
 from curation.steps.validate import load_schema
 from curation.support.progress import LogReporter
 
@@ -84,7 +84,9 @@ def fit_round_model(cfg: LoopConfig, store: VersionStore) -> RoundModel:
     """Fit the loop's round model on its labeled rows as of its last committed round.
 
     The rows are validated against the loop's contract and embedded through the cache
-    (after a round every labeled row is there), in this process.
+    (after a round every row is there), in this process; a model that also learns from the
+    pool (``curation.steps.model.SEMI_SUPERVISED``, the default ``logreg_knn``) gets the
+    unlabeled rows too, as in the round.
     """
     rep = LogReporter()
     c = cfg.columns
@@ -95,7 +97,11 @@ def fit_round_model(cfg: LoopConfig, store: VersionStore) -> RoundModel:
         raise DataError(f"no labeled rows in {cfg.dataset} to fit a model on", column=c.label)
     classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
     X = step_embed(cfg, labeled, rep, what="embed labeled")
-    model = fit_model(X, codes(labeled[c.label], classes), len(classes), cfg.seed, cfg.model)
+    pool, unlabeled = v.valid.filter(pl.col(c.label).is_null()), None
+    if cfg.model in SEMI_SUPERVISED and len(pool):  # as the round fits it: the pool included
+        unlabeled = step_embed(cfg, pool, rep, what="embed pool")
+    y = codes(labeled[c.label], classes)
+    model = fit_model(X, y, len(classes), cfg.seed, cfg.model, unlabeled=unlabeled)
     log.info("ml backend: fitted on %d labeled rows as of round %d", len(labeled), past.round)
     return RoundModel(past.round, model_version(cfg.name, past.round), classes, model, len(labeled))
 

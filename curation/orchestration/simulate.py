@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from threadpoolctl import threadpool_limits
 
-from curation.config import LoopConfig, PluginConfig
+from curation.config import DEFAULT_ROUND_MODEL, LoopConfig, PluginConfig
 from curation.connectors.base import Project
 from curation.connectors.oracle import Oracle
 from curation.errors import ConfigError, DataError
@@ -111,7 +111,7 @@ def simulate(
     n_classes: int,
     answer: Answer | None = None,
     progress: Progress | None = None,
-    model: str = "logreg_cv",
+    model: str = DEFAULT_ROUND_MODEL,
     first: Answer | None = None,
     folds: int = 3,
 ) -> Curve:

@@ -38,7 +38,7 @@ strategy: {name: hybrid, review_share: 0.1}
 # Every other setting has one default, the same for `curation run`, `dvc repro` (params.yaml)
 # and `curation sweep --loop`: the issue detectors (label, outlier, near_duplicate), the
 # embedding model (the offline MiniLM) and its max_seq_length (256), the round model
-# (logreg_cv)... Set one here to change it, e.g.:
+# (logreg_knn)... Set one here to change it, e.g.:
 #   embed: {max_seq_length: 128}
 #   issues: {detectors: [{name: label}]}
 connector: connectors/files.yaml

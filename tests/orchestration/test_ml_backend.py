@@ -73,6 +73,8 @@ def test_the_round_model_is_fitted_on_every_label_as_of_the_last_round(
     assert len(labels) == 10  # the oracle answered the round's 10 tasks
     new = int((labels["kind"] == "label").sum())
     assert new > 0 and m.rows == 3 * 20 + new  # the given labels (the broken row quarantined), the answers
+    # the default model (logreg_knn) also reads the pool, as in the round: it keeps pool rows
+    assert m.model.estimator_.n_kept_ > m.rows
     test = pl.read_parquet(one_round.parent.parent / "data" / "test.parquet")
     got = backend.predict_texts(test["text"].to_list())
     accuracy = sum(g is not None and g[0] == y for g, y in zip(got, test["label"], strict=True)) / len(test)

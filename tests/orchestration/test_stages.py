@@ -126,7 +126,7 @@ def test_params_override_the_loop_and_unknown_keys_list_the_valid_ones() -> None
     assert same.strategy.params() == {"shortlist": 7} and same.budget == 9 and same.issues.folds == 3
     other = apply_params(cfg, {"select": {"strategy": "margin"}, "embed": {"max_seq_length": 64}})
     assert other.strategy.name == "margin" and other.strategy.params() == {}
-    assert other.embed.max_seq_length == 64 and other.model == "logreg_cv"
+    assert other.embed.max_seq_length == 64 and other.model == "logreg_knn"
     assert apply_params(cfg, {"select": {"model": "logreg"}}).model == "logreg"
     with pytest.raises(
         ConfigError, match=r"select\.budgets: unknown key.*budget, curve_rounds, model, strategy"

@@ -54,10 +54,10 @@ def test_too_few_rows_for_folds_fall_back_and_still_predict() -> None:
     assert probs.shape == (5, 3) and np.allclose(probs.sum(1), 1) and (probs[:, 2] == 0).all()
 
 
-def test_every_model_fits_and_the_loop_defaults_to_logreg_cv() -> None:
+def test_every_model_fits_and_the_loop_defaults_to_logreg_knn() -> None:
     from curation.config import LoopConfig
 
-    assert LoopConfig.model_fields["model"].default == "logreg_cv"
+    assert LoopConfig.model_fields["model"].default == "logreg_knn"
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(40, 4)), np.repeat([0, 1], 20)
     X[y == 1] += 3
