@@ -83,9 +83,10 @@ class NeighbourSmoothing(ClassifierMixin, BaseEstimator):
         import scipy.sparse as sp
 
         if sp.issparse(X):
-            raise ConfigError(
-                "model 'logreg_knn' needs dense features (embeddings), not a sparse matrix",
-                field="model",
+            raise ConfigError(  # only the issue step's TF-IDF view has sparse features
+                "model 'logreg_knn' needs dense features (embeddings), and the TF-IDF view's are "
+                "sparse: choose another issues.model (auto, logreg, logreg_c1, sgd)",
+                field="issues.model",
             )
         y = np.asarray(y)
         lab, unl = np.flatnonzero(y != UNLABELED), np.flatnonzero(y == UNLABELED)
