@@ -125,8 +125,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
 
     t0 = time.perf_counter()
-    r = regime("banking77")
-    X, y, X_test, y_test, classes = r.X, r.y, r.X_test, r.y_test, r.classes
+    X, y, X_test, y_test, classes = regime("banking77")
     data = (X, y, X_test, y_test, len(classes))
     print(f"pool {len(y):,} rows, test {len(y_test):,}, {len(classes)} classes")
     out: dict[str, Any] = {}

@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from curation.config import LoopConfig
@@ -34,7 +35,8 @@ from curation.errors import CurationError, DataError
 from curation.orchestration.adapters import step_embed, step_validate
 from curation.orchestration.state import codes, label_choices, last_round, load_data, load_state, store_for
 from curation.steps.embed import embed
-from curation.steps.model import SEMI_SUPERVISED, FittedModel, fit_model
+from curation.steps.model import SEMI_SUPERVISED, FittedModel, fit_model, make_model
+from curation.steps.semi_supervised import unlabeled_sample
 from curation.steps.validate import load_schema
 from curation.support.progress import LogReporter
 
@@ -86,7 +88,7 @@ def fit_round_model(cfg: LoopConfig, store: VersionStore) -> RoundModel:
     The rows are validated against the loop's contract and embedded through the cache
     (after a round every row is there), in this process; a model that also learns from the
     pool (``curation.steps.model.SEMI_SUPERVISED``, the default ``logreg_knn``) gets the
-    unlabeled rows too, as in the round.
+    unlabeled rows too, as in the round: only the sample it keeps is read from the cache.
     """
     rep = LogReporter()
     c = cfg.columns
@@ -98,8 +100,10 @@ def fit_round_model(cfg: LoopConfig, store: VersionStore) -> RoundModel:
     classes = label_choices(cfg, load_schema(cfg.path(cfg.schema_path)), labeled)
     X = step_embed(cfg, labeled, rep, what="embed labeled")
     pool, unlabeled = v.valid.filter(pl.col(c.label).is_null()), None
-    if cfg.model in SEMI_SUPERVISED and len(pool):  # as the round fits it: the pool included
-        unlabeled = step_embed(cfg, pool, rep, what="embed pool")
+    if cfg.model in SEMI_SUPERVISED and len(pool):  # as the round fits it: the pool included,
+        cap = make_model(cfg.model, cfg.seed).max_unlabeled  # the rows it keeps read alone
+        keep = unlabeled_sample(np.arange(len(pool)), cap, cfg.seed)
+        unlabeled = step_embed(cfg, pool[keep], rep, what="embed pool")
     y = codes(labeled[c.label], classes)
     model = fit_model(X, y, len(classes), cfg.seed, cfg.model, unlabeled=unlabeled)
     log.info("ml backend: fitted on %d labeled rows as of round %d", len(labeled), past.round)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from curation.errors import ConfigError
+from curation.steps.semi_supervised import UNLABELED, unlabeled_sample
 
 log = logging.getLogger(__name__)
 
@@ -190,19 +191,18 @@ def _fitted_on(est: Any, classes: np.ndarray, n_features: int) -> bool:
 
 
 def _with_unlabeled(X: Any, y: np.ndarray, unlabeled: Any, cap: int, seed: int) -> tuple[Any, np.ndarray]:
-    """``X`` and at most ``cap`` rows of ``unlabeled`` stacked, the unlabeled rows' label ``-1``.
+    """``X`` and at most ``cap`` rows of ``unlabeled`` stacked, the unlabeled rows' label
+    :data:`UNLABELED`.
 
-    The sample is the one the estimator would draw itself (the same seed over the same
-    count), taken before the copy so that a large pool is never stacked whole.
+    The sample is the one the estimator would draw itself (:func:`unlabeled_sample`, the same
+    seed over the same count), taken before the copy so that a large pool is never stacked whole.
     """
     import scipy.sparse as sp
 
     if _rows(unlabeled) > cap:
-        unlabeled = unlabeled[
-            np.sort(np.random.default_rng(seed).choice(_rows(unlabeled), cap, replace=False))
-        ]
+        unlabeled = unlabeled[unlabeled_sample(np.arange(_rows(unlabeled)), cap, seed)]
     stacked = sp.vstack([X, unlabeled], format="csr") if sp.issparse(X) else np.concatenate([X, unlabeled])
-    return stacked, np.concatenate([np.asarray(y), np.full(_rows(unlabeled), -1, dtype=np.int64)])
+    return stacked, np.concatenate([np.asarray(y), np.full(_rows(unlabeled), UNLABELED, dtype=np.int64)])
 
 
 def unlabeled_rows(model: str, X: Any, rows: np.ndarray) -> Any | None:

@@ -17,9 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
 from curation.steps.cv_logreg import CVLogisticRegression
-
-#: The label of an unlabeled row in ``fit`` (scikit-learn's convention for semi-supervised data).
-UNLABELED = -1
+from curation.steps.semi_supervised import UNLABELED, unlabeled_sample
 
 
 class SelfTraining(ClassifierMixin, BaseEstimator):
@@ -74,9 +72,7 @@ class SelfTraining(ClassifierMixin, BaseEstimator):
         lab, unl = np.flatnonzero(y != UNLABELED), np.flatnonzero(y == UNLABELED)
         first = CVLogisticRegression(max_iter=self.max_iter, random_state=self.random_state)
         first.fit(X[lab], y[lab])
-        if len(unl) > self.max_unlabeled:
-            rng = np.random.default_rng(self.random_state)
-            unl = np.sort(rng.choice(unl, size=self.max_unlabeled, replace=False))
+        unl = unlabeled_sample(unl, self.max_unlabeled, self.random_state)
         self.n_pseudo_ = len(unl)
         if not len(unl):
             self.estimator_: Any = first

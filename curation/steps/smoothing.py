@@ -17,10 +17,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from curation.errors import ConfigError
 from curation.steps.cv_logreg import CVLogisticRegression
+from curation.steps.semi_supervised import UNLABELED, unlabeled_sample
 from curation.support.similarity import top_k
-
-#: The label of an unlabeled row in ``fit`` (scikit-learn's convention for semi-supervised data).
-UNLABELED = -1
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
@@ -90,9 +88,7 @@ class NeighbourSmoothing(ClassifierMixin, BaseEstimator):
             )
         y = np.asarray(y)
         lab, unl = np.flatnonzero(y != UNLABELED), np.flatnonzero(y == UNLABELED)
-        if len(unl) > self.max_unlabeled:
-            rng = np.random.default_rng(self.random_state)
-            unl = np.sort(rng.choice(unl, size=self.max_unlabeled, replace=False))
+        unl = unlabeled_sample(unl, self.max_unlabeled, self.random_state)
         self.estimator_ = CVLogisticRegression(max_iter=self.max_iter, random_state=self.random_state)
         self.estimator_.fit(X[lab], y[lab])
         self.classes_ = self.estimator_.classes_

@@ -113,7 +113,8 @@ def test_neighbour_smoothing_beats_the_plain_model_while_labels_are_few(
 
 def test_neighbour_smoothing_reads_the_kept_rows_and_without_weight_is_the_plain_model() -> None:
     from curation.errors import ConfigError
-    from curation.steps.smoothing import UNLABELED, NeighbourSmoothing
+    from curation.steps.semi_supervised import UNLABELED
+    from curation.steps.smoothing import NeighbourSmoothing
 
     rng = np.random.default_rng(0)
     X = np.r_[rng.normal(0, 0.3, (30, 2)) + [3, 0], rng.normal(0, 0.3, (30, 2)) + [0, 3]]
