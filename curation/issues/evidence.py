@@ -21,7 +21,7 @@ from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from curation.issues.base import Evidence
-from curation.steps.model import CrossFit, FittedModel, choose_model, cross_fit, fit_model
+from curation.steps.model import CrossFit, FittedModel, choose_model, cross_fit, fit_model, training_rows
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,22 @@ def knn_probs(knn: csr_matrix, labels: np.ndarray, n_classes: int, prior: float 
     [0, 0, 0, 0, 1, 1, 1]
     """
     n, k = knn.shape[0], knn.nnz // knn.shape[0]
-    nbr = knn.indices.reshape(n, k)
-    sim = np.clip(1.0 - knn.data.reshape(n, k), 0.0, None)
+    return neighbour_probs(knn.indices.reshape(n, k), knn.data.reshape(n, k), labels, n_classes, prior)
+
+
+def neighbour_probs(
+    nbr: np.ndarray, dist: np.ndarray, labels: np.ndarray, n_classes: int, prior: float = 1.0
+) -> np.ndarray:
+    """:func:`knn_probs` for some rows: their neighbours ``nbr`` (rows of ``labels``, every
+    row's code) at cosine distances ``dist``, both ``(rows, k)``.
+
+    Examples
+    --------
+    >>> neighbour_probs(np.array([[1, 2]]), np.array([[0.0, 0.5]]), np.array([0, 1, 1]), 2, prior=0).tolist()
+    [[0.0, 1.0]]
+    """
+    n, k = nbr.shape
+    sim = np.clip(1.0 - dist, 0.0, None)
     nbr_labels = labels[nbr]
     known = nbr_labels >= 0
     votes = np.zeros((n, n_classes), dtype=np.float64)
@@ -202,7 +216,10 @@ def model_evidence(
     probs[lab], fit = cross_fit(X_lab, y, n_classes, folds, seed, model, start=begin)
     pool_model = None
     if len(pool):
-        pool_model = fit_model(X_lab, y, n_classes, seed, model, start=start.pool_model if start else None)
+        train = training_rows(np.zeros(len(y), np.int64), fit.draws, -1)  # every labeled row, at most 200,000
+        pool_model = fit_model(
+            X_lab[train], y[train], n_classes, seed, model, start=start.pool_model if start else None
+        )
         probs[pool] = pool_model.predict_proba(X[pool])
     acc = float((probs[lab].argmax(1) == y).mean())
     fold, draws = np.full(len(labels), -1, dtype=np.int64), np.full(len(labels), np.nan)
@@ -247,13 +264,35 @@ def combine(
     >>> good.weight > 0, noise.weight, bool((p.argmax(1) == good.pred_probs.argmax(1)).all())
     (True, 0.0, True)
     """
+    lab, rng = evidence_rows(labels, max_rows, seed)
+    logs = np.stack([np.log(np.clip(m.pred_probs[lab], 1e-6, None)) for m in members])
+    weights, alone = weigh(logs, labels[lab], [m.leads for m in members], rng, tol)
+    for i, m in enumerate(members):
+        m.weight, m.log_loss = float(max(weights[i], 0.0)), alone[i]
+    log.info("evidence weights: %s", {m.name: round(m.weight, 3) for m in members})
+    chosen = np.flatnonzero(weights >= 0)
+    return pool([members[i].pred_probs for i in chosen], weights[chosen])
+
+
+def evidence_rows(
+    labels: np.ndarray, max_rows: int = 50_000, seed: int = 0
+) -> tuple[np.ndarray, np.random.Generator]:
+    """The labeled rows :func:`combine` fits the weights on (at most ``max_rows``, seeded),
+    and the generator that then splits them in halves."""
     lab = np.flatnonzero(labels >= 0)
     rng = np.random.default_rng(seed)
     if len(lab) > max_rows:
         lab = np.sort(rng.choice(lab, size=max_rows, replace=False))
-    logs = np.stack([np.log(np.clip(m.pred_probs[lab], 1e-6, None)) for m in members])
-    y = labels[lab]
-    half = rng.permutation(len(lab)) < len(lab) // 2
+    return lab, rng
+
+
+def weigh(
+    logs: np.ndarray, y: np.ndarray, leads: list[bool], rng: np.random.Generator, tol: float = 0.2
+) -> tuple[np.ndarray, list[float]]:
+    """:func:`combine`'s choice: each member's weight (``-1``: left out) and held-out log-loss
+    alone, from the members' log-probabilities ``logs`` (members, rows, classes) on rows of
+    labels ``y``."""
+    half = rng.permutation(len(y)) < len(y) // 2
 
     def heldout(chosen: list[int]) -> float:
         parts = ((half, ~half), (~half, half))
@@ -261,22 +300,20 @@ def combine(
             np.mean([_loss(_fit(logs[chosen][:, a], y[a]), logs[chosen][:, b], y[b])[0] for a, b in parts])
         )
 
-    alone = {i: heldout([i]) for i in range(len(members))}
-    leaders = [i for i, m in enumerate(members) if m.leads] or list(alone)
+    alone = [heldout([i]) for i in range(len(logs))]
+    leaders = [i for i in range(len(logs)) if leads[i]] or list(range(len(logs)))
     first = min(leaders, key=alone.__getitem__)
     chosen, best = [first], alone[first]
-    while len(chosen) < len(members):
-        trials = {i: heldout([*chosen, i]) for i in range(len(members)) if i not in chosen}
+    while len(chosen) < len(logs):
+        trials = {i: heldout([*chosen, i]) for i in range(len(logs)) if i not in chosen}
         i = min(trials, key=trials.__getitem__)
         if trials[i] > best * (1.0 - tol):
             break
         chosen, best = [*chosen, i], trials[i]
-    weights = np.zeros(len(members))
+    weights = np.full(len(logs), -1.0)
+    weights[sorted(chosen)] = 0.0
     weights[chosen] = _fit(logs[chosen], y)
-    for i, m in enumerate(members):
-        m.weight, m.log_loss = float(weights[i]), alone[i]
-    log.info("evidence weights: %s", {m.name: round(m.weight, 3) for m in members})
-    return pool([members[i].pred_probs for i in chosen], weights[chosen])
+    return weights, alone
 
 
 def _loss(w: np.ndarray, logs: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

@@ -51,6 +51,8 @@ class KnnIndex:
 
     def assign(self, X: np.ndarray) -> np.ndarray:
         """The list of each row of ``X``: the one with the nearest centre."""
+        if len(self.centres) == 1:
+            return np.zeros(len(X), np.int32)
         return top_k(X, self.centres, 1)[1][:, 0].astype(np.int32)
 
 
@@ -115,17 +117,57 @@ def knn_search(
 
 
 def build_index(X: np.ndarray, seed: int = 0, probe: int = PROBE, iterations: int = 10) -> KnnIndex:
-    """About ``sqrt(n)`` lists of ``X``'s rows by spherical k-means, each with its ``probe``
-    nearest lists.
+    """About ``sqrt(n)`` lists of ``X``'s rows by spherical k-means (:func:`nlist_for`), each
+    with its ``probe`` nearest lists.
 
     The centres start at distinct random rows and take ``iterations`` Lloyd steps on a seeded
     sample of at most 64 rows per list (as faiss's k-means trains); every step is one matrix
     product (:func:`top_k`). An empty list keeps its centre.
     """
-    n = X.shape[0]
-    nlist = max(1, int(min(math.sqrt(n), n // 40)))
+    rows, rng = index_sample(X.shape[0], seed)
+    index = train_index(X[rows], nlist_for(X.shape[0]), rng, probe, iterations)
+    index.lists = index.assign(X)
+    log.info(
+        "kNN index: %d k-means lists, each against its %d nearest, over %d rows",
+        len(index.centres),
+        probe,
+        len(X),
+    )
+    return index
+
+
+def nlist_for(n: int) -> int:
+    """The lists of :func:`build_index` for ``n`` rows: about ``sqrt(n)`` up to a million rows
+    (at least 40 rows each), then 1,000 rows each (the search's cost grows with ``n`` times
+    a list's rows: linearly from there).
+
+    Examples
+    --------
+    >>> nlist_for(100), nlist_for(1_000_000), nlist_for(10_000_000)
+    (2, 1000, 10000)
+    """
+    return max(1, int(min(max(math.sqrt(n), n / 1000), n // 40)))
+
+
+def index_sample(n: int, seed: int = 0) -> tuple[np.ndarray, np.random.Generator]:
+    """The rows :func:`build_index` trains on (at most 64 per list, seeded, sorted), and the
+    generator that then picks the first centres among them.
+
+    Examples
+    --------
+    >>> rows, _ = index_sample(100_000)
+    >>> len(rows), bool((np.diff(rows) > 0).all())
+    (20224, True)
+    """
     rng = np.random.default_rng(seed)
-    fit = X[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
+    return np.sort(rng.choice(n, size=min(n, 64 * nlist_for(n)), replace=False)), rng
+
+
+def train_index(
+    fit: np.ndarray, nlist: int, rng: np.random.Generator, probe: int = PROBE, iterations: int = 10
+) -> KnnIndex:
+    """The k-means lists of :func:`build_index` from its training rows ``fit``
+    (:func:`index_sample`); the index's ``lists`` are empty until rows are assigned."""
     centres = fit[rng.choice(len(fit), size=nlist, replace=False)].copy()
     for _ in range(iterations):
         near = top_k(fit, centres, 1)[1][:, 0]
@@ -133,10 +175,7 @@ def build_index(X: np.ndarray, seed: int = 0, probe: int = PROBE, iterations: in
         sums = np.asarray(members @ fit)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         centres = np.where(norms > 0, sums / np.maximum(norms, 1e-12), centres).astype(np.float32)
-    index = KnnIndex(centres, top_k(centres, centres, min(probe, nlist))[1], np.zeros(0, np.int32))
-    index.lists = index.assign(X)
-    log.info("kNN index: %d k-means lists, each against its %d nearest, over %d rows", nlist, probe, n)
-    return index
+    return KnnIndex(centres, top_k(centres, centres, min(probe, nlist))[1], np.zeros(0, np.int32))
 
 
 def update_graph(

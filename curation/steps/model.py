@@ -312,6 +312,31 @@ def cross_fit(
     >>> bool((fit2.folds[:40] == fit.folds[:40]).all()), int((fit2.folds[40:] >= 0).sum())
     (True, 2)
     """
+    fold, draws, starts = fold_plan(y, n_classes, folds, seed, start)
+    probs = np.zeros((len(y), n_classes), dtype=np.float64)
+    models = []
+    for j in range(len(starts)):
+        train, test = training_rows(fold, draws, j, max_train_rows), np.flatnonzero(fold == j)
+        fitted = fit_model(X[train], y[train], n_classes, seed, model, start=starts[j])
+        probs[test] = fitted.predict_proba(X[test])
+        models.append(fitted)
+    return probs, CrossFit(fold, models, draws)
+
+
+def fold_plan(
+    y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0, start: CrossFit | None = None
+) -> tuple[np.ndarray, np.ndarray, list[FittedModel | None]]:
+    """:func:`cross_fit`'s plan, without the features: each row's fold, each row's draw, and
+    the model each fold starts from (``None``: a cold start).
+
+    The number of folds is ``folds``, or the largest class count if smaller (at least 2).
+
+    Examples
+    --------
+    >>> fold, draws, starts = fold_plan(np.array([0, 1] * 5), 2, folds=5)
+    >>> sorted(np.bincount(fold).tolist()), len(starts), draws.shape
+    ([2, 2, 2, 2, 2], 5, (10,))
+    """
     counts = np.bincount(y, minlength=n_classes)
     k = int(max(2, min(folds, counts.max())))
     if start is not None and len(start.models) == k and len(start.folds) == len(y):
@@ -322,16 +347,37 @@ def cross_fit(
     draws = np.random.default_rng(seed).random(len(y))
     if start is not None and start.draws is not None and len(start.draws) == len(y):
         draws = np.where(np.isnan(start.draws), draws, start.draws)  # kept rows keep their draw
-    probs = np.zeros((len(y), n_classes), dtype=np.float64)
-    models = []
-    for j in range(k):
-        train, test = np.flatnonzero(fold != j), np.flatnonzero(fold == j)
-        if len(train) > max_train_rows:  # the rows of lowest draw: next round, nearly the same rows
-            train = np.sort(train[np.argpartition(draws[train], max_train_rows)[:max_train_rows]])
-        fitted = fit_model(X[train], y[train], n_classes, seed, model, start=starts[j])
-        probs[test] = fitted.predict_proba(X[test])
-        models.append(fitted)
-    return probs, CrossFit(fold, models, draws)
+    return fold, draws, starts
+
+
+def training_rows(
+    fold: np.ndarray, draws: np.ndarray, j: int, max_train_rows: int = MAX_TRAIN_ROWS
+) -> np.ndarray:
+    """The rows fold ``j``'s model trains on: the others' rows, at most ``max_train_rows``
+    of them (those of lowest draw; next round, nearly the same rows). ``j = -1``: every row.
+
+    Examples
+    --------
+    >>> training_rows(np.array([0, 1, 1, 0]), np.array([.9, .1, .5, .2]), 0, 1).tolist()
+    [1]
+    """
+    train = np.flatnonzero(fold != j)
+    if len(train) > max_train_rows:
+        train = np.sort(train[np.argpartition(draws[train], max_train_rows)[:max_train_rows]])
+    return train
+
+
+def choice_rows(n: int, seed: int = 0, max_rows: int = 3000) -> np.ndarray:
+    """The rows :func:`choose_model` compares the candidates on: all, or a seeded sample.
+
+    Examples
+    --------
+    >>> choice_rows(5).tolist(), len(choice_rows(10_000))
+    ([0, 1, 2, 3, 4], 3000)
+    """
+    if n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
 
 
 def _stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -386,9 +432,7 @@ def choose_model(
     >>> choose_model(X, y, 2)[0] in AUTO_CANDIDATES
     True
     """
-    rows: np.ndarray = np.arange(len(y))
-    if len(y) > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(len(y), size=max_rows, replace=False))
+    rows = choice_rows(len(y), seed, max_rows)
     Xs, ys = X[rows], y[rows]
     scores = {}
     for name in candidates:

@@ -29,11 +29,12 @@ def top_k(Q: np.ndarray, B: np.ndarray, k: int, block: int = 1 << 25) -> tuple[n
 
     sims, idx = [], []
     step = max(1, block // max(len(B), 1))
-    b = torch.from_numpy(np.ascontiguousarray(B, dtype=np.float32))
+    B = np.ascontiguousarray(B, dtype=np.float32)
+    b = torch.from_numpy(B if B.flags.writeable else B.copy())  # Ray's shared arrays are read-only
     out = torch.empty((min(step, len(Q)), len(B)), dtype=torch.float32)  # reused: no page faults
     with torch.inference_mode():
         for i in range(0, len(Q), step):
-            q = torch.from_numpy(np.ascontiguousarray(Q[i : i + step], dtype=np.float32))
+            q = torch.from_numpy(np.array(Q[i : i + step], dtype=np.float32))  # a copy: writable
             products = out[: len(q)]
             torch.mm(q, b.T, out=products)
             s, j = torch.topk(products, k, dim=1)
