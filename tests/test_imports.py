@@ -13,6 +13,7 @@ PUBLIC = [
     "SweepSettings",
     "embed",
     "find_issues",
+    "find_issues_ray",
     "find_leaks",
     "load_loop",
     "load_schema",

@@ -71,6 +71,7 @@ def test_every_example_of_the_python_doc_runs(tmp_path: Path, data_dir: Path) ->
     assert "example 100 hybrid dvc" in r.stdout
     assert "161 rows: 160 valid, 1 quarantined" in r.stdout and "999999" in r.stdout
     assert "(160, 384) float32" in r.stdout
+    assert "True Int64" in r.stdout  # the Ray job's table is find_issues's, ids in their dtype
     assert "} Int64" in r.stdout  # find_issues kept the Int64 ids
     assert "1 example/round-1 100 selected, 1 quarantined" in r.stdout
     assert [line.split()[1] for line in r.stdout.splitlines() if line.startswith("displayed")] == [

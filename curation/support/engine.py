@@ -23,14 +23,16 @@ def ensure_ray(address: str | None = None) -> None:
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    # "local": a new instance even when another Ray runs on this machine (ray.init(None)
+    # would join the one it last started, and share its workers and their code)
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Actors that Ray Data stops at the end of a job get SIGTERM; without this, each one
     # prints a stack dump to the terminal. Crashes are still in Ray's log files.
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     # Ray enables token auth on a local instance by default and says so on every start.
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-    log.info("starting Ray (%s)", address or "local")
+    log.info("starting Ray (%s)", address)
     ray.init(
         address=address,
         include_dashboard=False,
