@@ -59,7 +59,7 @@ from curation.steps.model import (
     fold_plan,
     training_rows,
 )
-from curation.support.data import Block, plan_blocks, read_block
+from curation.support.data import Block, parquet_schema, plan_blocks, read_block
 from curation.support.ids import keep_id_dtype
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,10 @@ def find_issues_ray(
     from curation.support.engine import ensure_ray
 
     cfg = cfg or IssuesConfig()
-    detectors = check_config(cfg)
+    detectors = _check_config(cfg)
     classes = [str(c) for c in classes]
     ensure_ray(address)
-    blocks, first = parquet_blocks(source, block_rows)
+    blocks, first = _parquet_blocks(source, block_rows, column)
     t = time.perf_counter()
     codes = (
         np.concatenate(_get([_codes_task.remote(b, classes) for b in blocks]))
@@ -167,7 +167,7 @@ def find_issues_ray(
     return table, report
 
 
-def check_config(cfg: IssuesConfig) -> list[tuple[str, dict[str, Any]]]:
+def _check_config(cfg: IssuesConfig) -> list[tuple[str, dict[str, Any]]]:
     """The configured detectors (name, settings), or a ConfigError naming what the Ray job
     cannot run."""
     if cfg.recipe != "ensemble":
@@ -194,12 +194,21 @@ def check_config(cfg: IssuesConfig) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def parquet_blocks(source: str | Path, block_rows: int) -> tuple[list[Block], np.ndarray]:
-    """The source's Parquet blocks and each block's first row in the whole (0, then sums)."""
+def _parquet_blocks(source: str | Path, block_rows: int, column: str) -> tuple[list[Block], np.ndarray]:
+    """The source's Parquet blocks, each with its first row in the whole (0, then sums); a file
+    that is not Parquet or lacks ``id``, ``label`` or ``column`` is a DataError naming it."""
     blocks = plan_blocks(source, block_rows)
-    for b in blocks:
-        if b.rows is None:
-            raise DataError("the Ray issue step reads Parquet files only; convert this file", path=b.url)
+    for url in dict.fromkeys(b.url for b in blocks):
+        if not url.split("?")[0].endswith(".parquet"):
+            raise DataError("the Ray issue step reads Parquet files only; convert this file", path=url)
+        names = parquet_schema(url).names
+        for col in ("id", "label", column):
+            if col not in names:
+                raise DataError(
+                    f"has no {col!r} column; the Ray issue step reads id, label and {column}",
+                    path=url,
+                    column=col,
+                )
     sizes = np.array([b.rows for b in blocks], dtype=np.int64)
     return blocks, np.r_[0, np.cumsum(sizes)][:-1].astype(np.int64)
 
@@ -521,26 +530,21 @@ def _remote(fn: Any) -> Any:
     return Lazy()
 
 
-def vectors(df: pl.DataFrame, column: str, url: str) -> np.ndarray:
-    """The ``(rows, d)`` float32 vectors of ``df[column]`` (a fixed-size or plain list)."""
-    if column not in df.columns:
-        raise DataError(
-            f"has no {column!r} column; the Ray issue step reads id, label and {column}", path=url
-        )
+def _vectors(df: pl.DataFrame, column: str, url: str) -> np.ndarray:
+    """The ``(rows, d)`` float32 vectors of ``df[column]`` (a fixed-size or plain list); a
+    missing vector or a length unlike the others' is a DataError naming the row's ``id``."""
     s = df[column]
-    if s.null_count():
-        row = int(s.is_null().arg_max())  # type: ignore[arg-type]
-        raise DataError("a row has no vector; embed every row first", path=url, column=column, row=row)
+    bad = s.is_null()
     if isinstance(s.dtype, pl.List):
         lengths = s.list.len()
-        if lengths.n_unique() > 1:
-            raise DataError(
-                "vectors of different lengths",
-                path=url,
-                column=column,
-                row=int((lengths != lengths[0]).arg_max()),
-            )  # type: ignore[arg-type]
-        s = s.list.to_array(int(lengths[0]) if len(s) else 0)
+        bad = bad | (lengths != lengths.drop_nulls().first())
+    if bad.any():
+        row = df["id"][int(bad.arg_max())]  # type: ignore[arg-type]
+        raise DataError(
+            "no vector, or one of another length; embed every row first", path=url, column=column, row=row
+        )
+    if isinstance(s.dtype, pl.List):
+        s = s.list.to_array(int(s.list.len().first()) if len(s) else 0)  # type: ignore[arg-type]
     return np.ascontiguousarray(s.to_numpy(), dtype=np.float32)
 
 
@@ -571,7 +575,7 @@ def _codes(block: Block, classes: list[str]) -> np.ndarray:
 
 def _gather(block: Block, first: int, wanted: np.ndarray, column: str) -> np.ndarray:
     lo, hi = np.searchsorted(wanted, [first, first + (block.rows or 0)])
-    X = vectors(read_block(block, [column]), column, block.url)
+    X = _vectors(read_block(block, ["id", column]), column, block.url)
     return X[wanted[lo:hi] - first]
 
 
@@ -605,7 +609,7 @@ def _assign(
     block: Block, first: int, index: KnnIndex, groups: np.ndarray, column: str, root: str
 ) -> np.ndarray:
     """Each row's list; the block's rows written to ``root`` by partition."""
-    X = vectors(read_block(block, [column]), column, block.url)
+    X = _vectors(read_block(block, ["id", column]), column, block.url)
     lists = index.assign(X)
     part = groups[lists]
     for g in np.unique(part):

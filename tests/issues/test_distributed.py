@@ -121,3 +121,29 @@ def test_settings_it_cannot_run_are_refused_by_field(tmp_path: Path) -> None:
             IssuesConfig(detectors=[PluginConfig(name="label", filter_by="prune_by_noise_rate")]),
         )
     assert e.value.field == "issues.detectors.0.filter_by"
+
+
+def test_a_row_without_a_vector_and_a_missing_column_are_named(tmp_path: Path) -> None:
+    rows = make_rows(n=300)
+    vectors = [None if i == 77 else list(v) for i, v in enumerate(rows["embedding"].to_numpy())]
+    rows.with_columns(pl.Series("embedding", vectors, dtype=pl.List(pl.Float32))).write_parquet(
+        tmp_path / "a.parquet"
+    )
+    ensure_ray(None)
+    with pytest.raises(DataError) as e:
+        find_issues_ray(tmp_path / "a.parquet", CLASSES, config())
+    assert (e.value.row, e.value.column) == ("r77", "embedding") and "a.parquet" in str(e.value)
+    rows.drop("label").write_parquet(tmp_path / "b.parquet")
+    with pytest.raises(DataError) as e:
+        find_issues_ray(tmp_path / "b.parquet", CLASSES, config())
+    assert e.value.column == "label" and "b.parquet" in str(e.value)
+
+
+def test_plain_list_vectors_give_the_fixed_size_ones_table(tmp_path: Path) -> None:
+    rows = make_rows(n=3000)
+    rows.write_parquet(tmp_path / "fixed.parquet")
+    rows.with_columns(pl.col("embedding").arr.to_list()).write_parquet(tmp_path / "plain.parquet")
+    ensure_ray(None)
+    fixed, _ = find_issues_ray(tmp_path / "fixed.parquet", CLASSES, config())
+    plain, _ = find_issues_ray(tmp_path / "plain.parquet", CLASSES, config())
+    assert len(fixed) and fixed.equals(plain)
