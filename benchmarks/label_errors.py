@@ -23,6 +23,7 @@ Usage::
     .venv/bin/python benchmarks/label_errors.py --scale 1000000
     .venv/bin/python benchmarks/label_errors.py --skip-news --scale 1000000 --knn-only
     .venv/bin/python benchmarks/label_errors.py --skip-news --scale 1000000 --knn-sweep
+    .venv/bin/python benchmarks/label_errors.py --skip-news --ray 10000000
 """
 
 from __future__ import annotations
@@ -390,7 +391,12 @@ def main() -> None:
     ap.add_argument(
         "--skip-knn", action="store_true", help="with --scale: keep the kNN comparison in the file"
     )
+    ap.add_argument("--ray", type=int, default=0, help="rows of the Ray job on a 2-node cluster")
+    ap.add_argument("--ray-sample", type=int, default=200_000, help="rows both ways for sample_jaccard")
+    ap.add_argument("--scratch", type=Path, default=None, help="folder for the Ray run's Parquet and scratch")
     args = ap.parse_args()
+    if args.ray:
+        run_ray(args.ray, args.ray_sample, args.scratch)
     if not args.skip_news:
         load_before = os.getloadavg()[0]
         results = quality()
@@ -423,6 +429,97 @@ def run_scale(args: argparse.Namespace) -> None:
         scaled["knn_sweep"] = {"generated": knn_sweep(X[:n]), "real": knn_sweep(real_vectors())}
     elif not args.skip_knn:
         scaled["knn"] = knn_compare(X[:n], args.queries)
+    path.write_text(json.dumps(scaled, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def generated_parts(folder: Path, n: int, chunk: int = 500_000, seed: int = 0) -> set[int]:
+    """:func:`generated`'s rows (same centres and noise, chunk by chunk) as Parquet files in
+    ``folder`` (``id``, ``label``, ``embedding``); returns the moved rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    centres = np.random.default_rng(seed).normal(size=(20, 384)).astype(np.float32)
+    moved: set[int] = set()
+    for i in range(0, n, chunk):
+        rng = np.random.default_rng([seed, i])
+        m = min(chunk, n - i)
+        y = rng.integers(0, 20, m)
+        X = centres[y] + 4.0 * rng.standard_normal((m, 384), dtype=np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        hit = rng.random(m) < 0.05
+        y = np.where(hit, (y + rng.integers(1, 20, m)) % 20, y)
+        moved |= set((i + np.flatnonzero(hit)).tolist())
+        pl.DataFrame(
+            {
+                "id": np.arange(i, i + m).astype(str),
+                "label": np.array(CLASSES)[y],
+                "embedding": pl.Series(X, dtype=pl.Array(pl.Float32, 384)),
+            }
+        ).write_parquet(folder / f"part-{i // chunk:05d}.parquet", row_group_size=65_536)
+    return moved
+
+
+def run_ray(n: int, sample: int, scratch: Path | None) -> None:
+    """``--ray``: the Ray job on a 2-node cluster at ``n`` rows, then both ways on ``sample``."""
+    import multiprocessing
+    import shutil
+    import tempfile
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from curation.issues.distributed import find_issues_ray
+    from curation.support.engine import ensure_ray
+
+    path = OUT.with_name("label_errors_scale.json")
+    root = Path(tempfile.mkdtemp(prefix="curation-ray-bench-", dir=scratch))
+    load_before = os.getloadavg()[0]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # the driver's memory is the job's alone
+        moved = pool.apply(generated_parts, (root / "rows", n))
+        pool.apply(generated_parts, (root / "sample", sample))
+    store = 3 * 1024**3  # each node's object store: the training sample (1.3 GB at 10M rows) unspilled
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store})
+    cluster.add_node(num_cpus=1, object_store_memory=store)
+    cluster.wait_for_nodes()
+    ensure_ray(cluster.address)
+    try:
+        t = time.perf_counter()
+        table, report = find_issues_ray(
+            root / "rows", CLASSES, scale_config(reuse=False), scratch=root / "scratch"
+        )
+        seconds = time.perf_counter() - t
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        flagged = set(table.filter(pl.col("issue") == "label")["id"].cast(pl.Int64).to_list())
+        run = {
+            "rows": n,
+            "seconds": round(seconds, 1),
+            "driver_peak_gb": round(peak, 3),
+            "stages": report["seconds"],
+        }
+        run |= {"recall": round(len(flagged & moved) / len(moved), 4), "flagged": report["flagged"]}
+        print(
+            f"Ray job, {n:,} rows on 2 nodes: {seconds:.0f} s, driver peak {peak:.2f} GB, recall {run['recall']}"
+        )
+        on_ray, _ = find_issues_ray(root / "sample", CLASSES, scale_config(reuse=False))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    df = pl.read_parquet(root / "sample")
+    shutil.rmtree(root, ignore_errors=True)
+    X = df["embedding"].to_numpy()
+    in_process, _ = find_issues(None, df["id"], df["label"].to_list(), CLASSES, X, scale_config(reuse=False))
+    jaccard = {}
+    for issue in [*ALL, "all"]:
+        a, b = (
+            set(t.filter((pl.col("issue") == issue) | (issue == "all")).select("id", "issue").rows())
+            for t in (in_process, on_ray)
+        )
+        jaccard[issue] = round(len(a & b) / len(a | b), 4) if a | b else 1.0
+    print(f"flags on {sample:,} rows, Ray job against in process: Jaccard {jaccard}")
+    scaled = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    scaled["ray_10M" if n == 10_000_000 else f"ray_{n}"] = run | {
+        "load_avg": round(max(load_before, os.getloadavg()[0]), 2)
+    }
+    scaled["sample_jaccard"] = jaccard | {"rows": sample}
     path.write_text(json.dumps(scaled, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path.relative_to(ROOT)}")
 
