@@ -236,7 +236,7 @@ def _run(job: _Job, detectors: list[tuple[str, dict[str, Any]]]) -> tuple[pl.Dat
 
     t = time.perf_counter()
     index, plan, fits, model = _index_and_fits(job)
-    members = [v for v in job.cfg.views if v in RAY_VIEWS]
+    members = [str(v) for v in job.cfg.views if v in RAY_VIEWS]
     job.seconds["sample_and_index"] = time.perf_counter() - t
     t = time.perf_counter()
     index_ref = ray.put(index)

@@ -216,7 +216,8 @@ def model_evidence(
     probs[lab], fit = cross_fit(X_lab, y, n_classes, folds, seed, model, start=begin)
     pool_model = None
     if len(pool):
-        train = training_rows(np.zeros(len(y), np.int64), fit.draws, -1)  # every labeled row, at most 200,000
+        drawn = fit.draws if fit.draws is not None else np.zeros(len(y))
+        train = training_rows(np.zeros(len(y), np.int64), drawn, -1)  # every labeled row, at most 200,000
         pool_model = fit_model(
             X_lab[train], y[train], n_classes, seed, model, start=start.pool_model if start else None
         )
