@@ -238,26 +238,29 @@ def _run(job: _Job, detectors: list[tuple[str, dict[str, Any]]]) -> tuple[pl.Dat
     index, plan, fits, model = _index_and_fits(job)
     members = [str(v) for v in job.cfg.views if v in RAY_VIEWS]
     job.seconds["sample_and_index"] = time.perf_counter() - t
+    log.info("Ray issue step, sample and index: %.1f s", job.seconds["sample_and_index"])
     t = time.perf_counter()
     index_ref = ray.put(index)
     where, live = _partition(job, index, index_ref)
     job.seconds["assign"] = time.perf_counter() - t
+    log.info("Ray issue step, assign: %.1f s", job.seconds["assign"])
     t = time.perf_counter()
     codes_ref = ray.put(job.codes)
     refs = (index_ref, ray.put(where), codes_ref, ray.put(plan["fold"]), ray.put(_get(fits)))
-    per_row = _per_row(
-        _get([_search_task.remote(g, job.root, *_search_args(job, refs, members)) for g in live]),
-        len(job.codes),
-    )
+    search = [_search_task.remote(g, job.root, *_search_args(job, refs, members)) for g in live]
+    per_row = _per_row(_get(search, "search: partitions"), len(job.codes))
     job.seconds["search"] = time.perf_counter() - t
+    log.info("Ray issue step, search: %.1f s", job.seconds["search"])
     t = time.perf_counter()
     rank_by = next((p for d, p in detectors if d == "label"), {}).get("rank_by", "self_confidence")
     weights, alone, pooled = _combine(job, live, members, codes_ref, rank_by)
     per_row |= pooled
     job.seconds["combine"] = time.perf_counter() - t
+    log.info("Ray issue step, combine: %.1f s", job.seconds["combine"])
     t = time.perf_counter()
     table = _flag(detectors, per_row, job.codes, job.classes, job.blocks, job.first, Path(job.root), live)
     job.seconds["detectors"] = time.perf_counter() - t
+    log.info("Ray issue step, detectors: %.1f s", job.seconds["detectors"])
     names = [f"embedding/{model}" if m == "embedding" else "embedding/knn" for m in members]
     right = [float(per_row[f"right_{i}"][job.codes >= 0].mean()) for i in range(len(members))]
     report = {
@@ -327,12 +330,11 @@ def _partition(
     """Every row written to its partition, sorted by list; where each list is (partition,
     start, end) and the partitions that hold rows."""
     groups = _group_lists(index.centres, max(1, round(len(job.codes) / job.partition_rows)), job.cfg.seed)
-    _get(
-        [
-            _assign_task.remote(b, int(f), index_ref, groups, job.column, job.root)
-            for b, f in zip(job.blocks, job.first)
-        ]
-    )
+    assigned = [
+        _assign_task.remote(b, int(f), index_ref, groups, job.column, job.root)
+        for b, f in zip(job.blocks, job.first)
+    ]
+    _get(assigned, "assign: blocks")
     merged = _get([_merge_task.remote(g, job.root) for g in range(int(groups.max()) + 1)])
     where = {int(c): (g, int(a), int(b)) for g, m in enumerate(merged) for c, a, b in m}
     return where, [g for g, m in enumerate(merged) if len(m)]
@@ -350,14 +352,19 @@ def _combine(
     return weights, alone, _per_row(pooled, len(job.codes))
 
 
-def _get(refs: Any) -> Any:
+def _get(refs: Any, what: str | None = None) -> Any:
     """``ray.get``; an error of ours raised in a task comes out as itself (file, row, column),
-    not wrapped in Ray's traceback."""
+    not wrapped in Ray's traceback. With ``what``, a log line as each tenth of ``refs`` ends."""
     import ray
 
     from curation.errors import CurationError
 
     try:
+        if what is not None:  # a long stage: a log line as its tasks end
+            pending, total = list(refs), len(refs)
+            while pending:
+                _, pending = ray.wait(pending, num_returns=max(1, min(len(pending), total // 10)))
+                log.info("Ray issue step, %s done: %d of %d", what, total - len(pending), total)
         return ray.get(refs)
     except ray.exceptions.RayTaskError as e:
         if isinstance(e.cause, CurationError):

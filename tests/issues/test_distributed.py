@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -139,11 +140,16 @@ def test_a_row_without_a_vector_and_a_missing_column_are_named(tmp_path: Path) -
     assert e.value.column == "label" and "b.parquet" in str(e.value)
 
 
-def test_plain_list_vectors_give_the_fixed_size_ones_table(tmp_path: Path) -> None:
+def test_plain_list_vectors_give_the_fixed_size_ones_table(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     rows = make_rows(n=3000)
     rows.write_parquet(tmp_path / "fixed.parquet")
     rows.with_columns(pl.col("embedding").arr.to_list()).write_parquet(tmp_path / "plain.parquet")
     ensure_ray(None)
-    fixed, _ = find_issues_ray(tmp_path / "fixed.parquet", CLASSES, config())
+    with caplog.at_level(logging.INFO, logger="curation.issues.distributed"):
+        fixed, _ = find_issues_ray(tmp_path / "fixed.parquet", CLASSES, config())
+    said = caplog.text
+    assert "search: partitions done: 1 of 1" in said and "Ray issue step, combine:" in said  # progress
     plain, _ = find_issues_ray(tmp_path / "plain.parquet", CLASSES, config())
     assert len(fixed) and fixed.equals(plain)
