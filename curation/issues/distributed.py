@@ -133,6 +133,8 @@ def find_issues_ray(
     True
     """
 
+    import ray
+
     from curation.support.engine import ensure_ray
 
     cfg = cfg or IssuesConfig()
@@ -158,6 +160,7 @@ def find_issues_ray(
         blocks, first, codes, classes, cfg, column, str(own or scratch), k, partition_rows, exact_max_rows
     )
     job.seconds["labels"] = labels_s
+    job.codes_ref = ray.put(codes)
     try:
         table, report = _run(job, detectors)
     finally:
@@ -227,6 +230,7 @@ class _Job:
     k: int
     partition_rows: int
     exact_max_rows: int
+    codes_ref: Any = None  # the codes in Ray's object store, put once
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -245,10 +249,10 @@ def _run(job: _Job, detectors: list[tuple[str, dict[str, Any]]]) -> tuple[pl.Dat
     job.seconds["assign"] = time.perf_counter() - t
     log.info("Ray issue step, assign: %.1f s", job.seconds["assign"])
     t = time.perf_counter()
-    codes_ref = ray.put(job.codes)
+    codes_ref = job.codes_ref
     refs = (index_ref, ray.put(where), codes_ref, ray.put(plan["fold"]), ray.put(_get(fits)))
     search = [_search_task.remote(g, job.root, *_search_args(job, refs, members)) for g in live]
-    per_row = _per_row(_get(search, "search: partitions"), len(job.codes))
+    per_row = _collect(search, len(job.codes), "search: partitions")
     job.seconds["search"] = time.perf_counter() - t
     log.info("Ray issue step, search: %.1f s", job.seconds["search"])
     t = time.perf_counter()
@@ -301,7 +305,7 @@ def _index_and_fits(job: _Job) -> tuple[KnnIndex, dict[str, Any], list[Any], str
     import ray
 
     n, n_classes, cfg, codes = len(job.codes), len(job.classes), job.cfg, job.codes
-    plan = _fit_plan(codes, n_classes, cfg)
+    plan = _get(_plan_task.remote(job.codes_ref, n_classes, cfg))  # its sorting's memory stays off the driver
     exact = n <= job.exact_max_rows
     index_rows, rng = (np.zeros(0, np.int64), None) if exact else index_sample(n, cfg.seed)
     wanted = np.unique(np.concatenate([index_rows, *plan["train"], plan["choice"]]))
@@ -348,8 +352,8 @@ def _combine(
     lab, rng = evidence_rows(job.codes, seed=job.cfg.seed)
     logs = _sample_logs(_get([_evidence_at_task.remote(g, job.root, lab) for g in live]), lab)
     weights, alone = weigh(logs, job.codes[lab], [m == "embedding" for m in members], rng)
-    pooled = _get([_pool_task.remote(g, job.root, codes_ref, weights, rank_by) for g in live])
-    return weights, alone, _per_row(pooled, len(job.codes))
+    pooled = [_pool_task.remote(g, job.root, codes_ref, weights, rank_by) for g in live]
+    return weights, alone, _collect(pooled, len(job.codes), "pool: partitions")
 
 
 def _get(refs: Any, what: str | None = None) -> Any:
@@ -372,7 +376,7 @@ def _get(refs: Any, what: str | None = None) -> Any:
         raise
 
 
-def _fit_plan(codes: np.ndarray, n_classes: int, cfg: IssuesConfig) -> dict[str, Any]:
+def _plan(codes: np.ndarray, n_classes: int, cfg: IssuesConfig) -> dict[str, Any]:
     """Each row's fold (``-1``: a pool row) and every model's training rows, as in process
     (:func:`~curation.steps.model.cross_fit`; the pool's model on the last entry)."""
     lab = np.flatnonzero(codes >= 0)
@@ -404,16 +408,25 @@ def _group_lists(centres: np.ndarray, groups: int, seed: int) -> np.ndarray:
     return np.unique(near, return_inverse=True)[1].astype(np.int32)  # no empty partition
 
 
-def _per_row(parts: list[dict[str, np.ndarray]], n: int) -> dict[str, np.ndarray]:
-    """The tasks' per-row figures, each array in row order (every part has ``rows``)."""
+def _collect(refs: list[Any], n: int, what: str) -> dict[str, np.ndarray]:
+    """The tasks' per-row figures (every part has ``rows``), each array in row order, copied
+    as each task ends and then let go: the driver maps one task's result at a time. A log
+    line as each tenth of the tasks ends."""
+    import ray
+
     out: dict[str, np.ndarray] = {}
-    for name in parts[0]:
-        if name == "rows":
-            continue
-        first = parts[0][name]
-        out[name] = np.zeros((n, *first.shape[1:]), first.dtype)
-        for p in parts:
-            out[name][p["rows"]] = p[name]
+    pending, total = list(refs), len(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        part = dict(_get(done[0]))
+        rows = part.pop("rows")
+        for name, values in part.items():
+            if name not in out:
+                out[name] = np.zeros((n, *values.shape[1:]), values.dtype)
+            out[name][rows] = values
+        del part, rows
+        if (total - len(pending)) % max(1, total // 10) == 0 or not pending:
+            log.info("Ray issue step, %s done: %d of %d", what, total - len(pending), total)
     return out
 
 
@@ -553,6 +566,11 @@ def _vectors(df: pl.DataFrame, column: str, url: str) -> np.ndarray:
     if isinstance(s.dtype, pl.List):
         s = s.list.to_array(int(s.list.len().first()) if len(s) else 0)  # type: ignore[arg-type]
     return np.ascontiguousarray(s.to_numpy(), dtype=np.float32)
+
+
+def _row_dtype(n: int) -> type:
+    """The smallest integer type for row numbers below ``n`` (the driver holds some per row)."""
+    return np.int32 if n < 2**31 else np.int64
 
 
 def _scratch(root: str, *parts: str) -> Path:
@@ -700,7 +718,13 @@ def _search(
         probs.append(p)
     np.savez(_scratch(root, "graph", f"g{g:05d}.npz"), rows=rows, nbr=nbr, dist=dist)
     np.savez(_scratch(root, "evidence", f"g{g:05d}.npz"), rows=rows, probs=np.stack(probs))
-    out = {"rows": rows, "avg_dist": dist.mean(1), "nn_dist": dist[:, 0], "nn_row": nbr[:, 0]}
+    ix = _row_dtype(len(codes))
+    out = {
+        "rows": rows.astype(ix),
+        "avg_dist": dist.mean(1),
+        "nn_dist": dist[:, 0],
+        "nn_row": nbr[:, 0].astype(ix),
+    }
     for i, p in enumerate(probs):
         out[f"right_{i}"] = p.argmax(1) == codes[rows]
     return out
@@ -740,7 +764,7 @@ def _pool(g: int, root: str, codes: np.ndarray, weights: np.ndarray, rank_by: st
     if len(lab):
         flag[lab] = find_label_issues(y[lab], p[lab], filter_by="predicted_neq_given")
     return {
-        "rows": rows,
+        "rows": rows.astype(_row_dtype(len(codes))),
         "suggested": p.argmax(1).astype(np.int32),
         "quality": label_quality(y, p, rank_by),
         "label_flag": flag,
@@ -760,6 +784,7 @@ def _ids(block: Block, first: int, wanted: np.ndarray) -> pl.Series:
 
 
 _codes_task = _remote(_codes)
+_plan_task = _remote(_plan)
 _gather_task = _remote(_gather)
 _stack_task = _remote(_stack)
 _index_task = _remote(_index)
