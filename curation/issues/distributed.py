@@ -28,7 +28,7 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,15 +249,14 @@ def _run(job: _Job, detectors: list[tuple[str, dict[str, Any]]]) -> tuple[pl.Dat
     job.seconds["assign"] = time.perf_counter() - t
     log.info("Ray issue step, assign: %.1f s", job.seconds["assign"])
     t = time.perf_counter()
-    codes_ref = job.codes_ref
-    refs = (index_ref, ray.put(where), codes_ref, ray.put(plan["fold"]), ray.put(_get(fits)))
+    refs = (index_ref, ray.put(where), job.codes_ref, ray.put(plan["fold"]), ray.put(_get(fits)))
     search = [_search_task.remote(g, job.root, *_search_args(job, refs, members)) for g in live]
     per_row = _collect(search, len(job.codes), "search: partitions")
     job.seconds["search"] = time.perf_counter() - t
     log.info("Ray issue step, search: %.1f s", job.seconds["search"])
     t = time.perf_counter()
     rank_by = next((p for d, p in detectors if d == "label"), {}).get("rank_by", "self_confidence")
-    weights, alone, pooled = _combine(job, live, members, codes_ref, rank_by)
+    weights, alone, pooled = _combine(job, live, members, rank_by)
     per_row |= pooled
     job.seconds["combine"] = time.perf_counter() - t
     log.info("Ray issue step, combine: %.1f s", job.seconds["combine"])
@@ -310,7 +309,7 @@ def _index_and_fits(job: _Job) -> tuple[KnnIndex, dict[str, Any], list[Any], str
     index_rows, rng = (np.zeros(0, np.int64), None) if exact else index_sample(n, cfg.seed)
     wanted = np.unique(np.concatenate([index_rows, *plan["train"], plan["choice"]]))
     parts = [_gather_task.remote(b, int(f), wanted, job.column) for b, f in zip(job.blocks, job.first)]
-    sample = _stack_task.remote(wanted, *parts)
+    sample = _stack_task.remote(*parts)
     if exact:  # one list, compared with itself: every row against every row, as in process
         one = KnnIndex(np.ones((1, 1), np.float32), np.zeros((1, 1), np.int64), np.zeros(0, np.int32))
         index_ref = ray.put(one)
@@ -345,14 +344,14 @@ def _partition(
 
 
 def _combine(
-    job: _Job, live: list[int], members: list[str], codes_ref: Any, rank_by: str
+    job: _Job, live: list[int], members: list[str], rank_by: str
 ) -> tuple[np.ndarray, list[float], dict[str, np.ndarray]]:
     """The members' weights (fitted on the in-process step's sample of rows), their held-out
     log-losses, and every row's pooled figures (suggested label, quality, label flag)."""
     lab, rng = evidence_rows(job.codes, seed=job.cfg.seed)
     logs = _sample_logs(_get([_evidence_at_task.remote(g, job.root, lab) for g in live]), lab)
     weights, alone = weigh(logs, job.codes[lab], [m == "embedding" for m in members], rng)
-    pooled = [_pool_task.remote(g, job.root, codes_ref, weights, rank_by) for g in live]
+    pooled = [_pool_task.remote(g, job.root, job.codes_ref, weights, rank_by) for g in live]
     return weights, alone, _collect(pooled, len(job.codes), "pool: partitions")
 
 
@@ -364,11 +363,8 @@ def _get(refs: Any, what: str | None = None) -> Any:
     from curation.errors import CurationError
 
     try:
-        if what is not None:  # a long stage: a log line as its tasks end
-            pending, total = list(refs), len(refs)
-            while pending:
-                _, pending = ray.wait(pending, num_returns=max(1, min(len(pending), total // 10)))
-                log.info("Ray issue step, %s done: %d of %d", what, total - len(pending), total)
+        for _ in _as_done(refs, what) if what is not None else ():  # a long stage: its progress
+            pass
         return ray.get(refs)
     except ray.exceptions.RayTaskError as e:
         if isinstance(e.cause, CurationError):
@@ -390,44 +386,41 @@ def _plan(codes: np.ndarray, n_classes: int, cfg: IssuesConfig) -> dict[str, Any
 
 
 def _group_lists(centres: np.ndarray, groups: int, seed: int) -> np.ndarray:
-    """Each list's partition: nearby lists together (k-means on the lists' centres)."""
-    from curation.support.similarity import top_k
-
+    """Each list's partition: nearby lists together (:func:`~curation.issues.knn.train_index`'s
+    spherical k-means on the lists' centres), numbered without gaps."""
     groups = min(groups, len(centres))
     if groups <= 1:
         return np.zeros(len(centres), np.int32)
-    rng = np.random.default_rng(seed)
-    tops = centres[rng.choice(len(centres), size=groups, replace=False)]
-    for _ in range(10):
-        near = top_k(centres, tops, 1)[1][:, 0]
-        for g in range(groups):
-            if (near == g).any():
-                m = centres[near == g].sum(0)
-                tops[g] = m / max(float(np.linalg.norm(m)), 1e-12)
-    near = top_k(centres, tops, 1)[1][:, 0]
-    return np.unique(near, return_inverse=True)[1].astype(np.int32)  # no empty partition
+    tops = train_index(centres, groups, np.random.default_rng(seed), probe=1)
+    return np.unique(tops.assign(centres), return_inverse=True)[1].astype(np.int32)
 
 
 def _collect(refs: list[Any], n: int, what: str) -> dict[str, np.ndarray]:
     """The tasks' per-row figures (every part has ``rows``), each array in row order, copied
     as each task ends and then let go: the driver maps one task's result at a time. A log
     line as each tenth of the tasks ends."""
-    import ray
-
     out: dict[str, np.ndarray] = {}
-    pending, total = list(refs), len(refs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        part = dict(_get(done[0]))
+    for ref in _as_done(refs, what):
+        part = dict(_get(ref))
         rows = part.pop("rows")
         for name, values in part.items():
             if name not in out:
                 out[name] = np.zeros((n, *values.shape[1:]), values.dtype)
             out[name][rows] = values
         del part, rows
+    return out
+
+
+def _as_done(refs: list[Any], what: str) -> Iterator[Any]:
+    """Each of ``refs`` as its task ends; a log line as each tenth of them has ended."""
+    import ray
+
+    pending, total = list(refs), len(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
         if (total - len(pending)) % max(1, total // 10) == 0 or not pending:
             log.info("Ray issue step, %s done: %d of %d", what, total - len(pending), total)
-    return out
+        yield done[0]
 
 
 def _sample_logs(parts: list[dict[str, np.ndarray]], lab: np.ndarray) -> np.ndarray:
@@ -604,18 +597,23 @@ def _gather(block: Block, first: int, wanted: np.ndarray, column: str) -> np.nda
     return X[wanted[lo:hi] - first]
 
 
-def _stack(wanted: np.ndarray, *parts: np.ndarray) -> np.ndarray:
+def _stack(*parts: np.ndarray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
+def _pick(sample: np.ndarray, wanted: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The vectors of ``rows`` from the gathered ``sample`` (the vectors of ``wanted``, sorted)."""
+    return sample[np.searchsorted(wanted, rows)]
+
+
 def _index(sample: np.ndarray, wanted: np.ndarray, rows: np.ndarray, nlist: int, rng: Any) -> KnnIndex:
-    return train_index(sample[np.searchsorted(wanted, rows)], nlist, rng)
+    return train_index(_pick(sample, wanted, rows), nlist, rng)
 
 
 def _choose(
     sample: np.ndarray, wanted: np.ndarray, rows: np.ndarray, y: np.ndarray, n_classes: int, seed: int
 ) -> str:
-    return choose_model(sample[np.searchsorted(wanted, rows)], y, n_classes, seed=seed)[0]
+    return choose_model(_pick(sample, wanted, rows), y, n_classes, seed=seed)[0]
 
 
 def _fit(
@@ -627,13 +625,11 @@ def _fit(
     seed: int,
     model: str,
 ) -> FittedModel:
-    return fit_model(sample[np.searchsorted(wanted, rows)], y, n_classes, seed, model)
+    return fit_model(_pick(sample, wanted, rows), y, n_classes, seed, model)
 
 
-def _assign(
-    block: Block, first: int, index: KnnIndex, groups: np.ndarray, column: str, root: str
-) -> np.ndarray:
-    """Each row's list; the block's rows written to ``root`` by partition."""
+def _assign(block: Block, first: int, index: KnnIndex, groups: np.ndarray, column: str, root: str) -> int:
+    """The block's rows written to ``root`` by partition, each with its list; how many."""
     X = _vectors(read_block(block, ["id", column]), column, block.url)
     lists = index.assign(X)
     part = groups[lists]
@@ -643,7 +639,7 @@ def _assign(
         stem = _scratch(root, "rows", f"g{g:05d}", f"b{first:015d}")
         for name, values in (("rows", first + at), ("lists", lists[at]), ("X", X[at])):
             np.save(f"{stem}.{name}.npy", values)
-    return lists
+    return len(lists)
 
 
 def _merge(g: int, root: str) -> np.ndarray:
@@ -655,7 +651,8 @@ def _merge(g: int, root: str) -> np.ndarray:
     lists = np.concatenate([np.load(f"{s}.lists.npy") for s in stems])
     order = np.argsort(lists, kind="stable")
     out = _scratch(root, "parts", f"g{g:05d}")
-    for name in ("rows", "lists", "X"):
+    np.save(f"{out}.lists.npy", lists[order])
+    for name in ("rows", "X"):
         np.save(f"{out}.{name}.npy", np.concatenate([np.load(f"{s}.{name}.npy") for s in stems])[order])
     shutil.rmtree(Path(root, "rows", f"g{g:05d}"))
     ids, starts = np.unique(lists[order], return_index=True)

@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import ray
 from polars.testing import assert_frame_equal
-from ray.cluster_utils import Cluster
 
 from curation.config import IssuesConfig, PluginConfig
 from curation.errors import ConfigError, DataError
@@ -19,6 +17,7 @@ from curation.issues.find import find_issues
 from curation.issues.knn import EXACT_MAX_ROWS, knn_graph
 from curation.issues.lab import datalab_issues
 from curation.support.engine import ensure_ray
+from tests.support.ray_cluster import two_node_ray
 
 CLASSES = ["a", "b", "c", "d", "e"]
 DETECTORS = ("label", "outlier", "near_duplicate", "class_imbalance")
@@ -60,14 +59,7 @@ def test_the_ray_job_on_two_nodes_gives_the_in_process_table(tmp_path: Path) -> 
     write_parts(df, tmp_path / "in")
     X = df["embedding"].to_numpy()
     expected, _ = find_issues(None, df["id"], df["label"].to_list(), CLASSES, X, config())
-    if ray.is_initialized():  # another test's local Ray: this test starts its own
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        ensure_ray(cluster.address)
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    with two_node_ray():
         table, report = find_issues_ray(
             tmp_path / "in",
             CLASSES,
@@ -76,9 +68,6 @@ def test_the_ray_job_on_two_nodes_gives_the_in_process_table(tmp_path: Path) -> 
             block_rows=8192,
             partition_rows=15_000,
         )
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
     assert report["rows"] == len(df) and report["partitions"] >= 4 and report["lists"] > 1
     assert set(report["flagged"]) == set(
         DETECTORS

@@ -7,12 +7,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 import ray
-from ray.cluster_utils import Cluster
 
 from curation.config import ValidateConfig
 from curation.steps.validate import read_outputs, validate_source
 from curation.support.engine import ensure_ray
 from tests.steps.test_validate import contract, make_data, write_parts
+from tests.support.ray_cluster import two_node_ray
 
 
 def run_job(src: Path, out: Path) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
@@ -39,16 +39,8 @@ def test_two_node_cluster_matches_local_ray(tmp_path: Path) -> None:
         local = run_job(tmp_path / "in", tmp_path / "local")
     finally:
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        ensure_ray(cluster.address)
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    with two_node_ray():
         remote = run_job(tmp_path / "in", tmp_path / "cluster")
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
     assert local[0]["engine"] == remote[0]["engine"] == "ray"
     assert {k: v for k, v in local[0].items() if k != "seconds"} == {
         k: v for k, v in remote[0].items() if k != "seconds"
