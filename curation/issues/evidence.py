@@ -312,7 +312,6 @@ def weigh(
             break
         chosen, best = [*chosen, i], trials[i]
     weights = np.full(len(logs), -1.0)
-    weights[sorted(chosen)] = 0.0
     weights[chosen] = _fit(logs[chosen], y)
     return weights, alone
 
